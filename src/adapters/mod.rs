@@ -1,0 +1,209 @@
+//! Agent adapters: sans-IO translators between one agent CLI's wire format
+//! and AEP events (workers.md §1.1). An adapter never touches a file
+//! descriptor, a clock or a thread: it gets lines, inputs and replies, and
+//! returns [`Action`]s for the session to carry out. Adding an agent means
+//! adding a folder here (`wire.rs` for the CLI's own types, `translate.rs`
+//! for the mapping) and one arm in [`create`]; the session and reactor code
+//! do not change.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::protocol::{Event, Stats};
+
+pub mod claude;
+
+/// The five worker types (aep-v1.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkerType {
+    ClaudeCode,
+    OpencodeCli,
+    OpencodeServer,
+    Acpx,
+    Pi,
+}
+
+impl WorkerType {
+    pub const ALL: [WorkerType; 5] =
+        [WorkerType::ClaudeCode, WorkerType::OpencodeCli, WorkerType::OpencodeServer, WorkerType::Acpx, WorkerType::Pi];
+
+    /// Parse an `init.worker_type` (accepts the `pi-mono` alias).
+    pub fn parse(s: &str) -> Option<WorkerType> {
+        Some(match s {
+            "claude_code" => WorkerType::ClaudeCode,
+            "opencode_cli" => WorkerType::OpencodeCli,
+            "opencode_server" => WorkerType::OpencodeServer,
+            "acpx" => WorkerType::Acpx,
+            "pi" | "pi-mono" => WorkerType::Pi,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerType::ClaudeCode => "claude_code",
+            WorkerType::OpencodeCli => "opencode_cli",
+            WorkerType::OpencodeServer => "opencode_server",
+            WorkerType::Acpx => "acpx",
+            WorkerType::Pi => "pi",
+        }
+    }
+}
+
+/// What an adapter can do; reported in `init_ack.server_caps`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    pub supports_resume: bool,
+    pub supports_permissions: bool,
+    pub supports_interrupt: bool,
+    pub supports_delta: bool,
+    pub supports_tool_call: bool,
+}
+
+/// How a client `system_prompt` combines with the operator's (security.md §7.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemPromptMode {
+    Append,
+    Replace,
+}
+
+/// Everything an adapter needs to build its command line. All values are
+/// already validated against policy; the adapter only formats them.
+#[derive(Clone, Debug, Default)]
+pub struct LaunchSpec {
+    /// Canonical absolute work dir (the child `fchdir`s to it).
+    pub work_dir: PathBuf,
+    /// Effective model (client choice or the worker type's default).
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub system_prompt_mode: Option<SystemPromptMode>,
+    /// Effective allow list (tools usable without asking); empty = none.
+    pub allowed_tools: Vec<String>,
+    /// Effective deny list (server ∪ client).
+    pub disallowed_tools: Vec<String>,
+    pub permission_mode: Option<String>,
+    pub max_turns: Option<u64>,
+    /// Agent-side session id to resume; `None` starts a fresh agent session.
+    pub resume: Option<String>,
+    /// `workers.<type>.mcp_config` when set.
+    pub mcp_config: Option<PathBuf>,
+}
+
+/// The adapter's part of a spawn: arguments after the program name and the
+/// worker-specific environment (workers.md §1.5 row 2b / 5).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Launch {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// An agent session id the adapter chose itself (claude `--session-id`).
+    pub agent_session_id: Option<String>,
+}
+
+/// A permission request the agent is waiting on. The session adds
+/// `expires_at`, tracks it, and emits the `permission_request` event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PermissionAsk {
+    pub id: String,
+    pub tool_name: String,
+    pub description: String,
+    pub input: Option<Value>,
+    pub args: Option<Vec<String>>,
+    pub options: Option<Value>,
+}
+
+/// The client's (or the gateway's) answer to a [`PermissionAsk`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PermissionReply {
+    pub id: String,
+    pub allow: bool,
+    pub reason: Option<String>,
+    /// The client asked to remember the decision, and policy allows widening.
+    pub remember: bool,
+}
+
+/// How the worker process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The gateway sent a signal to the group before this exit.
+    pub signalled_by_gateway: bool,
+}
+
+/// What the session must do after an adapter call, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// A session event (message*, reasoning, tool_*, step, error{AGENT_ERROR}, …).
+    Emit(Event),
+    /// Worker output the adapter could not map; emitted as `raw` only when
+    /// `gateway.emit_raw` is on, counted either way.
+    Unmapped { kind: String, raw: Value },
+    /// The agent asks for permission.
+    Permission(PermissionAsk),
+    /// The agent withdrew a pending request (no event; later answers are invalid).
+    PermissionCancelled { id: String },
+    /// The agent-side session id, as soon as it is known (persisted for resume).
+    AgentSessionId(String),
+    /// The turn is over; the session emits exactly one `done` and `state{idle}`.
+    TurnEnd { success: bool, stats: Stats },
+    /// The agent refused to resume its conversation (workers.md: resume failure).
+    ResumeFailed { message: String },
+    /// Bytes for the worker's stdin (whole lines).
+    Stdin(Vec<u8>),
+    /// Close the worker's stdin.
+    CloseStdin,
+    /// Stop the worker process (group kill with the normal grace).
+    Kill,
+    /// Call [`Adapter::on_timer`] with `id` after `after`.
+    Timer { id: u32, after: Duration },
+}
+
+/// Collects [`Action`]s.
+#[derive(Debug, Default)]
+pub struct Out {
+    pub actions: Vec<Action>,
+}
+
+impl Out {
+    pub fn emit(&mut self, ev: Event) {
+        self.actions.push(Action::Emit(ev));
+    }
+    pub fn push(&mut self, a: Action) {
+        self.actions.push(a);
+    }
+    pub fn take(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+}
+
+/// A sans-IO agent adapter (workers.md §1.1). One instance per live worker
+/// process lifetime of a session; `launch` may be called again for a reset.
+pub trait Adapter: Send {
+    fn worker_type(&self) -> WorkerType;
+    fn caps(&self) -> Caps;
+    /// Command-line arguments and env for a new worker process.
+    fn launch(&mut self, spec: &LaunchSpec) -> Launch;
+    /// The process is running and its pipes are connected.
+    fn on_started(&mut self, _out: &mut Out) {}
+    /// Start one turn with the client's input.
+    fn on_input(&mut self, text: &str, out: &mut Out);
+    /// Deliver a permission decision for a pending request.
+    fn on_permission(&mut self, reply: &PermissionReply, out: &mut Out);
+    /// Ask the agent to stop the current turn (it must still end with `TurnEnd`).
+    fn on_interrupt(&mut self, out: &mut Out);
+    /// One stdout line without its `\n` (and without a trailing `\r`).
+    fn on_line(&mut self, line: &[u8], out: &mut Out);
+    fn on_timer(&mut self, _id: u32, _out: &mut Out) {}
+    /// The worker exited; stdout has been fully drained before this call.
+    fn on_exit(&mut self, _exit: &ExitInfo, _out: &mut Out) {}
+}
+
+/// Build the adapter for a worker type, or `None` if this build has none.
+pub fn create(worker_type: WorkerType) -> Option<Box<dyn Adapter>> {
+    match worker_type {
+        WorkerType::ClaudeCode => Some(Box::new(claude::ClaudeAdapter::new())),
+        _ => None,
+    }
+}
