@@ -1,0 +1,161 @@
+//! Startup and shutdown orchestration: threads, listeners, signals. `main`
+//! parses argv and loads the config; this module wires the runtime:
+//! reactors, the acceptor, the spawner, and the signal loop on the main
+//! thread (SIGTERM/SIGINT/SIGHUP are blocked in every thread and taken with
+//! `sigtimedwait` here).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::unbounded;
+use mio::{Poll, Waker};
+
+use crate::child::supervisor::{Command, Notice, NoticeSink, Supervisor};
+use crate::net::acceptor::Acceptor;
+use crate::reactor::Reactor;
+use crate::reactor::shared::{Counters, Msg, ReactorHandle, Shared, SpawnerClient};
+use crate::reactor::token;
+use crate::settings::Settings;
+use crate::sys;
+
+/// Exit codes (operations.md §8).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_STARTUP: i32 = 3;
+pub const EXIT_FORCED: i32 = 4;
+
+struct Sink(ReactorHandle);
+
+impl NoticeSink for Sink {
+    fn notify(&self, notice: Notice) {
+        self.0.send(Msg::Child(notice));
+    }
+}
+
+struct SpawnerHandle(Supervisor);
+
+impl SpawnerClient for SpawnerHandle {
+    fn send(&self, cmd: Command) {
+        self.0.send(cmd);
+    }
+}
+
+/// Run the gateway until a shutdown signal; returns the process exit code.
+pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -> i32 {
+    if let Err(e) = sys::prepare_process() {
+        log::error!("process setup failed: {e}");
+        return EXIT_STARTUP;
+    }
+    let settings = Arc::new(settings);
+    let n = settings.reactors.max(1);
+    let mut polls = Vec::with_capacity(n);
+    let mut handles = Vec::with_capacity(n);
+    let mut inboxes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let poll = match Poll::new() {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("cannot create a poll instance: {e}");
+                return EXIT_STARTUP;
+            }
+        };
+        let waker = match Waker::new(poll.registry(), token::WAKER) {
+            Ok(w) => Arc::new(w),
+            Err(e) => {
+                log::error!("cannot create a waker: {e}");
+                return EXIT_STARTUP;
+            }
+        };
+        let (tx, rx) = unbounded();
+        handles.push(ReactorHandle { tx, waker });
+        inboxes.push(rx);
+        polls.push(poll);
+    }
+    let sinks: Vec<Box<dyn NoticeSink>> = handles.iter().map(|h| Box::new(Sink(h.clone())) as Box<dyn NoticeSink>).collect();
+    let supervisor = match Supervisor::start(sinks) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot start the spawner: {e}");
+            return EXIT_STARTUP;
+        }
+    };
+    let (acceptor, local, stop_accept) = match Acceptor::bind(listen, handles.clone()) {
+        Ok(v) => v,
+        Err(e) => {
+            log::error!("cannot bind gateway.listen {listen}: {e}");
+            supervisor.shutdown(Duration::ZERO);
+            return EXIT_STARTUP;
+        }
+    };
+    let shared = Arc::new(Shared {
+        settings: settings.clone(),
+        reactors: handles.clone(),
+        spawner: Box::new(SpawnerHandle(supervisor)),
+        counters: Counters::default(),
+        shutting_down: AtomicBool::new(false),
+    });
+    let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
+    for (i, (poll, rx)) in polls.into_iter().zip(inboxes).enumerate() {
+        let reactor = Reactor::new(i, poll, rx, shared.clone());
+        match std::thread::Builder::new().name(format!("reactor-{i}")).spawn(move || reactor.run()) {
+            Ok(h) => threads.push(h),
+            Err(e) => {
+                log::error!("cannot start reactor {i}: {e}");
+                return EXIT_STARTUP;
+            }
+        }
+    }
+    let stop2 = stop_accept.clone();
+    let acceptor_thread = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run(stop2));
+    log::info!("ready gateway={local} reactors={n}");
+    eprintln!("hotplex listening gateway={local}");
+
+    // Signal loop.
+    let mut deadline: Option<Instant> = None;
+    loop {
+        match sys::wait_signal(Duration::from_millis(200)) {
+            Some(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
+                if deadline.is_some() {
+                    log::warn!("second signal during shutdown: forcing exit");
+                    return force_exit(&shared);
+                }
+                log::info!("shutdown requested (signal {sig})");
+                stop_accept.stop();
+                for h in &shared.reactors {
+                    h.send(Msg::Shutdown);
+                }
+                deadline = Some(Instant::now() + shutdown_timeout);
+            }
+            Some(sig) if sig == libc::SIGHUP => log::info!("SIGHUP: configuration reload is not available in this version"),
+            _ => {}
+        }
+        if let Some(d) = deadline {
+            if threads.iter().all(|t| t.is_finished()) {
+                break;
+            }
+            if Instant::now() >= d {
+                log::error!("shutdown exceeded gateway.shutdown_timeout");
+                return force_exit(&shared);
+            }
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    if let Ok(t) = acceptor_thread {
+        let _ = t.join();
+    }
+    drop(shared);
+    log::info!("stopped");
+    crate::logging::flush();
+    EXIT_OK
+}
+
+fn force_exit(shared: &Shared) -> i32 {
+    shared.spawner.send(Command::KillAll);
+    std::thread::sleep(Duration::from_millis(300));
+    crate::logging::flush();
+    EXIT_FORCED
+}

@@ -1,0 +1,154 @@
+//! The `log` backend: formats a line on the calling thread (text or JSON)
+//! and hands it to a `log` thread that writes stderr, so a stalled stderr
+//! never stalls a reactor. The queue is bounded; overflow drops lines and
+//! counts them (the only place dropping is allowed).
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+struct Logger {
+    tx: Sender<String>,
+    format: Format,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+/// Lines dropped because the log queue was full.
+pub static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Install the logger (once). Returns the writer thread handle on first call.
+pub fn init(level: LevelFilter, format: Format) -> Option<std::thread::JoinHandle<()>> {
+    let (tx, rx) = bounded::<String>(16_384);
+    if LOGGER.set(Logger { tx, format }).is_err() {
+        log::set_max_level(level);
+        return None;
+    }
+    if let Some(l) = LOGGER.get() {
+        let _ = log::set_logger(l);
+    }
+    log::set_max_level(level);
+    std::thread::Builder::new().name("log".into()).spawn(move || writer(rx)).ok()
+}
+
+pub fn set_level(level: LevelFilter) {
+    log::set_max_level(level);
+}
+
+fn writer(rx: Receiver<String>) {
+    let stderr = std::io::stderr();
+    while let Ok(line) = rx.recv() {
+        let mut out = stderr.lock();
+        let _ = out.write_all(line.as_bytes());
+        while let Ok(more) = rx.try_recv() {
+            let _ = out.write_all(more.as_bytes());
+        }
+        let _ = out.flush();
+    }
+}
+
+/// Block until queued lines are written (best effort, bounded wait).
+pub fn flush() {
+    if let Some(l) = LOGGER.get() {
+        for _ in 0..100 {
+            if l.tx.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+fn timestamp() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let ms = now.subsec_millis();
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // civil-from-days (Howard Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if mo <= 2 { y + 1 } else { y };
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let thread = std::thread::current();
+        let tname = thread.name().unwrap_or("-");
+        let line = match self.format {
+            Format::Text => format!(
+                "{} {:<5} {} [{}] {}\n",
+                timestamp(),
+                record.level(),
+                record.target(),
+                tname,
+                record.args()
+            ),
+            Format::Json => {
+                let v = serde_json::json!({
+                    "ts": timestamp(),
+                    "level": level_str(record.level()),
+                    "target": record.target(),
+                    "thread": tname,
+                    "msg": record.args().to_string(),
+                    "service": "hotplex",
+                });
+                format!("{v}\n")
+            }
+        };
+        match self.tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn level_str(l: Level) -> &'static str {
+    match l {
+        Level::Error => "ERROR",
+        Level::Warn => "WARN",
+        Level::Info => "INFO",
+        Level::Debug => "DEBUG",
+        Level::Trace => "TRACE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamp_shape() {
+        let t = super::timestamp();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.ends_with('Z'));
+        assert_eq!(&t[4..5], "-");
+        assert_eq!(&t[10..11], "T");
+    }
+}

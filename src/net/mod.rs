@@ -1,0 +1,5 @@
+//! Network plumbing shared by the listeners: the acceptor thread and HTTP
+//! request-head parsing. No protocol decisions beyond HTTP itself.
+
+pub mod acceptor;
+pub mod http;

@@ -1,0 +1,465 @@
+//! Client connections on a reactor: accept, HTTP upgrade, frame dispatch to
+//! sessions, heartbeat, connection-local frames, writing and closing. The
+//! protocol decisions per frame type follow aep-v1.md §2 and §3.1.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use tungstenite::Bytes;
+
+use crate::net::http;
+use crate::protocol::{self, ClientEvent, ControlAction, ErrorCode, Event, Mode, SessionState, close};
+use crate::session::identity;
+use crate::ws::conn::{Conn, HttpRead, Phase, ReadEnd};
+use crate::ws::{frame, handshake};
+
+use super::Reactor;
+use super::shared::{Adoption, Candidate};
+use super::timer::{Owner, TimerKind};
+use super::token::{self, Key, Kind};
+
+/// Messages read per wake-up before yielding to other sources.
+const READ_BUDGET: usize = 64;
+/// How long a closing connection waits for the peer's FIN.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Where a client is in the protocol.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stage {
+    Http,
+    AwaitInit,
+    /// `init` accepted, its session is being attached (worker spawning).
+    InitPending,
+    Attached { session: Key, mode: Mode },
+    Closing,
+}
+
+pub struct Client {
+    pub gen: u32,
+    pub conn: Conn,
+    pub stage: Stage,
+    pub owner: Option<Arc<str>>,
+    /// Frames that arrived behind an `init`, processed once it completes.
+    pub deferred: Vec<Bytes>,
+    pub lingering: bool,
+    pub upgraded_at: Option<Instant>,
+}
+
+impl Client {
+    /// The id for `session_id` of connection-local frames.
+    fn session_id<'a>(&self, r: &'a Reactor) -> &'a str {
+        match &self.stage {
+            Stage::Attached { session, .. } => r.session(*session).map(|s| &*s.id_str).unwrap_or(""),
+            _ => "",
+        }
+    }
+}
+
+impl Reactor {
+    pub fn client(&self, key: Key) -> Option<&Client> {
+        self.clients.get(key.idx).filter(|c| c.gen == key.gen)
+    }
+
+    pub fn client_mut(&mut self, key: Key) -> Option<&mut Client> {
+        self.clients.get_mut(key.idx).filter(|c| c.gen == key.gen)
+    }
+
+    pub(super) fn accept(&mut self, sock: TcpStream, peer: SocketAddr) {
+        let gen = self.next_gen();
+        let client =
+            Client { gen, conn: Conn::new(sock, peer), stage: Stage::Http, owner: None, deferred: Vec::new(), lingering: false, upgraded_at: None };
+        let idx = self.clients.insert(client);
+        let key = Key { idx, gen };
+        let registered = match self.clients.get_mut(idx) {
+            Some(c) => self.poll.registry().register(&mut c.conn.sock, token::make(Kind::Conn, key), Reactor::interest(false)),
+            None => return,
+        };
+        if registered.is_err() {
+            self.drop_client(key);
+            return;
+        }
+        self.timers.after(self.s.handshake_timeout, Owner::Conn(key.into()), TimerKind::Handshake);
+        // Data may already be waiting (edge-triggered): read now.
+        self.on_client_event(key, true, false);
+    }
+
+    /// A connection handed over by another reactor after its `init`.
+    pub(super) fn adopt(&mut self, a: Adoption) {
+        let gen = self.next_gen();
+        let Adoption { conn, owner, frame_id, init, candidate, deferred } = a;
+        let client = Client {
+            gen,
+            conn,
+            stage: Stage::InitPending,
+            owner: Some(owner),
+            deferred,
+            lingering: false,
+            upgraded_at: Some(Instant::now()),
+        };
+        let idx = self.clients.insert(client);
+        let key = Key { idx, gen };
+        let ok = match self.clients.get_mut(idx) {
+            Some(c) => self
+                .poll
+                .registry()
+                .register(&mut c.conn.sock, token::make(Kind::Conn, key), Reactor::interest(!c.conn.out.is_empty()))
+                .is_ok(),
+            None => false,
+        };
+        if !ok {
+            self.drop_client(key);
+            return;
+        }
+        self.timers.after(self.s.ping_interval, Owner::Conn(key.into()), TimerKind::Heartbeat);
+        self.init_on_home(key, frame_id, init, candidate);
+    }
+
+    pub(super) fn on_client_event(&mut self, key: Key, readable: bool, writable: bool) {
+        if writable {
+            self.flush_client(key);
+        }
+        if !readable {
+            return;
+        }
+        let Some(c) = self.client_mut(key) else { return };
+        match c.stage {
+            Stage::Http => self.read_http(key),
+            Stage::AwaitInit | Stage::Attached { .. } => self.read_frames(key),
+            Stage::InitPending => {}
+            Stage::Closing => {
+                if c.conn.drain_closing() {
+                    self.drop_client(key);
+                }
+            }
+        }
+    }
+
+    fn read_http(&mut self, key: Key) {
+        let limits = self.s.head_limits;
+        let Some(c) = self.client_mut(key) else { return };
+        match c.conn.read_http(&limits) {
+            HttpRead::Partial => {}
+            HttpRead::Gone => self.drop_client(key),
+            HttpRead::Reject(status) => {
+                let resp = http::error_response(status, http::default_code(status), http::reason(status), &[]);
+                self.respond(key, resp);
+            }
+            HttpRead::Complete(req, rest) => self.route_http(key, req, rest),
+        }
+    }
+
+    fn route_http(&mut self, key: Key, req: http::Request, rest: Vec<u8>) {
+        match req.path.as_str() {
+            "/ws" => {}
+            "/health" if req.method == "GET" || req.method == "HEAD" => {
+                let resp = http::json_response(200, r#"{"status":"ok"}"#, &[]);
+                return self.respond(key, resp);
+            }
+            "/health" => {
+                let resp = http::error_response(405, "method_not_allowed", "only GET", &[("Allow", "GET")]);
+                return self.respond(key, resp);
+            }
+            _ => {
+                let resp = http::error_response(404, "not_found", "no such path", &[]);
+                return self.respond(key, resp);
+            }
+        }
+        if self.stopping {
+            let resp = http::error_response(503, "draining", "server shutting down", &[("Retry-After", "2")]);
+            return self.respond(key, resp);
+        }
+        match handshake::check_upgrade(&req, &self.s.upgrade) {
+            Err(refusal) => {
+                log::debug!("upgrade refused: {} {}", refusal.status, refusal.message);
+                let resp = http::error_response(refusal.status, refusal.code, refusal.message, handshake::refusal_headers(&refusal));
+                self.respond(key, resp);
+            }
+            Ok(accept) => {
+                let max = self.s.max_message_bytes;
+                let Some(c) = self.client_mut(key) else { return };
+                c.conn.out.push_raw(handshake::accept_response(&accept));
+                c.conn.upgrade(rest, max);
+                c.stage = Stage::AwaitInit;
+                c.upgraded_at = Some(Instant::now());
+                // Mode `none`: every connection is the anonymous owner.
+                c.owner = Some(Arc::from(identity::ANONYMOUS));
+                self.mark_dirty(key);
+                self.timers.after(self.s.init_timeout, Owner::Conn(key.into()), TimerKind::Init);
+                self.timers.after(self.s.ping_interval, Owner::Conn(key.into()), TimerKind::Heartbeat);
+                self.read_frames(key);
+            }
+        }
+    }
+
+    fn read_frames(&mut self, key: Key) {
+        let Some(c) = self.client_mut(key) else { return };
+        if c.conn.read_paused {
+            return;
+        }
+        let r = c.conn.read_ws(READ_BUDGET);
+        if r.alive || !r.messages.is_empty() {
+            c.conn.last_rx = Instant::now();
+        }
+        let had_ctrl = !c.conn.out.is_empty();
+        if had_ctrl {
+            self.mark_dirty(key);
+        }
+        let mut msgs = r.messages.into_iter();
+        while let Some(m) = msgs.next() {
+            let Some(c) = self.client_mut(key) else { return };
+            if c.stage == Stage::InitPending {
+                c.deferred.push(m);
+                c.deferred.extend(msgs);
+                return;
+            }
+            if matches!(c.stage, Stage::Closing) {
+                return;
+            }
+            self.on_frame(key, &m);
+        }
+        match r.end {
+            Some(ReadEnd::Gone) => {
+                let had_output = self.client(key).is_some_and(|c| !c.conn.out.is_empty());
+                if had_output {
+                    // a close reply is queued: send it, then drop
+                    if let Some(c) = self.client_mut(key) {
+                        c.conn.phase = Phase::Closing;
+                        c.conn.read_paused = true;
+                        c.stage = Stage::Closing;
+                    }
+                    self.detach_client(key);
+                    self.mark_dirty(key);
+                } else {
+                    self.drop_client(key);
+                }
+            }
+            Some(ReadEnd::Close(code, reason)) => self.close_client(key, code, reason, false),
+            None => {
+                if r.more {
+                    self.again.push((Kind::Conn, key));
+                }
+            }
+        }
+    }
+
+    /// Run frames deferred behind an `init` (now attached or closing).
+    pub fn run_deferred(&mut self, key: Key) {
+        let Some(c) = self.client_mut(key) else { return };
+        c.conn.read_paused = false;
+        let deferred = std::mem::take(&mut c.deferred);
+        for m in deferred {
+            let Some(c) = self.client(key) else { return };
+            if !matches!(c.stage, Stage::Attached { .. }) {
+                return;
+            }
+            self.on_frame(key, &m);
+        }
+        // more may be waiting in the socket (we stopped reading while pending)
+        self.again.push((Kind::Conn, key));
+    }
+
+    fn on_frame(&mut self, key: Key, bytes: &[u8]) {
+        let decoded = protocol::decode(bytes, &self.s.decode);
+        let Some(c) = self.client(key) else { return };
+        match c.stage.clone() {
+            Stage::AwaitInit => match decoded {
+                Err(e) => self.fail_init(key, e.code, &e.message, e.event_id),
+                Ok(f) => match f.event {
+                    ClientEvent::Init(req) => self.begin_init(key, f.id, req),
+                    other => {
+                        let msg = format!("the first frame must be init, got {}", other.metric_type());
+                        self.fail_init(key, ErrorCode::ProtocolError, &msg, f.id);
+                    }
+                },
+            },
+            Stage::Attached { session, mode } => match decoded {
+                Err(e) if e.code == ErrorCode::VersionMismatch => {
+                    self.send_error(key, e.code, &e.message, e.event_id, Some(serde_json::json!({"max_supported": protocol::VERSION})));
+                    self.close_client(key, close::POLICY, "version mismatch", false);
+                }
+                Err(e) => self.send_error(key, e.code, &e.message, e.event_id, None),
+                Ok(f) => match f.event {
+                    ClientEvent::Init(_) => {
+                        self.send_error(key, ErrorCode::ProtocolError, "init was already received on this connection", f.id, None)
+                    }
+                    ClientEvent::Ping => {
+                        let state = self.session(session).map(|s| s.state).unwrap_or(SessionState::Terminated);
+                        self.send_local(key, &Event::Pong { state });
+                    }
+                    ClientEvent::Extension(_) => {}
+                    ClientEvent::Unknown(t) => {
+                        self.send_error(key, ErrorCode::ProtocolError, &format!("unknown event type: {t}"), f.id, None)
+                    }
+                    _ if mode == Mode::Observe => {
+                        self.send_error(key, ErrorCode::Unauthorized, "observers may only send ping", f.id, None)
+                    }
+                    ClientEvent::Input { content, metadata } => self.on_input(session, key, f.id, content, metadata),
+                    ClientEvent::PermissionResponse { id, allowed, reason, remember } => {
+                        self.on_permission_response(session, key, f.id, id, allowed, reason, remember)
+                    }
+                    ClientEvent::Control { action: ControlAction::Unknown(a), .. } => {
+                        self.send_error(key, ErrorCode::ProtocolError, &format!("unknown control action: {a}"), f.id, None)
+                    }
+                    ClientEvent::Control { action, .. } => self.on_control(session, key, f.id, action),
+                },
+            },
+            _ => {}
+        }
+    }
+
+    /// An init failure: one error frame, then close (aep-v1.md §4.2).
+    pub fn fail_init(&mut self, key: Key, code: ErrorCode, message: &str, event_id: Option<String>) {
+        let details =
+            if code == ErrorCode::VersionMismatch { Some(serde_json::json!({"max_supported": protocol::VERSION})) } else { None };
+        self.send_error(key, code, message, event_id, details);
+        self.close_client(key, code.init_close_code(), "init failed", false);
+    }
+
+    /// A connection-local `error` (seq 0).
+    pub fn send_error(&mut self, key: Key, code: ErrorCode, message: &str, event_id: Option<String>, details: Option<serde_json::Value>) {
+        let ev = Event::Error { code, message: message.to_owned(), event_id, details };
+        self.send_local(key, &ev);
+    }
+
+    /// Queue a connection-local frame (seq 0, not logged).
+    pub fn send_local(&mut self, key: Key, ev: &Event) {
+        let Some(c) = self.client(key) else { return };
+        if c.conn.is_closing() {
+            return;
+        }
+        let sid = c.session_id(self).to_owned();
+        let json = protocol::encode(0, &sid, protocol::now_ms(), ev);
+        if let Some(c) = self.client_mut(key) {
+            c.conn.out.push_raw(frame::text(&json));
+            self.mark_dirty(key);
+        }
+    }
+
+    fn respond(&mut self, key: Key, resp: Vec<u8>) {
+        if let Some(c) = self.client_mut(key) {
+            c.conn.respond_and_close(resp);
+            c.stage = Stage::Closing;
+            self.mark_dirty(key);
+        }
+    }
+
+    /// Close with a WebSocket close code (after queued frames, unless `drop_pending`).
+    pub fn close_client(&mut self, key: Key, code: u16, reason: &str, drop_pending: bool) {
+        self.detach_client(key);
+        let Some(c) = self.client_mut(key) else { return };
+        if c.conn.is_closing() {
+            return;
+        }
+        c.conn.start_close(code, reason, drop_pending);
+        c.stage = Stage::Closing;
+        c.deferred.clear();
+        self.mark_dirty(key);
+    }
+
+    /// Remove a client from its session (driver or observer).
+    pub fn detach_client(&mut self, key: Key) {
+        let Some(c) = self.client_mut(key) else { return };
+        if let Stage::Attached { session, .. } = c.stage {
+            c.stage = Stage::Closing;
+            if let Some(s) = self.session_mut(session) {
+                s.detach(key);
+            }
+        }
+    }
+
+    /// Forget a client now (socket closed by dropping it).
+    pub fn drop_client(&mut self, key: Key) {
+        self.detach_client(key);
+        if self.client(key).is_none() {
+            return;
+        }
+        let mut c = self.clients.remove(key.idx);
+        let _ = self.poll.registry().deregister(&mut c.conn.sock);
+        if c.upgraded_at.is_some() {
+            self.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Write queued output; handle the end of a closing connection.
+    pub fn flush_client(&mut self, key: Key) {
+        let Some(c) = self.client_mut(key) else { return };
+        let result = c.conn.flush();
+        match result {
+            Err(_) => return self.drop_client(key),
+            Ok(true) => {
+                if c.conn.write_armed {
+                    c.conn.write_armed = false;
+                    let tok = token::make(Kind::Conn, key);
+                    let _ = self.poll.registry().reregister(&mut c.conn.sock, tok, Reactor::interest(false));
+                }
+                if c.conn.is_closing() && !c.lingering {
+                    c.lingering = true;
+                    c.conn.shutdown_write();
+                    self.timers.after(LINGER, Owner::Conn(key.into()), TimerKind::Linger);
+                    // the peer may already have closed
+                    if c.conn.drain_closing() {
+                        self.drop_client(key);
+                    }
+                }
+            }
+            Ok(false) => {
+                if !c.conn.write_armed {
+                    c.conn.write_armed = true;
+                    let tok = token::make(Kind::Conn, key);
+                    let _ = self.poll.registry().reregister(&mut c.conn.sock, tok, Reactor::interest(true));
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_client_timer(&mut self, key: Key, kind: TimerKind) {
+        let Some(c) = self.client(key) else { return };
+        match kind {
+            TimerKind::Handshake => {
+                if c.stage == Stage::Http {
+                    self.drop_client(key);
+                }
+            }
+            TimerKind::Init => {
+                if c.stage == Stage::AwaitInit {
+                    self.close_client(key, close::POLICY, "init timeout", false);
+                }
+            }
+            TimerKind::Linger => self.drop_client(key),
+            TimerKind::Heartbeat => {
+                if c.conn.is_closing() || !c.conn.is_ws() {
+                    return;
+                }
+                let silence = c.conn.last_rx.elapsed();
+                let limit = self.s.ping_interval * self.s.missed_pongs;
+                if silence >= limit {
+                    self.close_client(key, close::GOING_AWAY, "heartbeat timeout", false);
+                    return;
+                }
+                if let Some(c) = self.client_mut(key) {
+                    c.conn.out.push_raw(frame::ping(b"hb"));
+                }
+                self.mark_dirty(key);
+                self.timers.after(self.s.ping_interval, Owner::Conn(key.into()), TimerKind::Heartbeat);
+            }
+            _ => {}
+        }
+    }
+
+    /// Hand a connection to the reactor homing `candidate`'s session.
+    pub fn hand_over(&mut self, key: Key, frame_id: Option<String>, init: Box<protocol::InitRequest>, candidate: Candidate) {
+        let home = identity::home(&candidate.id(), self.shared.reactors.len());
+        if self.client(key).is_none() {
+            return;
+        }
+        let mut c = self.clients.remove(key.idx);
+        let _ = self.poll.registry().deregister(&mut c.conn.sock);
+        c.conn.write_armed = false;
+        let owner = c.owner.clone().unwrap_or_else(|| Arc::from(identity::ANONYMOUS));
+        let adoption = Adoption { conn: c.conn, owner, frame_id, init, candidate, deferred: c.deferred };
+        self.shared.reactors[home].send(super::shared::Msg::Adopt(Box::new(adoption)));
+    }
+}

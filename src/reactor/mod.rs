@@ -1,0 +1,177 @@
+//! A reactor thread: one `mio::Poll` multiplexing client sockets, the pipes
+//! of the workers of the sessions homed here, an inbox (crossbeam + waker)
+//! and a timer heap. Owns its slabs; talks to other threads only through
+//! channels. Nothing here blocks: no disk, no DNS, no `wait()`.
+
+pub mod client;
+pub mod shared;
+pub mod timer;
+pub mod token;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::{Events, Interest, Poll};
+use slab::Slab;
+
+use crate::session::Session;
+use crate::settings::Settings;
+
+use client::Client;
+use shared::{Msg, Shared};
+use timer::{Owner, TimerKind, Timers};
+use token::{Key, Kind};
+
+/// The longest a poll may sleep, so heartbeats and shutdown are noticed.
+const MAX_POLL: Duration = Duration::from_millis(250);
+
+pub struct Reactor {
+    pub id: usize,
+    pub poll: Poll,
+    pub inbox: Receiver<Msg>,
+    pub shared: Arc<Shared>,
+    pub s: Arc<Settings>,
+    pub clients: Slab<Client>,
+    pub sessions: Slab<Session>,
+    pub by_id: HashMap<uuid::Uuid, usize>,
+    /// Deleted session ids (SESSION_NOT_FOUND until forgotten).
+    pub tombstones: HashMap<uuid::Uuid, Instant>,
+    pub timers: Timers,
+    /// Clients with queued output to write at the end of this iteration.
+    pub dirty: Vec<Key>,
+    /// Sources whose read budget ran out: read again without waiting.
+    pub again: Vec<(Kind, Key)>,
+    gen: u32,
+    /// Shutdown requested: terminate sessions, then exit the loop.
+    pub stopping: bool,
+}
+
+impl Reactor {
+    pub fn new(id: usize, poll: Poll, inbox: Receiver<Msg>, shared: Arc<Shared>) -> Reactor {
+        let s = shared.settings.clone();
+        Reactor {
+            id,
+            poll,
+            inbox,
+            shared,
+            s,
+            clients: Slab::new(),
+            sessions: Slab::new(),
+            by_id: HashMap::new(),
+            tombstones: HashMap::new(),
+            timers: Timers::default(),
+            dirty: Vec::new(),
+            again: Vec::new(),
+            gen: 0,
+            stopping: false,
+        }
+    }
+
+    pub fn next_gen(&mut self) -> u32 {
+        token::next_gen(&mut self.gen)
+    }
+
+    /// Run until shutdown completes.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        self.timers.after(self.s.sessions.gc_interval, Owner::Reactor, TimerKind::Gc);
+        loop {
+            let now = Instant::now();
+            let timeout = if self.again.is_empty() { self.timers.timeout(now, MAX_POLL) } else { Duration::ZERO };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("reactor {} poll failed: {e}", self.id);
+                    return;
+                }
+            }
+            for ev in events.iter() {
+                let Some((kind, key)) = token::split(ev.token()) else { continue };
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                let writable = ev.is_writable() || ev.is_write_closed();
+                match kind {
+                    Kind::Waker => {}
+                    Kind::Conn => self.on_client_event(key, readable, writable),
+                    Kind::Stdout | Kind::Stderr | Kind::Stdin => self.on_pipe_event(kind, key, readable, writable),
+                }
+            }
+            self.drain_inbox();
+            let again = std::mem::take(&mut self.again);
+            for (kind, key) in again {
+                match kind {
+                    Kind::Conn => self.on_client_event(key, true, false),
+                    Kind::Stdout | Kind::Stderr => self.on_pipe_event(kind, key, true, false),
+                    _ => {}
+                }
+            }
+            self.fire_timers();
+            self.flush_dirty();
+            if self.stopping && self.sessions.is_empty() && self.clients.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                Msg::Accept(sock, peer) => self.accept(sock, peer),
+                Msg::Adopt(a) => self.adopt(*a),
+                Msg::Child(n) => self.on_child_notice(n),
+                Msg::Shutdown => self.begin_shutdown(),
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some((_, owner, kind)) = self.timers.pop_due(now) {
+            match owner {
+                Owner::Conn(k) => self.on_client_timer(k.into(), kind),
+                Owner::Session(k) => self.on_session_timer(k.into(), kind),
+                Owner::Reactor => {
+                    if kind == TimerKind::Gc {
+                        self.gc_sweep();
+                        self.timers.after(self.s.sessions.gc_interval, Owner::Reactor, TimerKind::Gc);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Write queued output of every client touched in this iteration.
+    pub fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for key in dirty {
+            self.flush_client(key);
+        }
+    }
+
+    pub fn mark_dirty(&mut self, key: Key) {
+        self.dirty.push(key);
+    }
+
+    /// Register a socket or pipe for readable (+ writable) readiness.
+    pub fn interest(writable: bool) -> Interest {
+        if writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.shared.shutting_down.store(true, Ordering::Relaxed);
+        let keys: Vec<Key> = self.sessions.iter().map(|(i, s)| s.key(i)).collect();
+        for k in keys {
+            self.shutdown_session(k);
+        }
+        let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, gen: c.gen }).collect();
+        for k in clients {
+            self.close_client(k, crate::protocol::close::GOING_AWAY, "server shutting down", false);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! What reactor threads share: their inboxes (crossbeam channel + mio waker),
+//! the spawner's command channel, the settings, and a few global counters.
+//! Nothing here is touched per event on the hot path except atomics.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Sender;
+use mio::Waker;
+use mio::net::TcpStream;
+
+use crate::child::supervisor::{Command, Notice};
+use crate::protocol::InitRequest;
+use crate::settings::Settings;
+use crate::ws::conn::Conn;
+
+/// A message into a reactor's inbox.
+pub enum Msg {
+    /// A freshly accepted socket.
+    Accept(TcpStream, SocketAddr),
+    /// A connection whose `init` belongs to a session homed here.
+    Adopt(Box<Adoption>),
+    /// A spawn result or a worker exit from the spawner.
+    Child(Notice),
+    /// Terminate every session and stop.
+    Shutdown,
+}
+
+/// How an init's session id is still to be resolved on the home reactor.
+#[derive(Clone, Debug)]
+pub enum Candidate {
+    /// A brand-new session with this id.
+    New(uuid::Uuid),
+    /// The client sent a UUID: an existing server id of the caller, or else a client key.
+    MaybeServerId(uuid::Uuid, String),
+    /// A client key and the id derived from it.
+    Derived(uuid::Uuid, String),
+}
+
+impl Candidate {
+    pub fn id(&self) -> uuid::Uuid {
+        match self {
+            Candidate::New(u) | Candidate::MaybeServerId(u, _) | Candidate::Derived(u, _) => *u,
+        }
+    }
+}
+
+/// A connection travelling to the reactor that homes its session.
+pub struct Adoption {
+    pub conn: Conn,
+    pub owner: Arc<str>,
+    pub frame_id: Option<String>,
+    pub init: Box<InitRequest>,
+    pub candidate: Candidate,
+    /// Frames that arrived after `init`, to run once it completes.
+    pub deferred: Vec<tungstenite::Bytes>,
+}
+
+/// A reactor's inbox.
+#[derive(Clone)]
+pub struct ReactorHandle {
+    pub tx: Sender<Msg>,
+    pub waker: Arc<Waker>,
+}
+
+impl ReactorHandle {
+    pub fn send(&self, msg: Msg) {
+        if self.tx.send(msg).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Where the spawner takes commands.
+pub trait SpawnerClient: Send + Sync {
+    fn send(&self, cmd: Command);
+}
+
+/// Counters for limits that span reactors (sessions, connections).
+#[derive(Default)]
+pub struct Counters {
+    pub live_sessions: AtomicUsize,
+    pub connections: AtomicUsize,
+    pub per_owner: Mutex<HashMap<String, usize>>,
+}
+
+impl Counters {
+    /// Reserve a live-session slot for `owner`; false when a limit is reached (0 = unlimited).
+    pub fn try_add_session(&self, owner: &str, max_total: usize, max_per_owner: usize) -> bool {
+        let mut per = match self.per_owner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let total = self.live_sessions.load(Ordering::Relaxed);
+        let mine = per.get(owner).copied().unwrap_or(0);
+        if (max_total > 0 && total >= max_total) || (max_per_owner > 0 && mine >= max_per_owner) {
+            return false;
+        }
+        self.live_sessions.fetch_add(1, Ordering::Relaxed);
+        *per.entry(owner.to_owned()).or_insert(0) += 1;
+        true
+    }
+
+    pub fn remove_session(&self, owner: &str) {
+        let mut per = match self.per_owner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let _ = self.live_sessions.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+        if let Some(n) = per.get_mut(owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(owner);
+            }
+        }
+    }
+}
+
+pub struct Shared {
+    pub settings: Arc<Settings>,
+    pub reactors: Vec<ReactorHandle>,
+    pub spawner: Box<dyn SpawnerClient>,
+    pub counters: Counters,
+    pub shutting_down: AtomicBool,
+}

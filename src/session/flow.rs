@@ -1,0 +1,611 @@
+//! Session behaviour on its reactor: emitting session events (seq, replay
+//! window, fan-out with backpressure), turns (exactly one `done` per
+//! accepted input), permissions, control actions (aep-v1.md §6), timers and
+//! the GC sweep.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::adapters::{Action, Out, PermissionReply};
+use crate::protocol::{ControlAction, ErrorCode, Event, SessionState, Stats, close, now_ms};
+use crate::reactor::Reactor;
+use crate::reactor::timer::{Owner, TimerKind};
+use crate::reactor::token::Key;
+use crate::ws::outq::{Pushed, SessionFrame};
+
+use super::{Ending, PendingPermission, Session, TermReason, Turn};
+
+impl Reactor {
+    pub fn session(&self, key: Key) -> Option<&Session> {
+        self.sessions.get(key.idx).filter(|s| s.gen == key.gen)
+    }
+
+    pub fn session_mut(&mut self, key: Key) -> Option<&mut Session> {
+        self.sessions.get_mut(key.idx).filter(|s| s.gen == key.gen)
+    }
+
+    /// Assign the next seq to `ev`, keep it for replay, send it to every
+    /// attached connection.
+    pub fn emit(&mut self, skey: Key, ev: Event) {
+        let (hw, bound) = (self.s.send_queue_high_water, self.s.send_queue_bytes);
+        let Some(s) = self.session_mut(skey) else { return };
+        s.seq += 1;
+        let frame = Arc::new(SessionFrame::new(s.seq, now_ms(), s.id_str.clone(), &ev));
+        s.replay.push(frame.clone());
+        let targets = s.attached();
+        for ck in targets {
+            let Some(c) = self.client_mut(ck) else { continue };
+            if c.conn.is_closing() {
+                continue;
+            }
+            match c.conn.out.push_frame(&frame, hw, bound, false) {
+                Pushed::OverBound => {
+                    log::warn!("slow consumer closed session_id={}", frame.session_id);
+                    self.close_client(ck, close::POLICY, "slow consumer", true);
+                }
+                Pushed::Queued | Pushed::Coalesced => self.mark_dirty(ck),
+            }
+        }
+    }
+
+    fn emit_state(&mut self, skey: Key, state: SessionState, message: Option<&str>) {
+        if let Some(s) = self.session_mut(skey) {
+            s.state = state;
+        }
+        self.emit(skey, Event::state(state, message));
+    }
+
+    /// Carry out what an adapter asked for.
+    pub fn apply_actions(&mut self, skey: Key, actions: Vec<Action>) {
+        for a in actions {
+            if self.session(skey).is_none() {
+                return;
+            }
+            match a {
+                Action::Emit(ev) => self.adapter_event(skey, ev),
+                Action::Unmapped { kind, raw } => {
+                    if self.s.emit_raw && self.session(skey).is_some_and(|s| s.ending.is_none()) {
+                        self.emit(skey, Event::Raw { kind, raw });
+                    }
+                }
+                Action::Permission(ask) => self.permission_asked(skey, ask),
+                Action::PermissionCancelled { id } => {
+                    if let Some(s) = self.session_mut(skey) {
+                        s.perms.retain(|p| p.id != id);
+                    }
+                }
+                Action::AgentSessionId(id) => {
+                    let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                    if let Some(s) = self.session_mut(skey) {
+                        if ok {
+                            s.agent_session_id = Some(id);
+                        } else {
+                            log::warn!("discarding malformed agent session id session_id={}", s.id_str);
+                        }
+                    }
+                }
+                Action::TurnEnd { success, stats } => self.end_turn(skey, success, stats),
+                Action::ResumeFailed { message } => self.resume_failed(skey, message),
+                Action::Stdin(bytes) => self.write_stdin(skey, bytes),
+                Action::CloseStdin => self.close_stdin(skey),
+                Action::Kill => self.stop_worker(skey, true),
+                Action::Timer { id, after } => self.timers.after(after, Owner::Session(skey.into()), TimerKind::Adapter(id)),
+            }
+        }
+    }
+
+    fn adapter_event(&mut self, skey: Key, ev: Event) {
+        let Some(s) = self.session_mut(skey) else { return };
+        if s.ending.is_some() {
+            return; // the turn was already closed by the gateway
+        }
+        s.last_active = Instant::now();
+        if let Some(t) = s.turn.as_mut() {
+            match &ev {
+                Event::ToolCall { .. } => {
+                    t.tool_calls += 1;
+                    t.saw_content = true;
+                }
+                Event::MessageDelta { .. } | Event::Message { .. } | Event::Reasoning { .. } => t.saw_content = true,
+                Event::Error { code: ErrorCode::AgentError, .. } => s.last_turn_agent_error = true,
+                _ => {}
+            }
+        }
+        self.emit(skey, ev);
+    }
+
+    /// Run an adapter call and apply its actions.
+    pub fn with_adapter(&mut self, skey: Key, f: impl FnOnce(&mut dyn crate::adapters::Adapter, &mut Out)) {
+        let Some(s) = self.session_mut(skey) else { return };
+        let mut out = Out::default();
+        f(s.adapter.as_mut(), &mut out);
+        let actions = out.take();
+        self.apply_actions(skey, actions);
+    }
+
+    // ---- turns ---------------------------------------------------------
+
+    pub fn on_input(&mut self, skey: Key, client: Key, frame_id: Option<String>, content: String, _metadata: Option<Value>) {
+        let Some(s) = self.session(skey) else { return };
+        if s.state == SessionState::Terminated && s.ending.is_none() && !s.spawning {
+            return self.send_error(client, ErrorCode::SessionTerminated, "the session is terminated; re-init to resume it", frame_id, None);
+        }
+        if s.turn.is_some() || s.state != SessionState::Idle || s.ending.is_some() || s.spawning || s.worker.is_none() {
+            return self.send_error(client, ErrorCode::SessionBusy, "a turn is already running", frame_id, None);
+        }
+        let now = Instant::now();
+        let Some(s) = self.session_mut(skey) else { return };
+        s.turns_started += 1;
+        let n = s.turns_started;
+        s.turn = Some(Turn {
+            n,
+            started: now,
+            tool_calls: 0,
+            interrupting: false,
+            last_output: now,
+            output_bytes: 0,
+            timed_out: false,
+            saw_content: false,
+        });
+        s.last_turn_agent_error = false;
+        s.last_active = now;
+        self.emit_state(skey, SessionState::Running, None);
+        self.with_adapter(skey, |a, out| a.on_input(&content, out));
+        let w = &self.s.worker;
+        if let Some(t) = w.turn_timeout {
+            self.timers.after(t, Owner::Session(skey.into()), TimerKind::Turn(n));
+        }
+        if let Some(t) = w.stall_timeout {
+            self.timers.after(t, Owner::Session(skey.into()), TimerKind::Stall);
+        }
+    }
+
+    /// Close the running turn: `done` then `state{idle}`.
+    pub fn end_turn(&mut self, skey: Key, success: bool, mut stats: Stats) {
+        let Some(s) = self.session_mut(skey) else { return };
+        let Some(turn) = s.turn.take() else { return };
+        s.completed_turns += 1;
+        s.perms.clear();
+        stats.tool_calls = Some(turn.tool_calls);
+        if stats.duration_ms.is_none() {
+            stats.duration_ms = Some(turn.started.elapsed().as_millis() as u64);
+        }
+        s.last_active = Instant::now();
+        self.emit(skey, Event::Done { success, stats: Some(stats) });
+        let live = self.session(skey).is_some_and(|s| s.ending.is_none());
+        if live {
+            self.emit_state(skey, SessionState::Idle, None);
+        }
+    }
+
+    /// End a running turn from the gateway side: optional error, then `done{success:false}`.
+    fn abort_turn(&mut self, skey: Key, error: Option<(ErrorCode, &str, Option<Value>)>) {
+        let Some(s) = self.session_mut(skey) else { return };
+        let Some(turn) = s.turn.take() else { return };
+        s.completed_turns += 1;
+        if let Some((code, msg, details)) = error {
+            self.emit(skey, Event::Error { code, message: msg.to_owned(), event_id: None, details });
+        }
+        let stats = Stats {
+            duration_ms: Some(turn.started.elapsed().as_millis() as u64),
+            tool_calls: Some(turn.tool_calls),
+            ..Stats::default()
+        };
+        self.emit(skey, Event::Done { success: false, stats: Some(stats) });
+    }
+
+    fn resume_failed(&mut self, skey: Key, message: String) {
+        let details = json!({"worker_type": self.session(skey).map(|s| s.worker_type.as_str()), "subtype": "resume_failed"});
+        let running = self.session(skey).is_some_and(|s| s.turn.is_some());
+        if running {
+            self.abort_turn(skey, Some((ErrorCode::AgentError, &message, Some(details))));
+        } else {
+            self.emit(skey, Event::Error { code: ErrorCode::AgentError, message, event_id: None, details: Some(details) });
+        }
+        if let Some(s) = self.session_mut(skey) {
+            // The agent lost this conversation: the next resume starts a fresh one.
+            s.agent_session_id = None;
+            s.completed_turns = 0;
+            s.last_turn_agent_error = true;
+        }
+        self.begin_termination(skey, TermReason::WorkerExit);
+    }
+
+    // ---- permissions ---------------------------------------------------
+
+    fn permission_asked(&mut self, skey: Key, ask: crate::adapters::PermissionAsk) {
+        let max = self.s.worker.max_pending_permissions;
+        let timeout = self.s.worker.permission_timeout;
+        let Some(s) = self.session_mut(skey) else { return };
+        if s.ending.is_some() || s.perms.len() >= max || s.perms.iter().any(|p| p.id == ask.id) {
+            let id = ask.id.clone();
+            let reason = if s.ending.is_some() { "session ending" } else { "too_many_pending" };
+            let reply = PermissionReply { id, allow: false, reason: Some(reason.into()), remember: false };
+            return self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
+        }
+        s.perm_serial += 1;
+        let serial = s.perm_serial;
+        let expires = Instant::now() + timeout;
+        s.perms.push(PendingPermission { id: ask.id.clone(), serial, tool_name: ask.tool_name.clone(), expires });
+        self.timers.at(expires, Owner::Session(skey.into()), TimerKind::Permission(serial));
+        let expires_at = now_ms() + timeout.as_millis() as u64;
+        self.emit(
+            skey,
+            Event::PermissionRequest {
+                id: ask.id,
+                tool_name: ask.tool_name,
+                description: ask.description,
+                input: ask.input,
+                args: ask.args,
+                options: ask.options,
+                expires_at: Some(expires_at),
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_permission_response(
+        &mut self,
+        skey: Key,
+        client: Key,
+        frame_id: Option<String>,
+        id: String,
+        allowed: bool,
+        reason: Option<String>,
+        remember: bool,
+    ) {
+        let Some(s) = self.session_mut(skey) else { return };
+        let Some(pos) = s.perms.iter().position(|p| p.id == id) else {
+            return self.send_error(client, ErrorCode::InvalidMessage, "unknown or already answered permission id", frame_id, None);
+        };
+        let p = s.perms.remove(pos);
+        s.last_active = Instant::now();
+        let remember = remember && allowed && self.s.policy.may_remember(&p.tool_name);
+        let reply = PermissionReply { id, allow: allowed, reason, remember };
+        self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
+    }
+
+    /// Deny every pending request (interrupt, terminate, reset, delete).
+    fn deny_all_pending(&mut self, skey: Key, reason: &str) {
+        let Some(s) = self.session_mut(skey) else { return };
+        let pending: Vec<String> = s.perms.drain(..).map(|p| p.id).collect();
+        for id in pending {
+            let reply = PermissionReply { id, allow: false, reason: Some(reason.to_owned()), remember: false };
+            self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
+        }
+    }
+
+    // ---- control -------------------------------------------------------
+
+    pub fn on_control(&mut self, skey: Key, client: Key, frame_id: Option<String>, action: ControlAction) {
+        let Some(s) = self.session(skey) else { return };
+        let (state, ending, running) = (s.state, s.ending, s.turn.is_some());
+        match action {
+            ControlAction::Interrupt => {
+                if running && ending.is_none() {
+                    self.interrupt(skey);
+                }
+            }
+            ControlAction::Terminate | ControlAction::Gc => {
+                let gc = action == ControlAction::Gc;
+                if state == SessionState::Terminated || ending.is_some() {
+                    let msg = if gc { Some("session_archived") } else { None };
+                    if matches!(ending, Some(Ending::Terminate(_)) | None) {
+                        return self.send_local(client, &Event::state(SessionState::Terminated, msg));
+                    }
+                    return self.send_error(client, ErrorCode::SessionBusy, "the session is changing state", frame_id, None);
+                }
+                if state == SessionState::Created {
+                    return self.send_error(client, ErrorCode::SessionBusy, "the session is starting", frame_id, None);
+                }
+                self.deny_all_pending(skey, "session terminated");
+                if running {
+                    self.abort_turn(skey, Some((ErrorCode::SessionTerminated, "turn ended by terminate", None)));
+                }
+                self.begin_termination(skey, if gc { TermReason::ClientGc } else { TermReason::ClientTerminate });
+            }
+            ControlAction::Reset => {
+                if ending.is_some() || state == SessionState::Created {
+                    return self.send_error(client, ErrorCode::SessionBusy, "the session is changing state", frame_id, None);
+                }
+                self.deny_all_pending(skey, "session reset");
+                if running {
+                    self.abort_turn(skey, None);
+                }
+                self.reset(skey);
+            }
+            ControlAction::Delete => {
+                if ending == Some(Ending::Delete) {
+                    return;
+                }
+                self.deny_all_pending(skey, "session deleted");
+                if running {
+                    self.abort_turn(skey, Some((ErrorCode::SessionTerminated, "turn ended by delete", None)));
+                }
+                self.begin_delete(skey);
+            }
+            ControlAction::Unknown(_) => {}
+        }
+    }
+
+    pub fn interrupt(&mut self, skey: Key) {
+        self.deny_all_pending(skey, "interrupted");
+        let Some(s) = self.session_mut(skey) else { return };
+        let Some(t) = s.turn.as_mut() else { return };
+        if t.interrupting {
+            return;
+        }
+        t.interrupting = true;
+        self.with_adapter(skey, |a, out| a.on_interrupt(out));
+    }
+
+    /// Stop the worker; `state{terminated}` follows once its group is reaped.
+    pub fn begin_termination(&mut self, skey: Key, reason: TermReason) {
+        let Some(s) = self.session_mut(skey) else { return };
+        if s.ending.is_some() {
+            return;
+        }
+        s.ending = Some(Ending::Terminate(reason));
+        let force = matches!(reason, TermReason::StallTimeout | TermReason::TurnTimeout);
+        if s.worker.is_some() {
+            self.stop_worker(skey, force);
+        } else if !s.spawning {
+            self.finish_ending(skey, None);
+        }
+    }
+
+    fn begin_delete(&mut self, skey: Key) {
+        let Some(s) = self.session_mut(skey) else { return };
+        s.ending = Some(Ending::Delete);
+        if s.worker.is_some() {
+            self.stop_worker(skey, false);
+        } else if !s.spawning {
+            self.finish_ending(skey, None);
+        }
+    }
+
+    fn reset(&mut self, skey: Key) {
+        let Some(s) = self.session_mut(skey) else { return };
+        s.agent_session_id = None;
+        s.completed_turns = 0;
+        s.resume_next = false;
+        if s.worker.is_some() {
+            s.ending = Some(Ending::Reset);
+            self.stop_worker(skey, false);
+        } else {
+            let owner = s.owner.clone();
+            if !s.counted {
+                let l = &self.s.sessions;
+                if !self.shared.counters.try_add_session(&owner, l.max_total, l.max_per_owner) {
+                    let targets = self.session(skey).map(|s| s.attached()).unwrap_or_default();
+                    for c in targets {
+                        self.send_error(c, ErrorCode::GatewayOverload, "session limit reached", None, None);
+                    }
+                    return;
+                }
+                if let Some(s) = self.session_mut(skey) {
+                    s.counted = true;
+                }
+            }
+            if let Some(s) = self.session_mut(skey) {
+                s.ending = Some(Ending::Reset);
+            }
+            self.spawn_worker(skey);
+        }
+    }
+
+    /// The worker is gone (or there was none): complete the pending ending.
+    /// `crash` carries the error of an unexpected exit.
+    pub fn finish_ending(&mut self, skey: Key, crash: Option<(ErrorCode, Value)>) {
+        let Some(s) = self.session_mut(skey) else { return };
+        let ending = s.ending.take();
+        match ending {
+            Some(Ending::Reset) => {
+                if let Some(s) = self.session_mut(skey) {
+                    s.ending = Some(Ending::Reset);
+                }
+                self.spawn_worker(skey);
+            }
+            Some(Ending::Delete) => self.complete_delete(skey),
+            Some(Ending::Terminate(reason)) => self.complete_termination(skey, reason, None),
+            None => self.complete_termination(skey, TermReason::WorkerExit, crash),
+        }
+    }
+
+    fn complete_termination(&mut self, skey: Key, reason: TermReason, crash: Option<(ErrorCode, Value)>) {
+        let Some(s) = self.session(skey) else { return };
+        let running = s.turn.is_some();
+        let agent_error_before = s.last_turn_agent_error;
+        if let Some((code, details)) = crash {
+            if running {
+                self.abort_turn(skey, Some((code, "the worker exited unexpectedly", Some(details))));
+            } else if !agent_error_before {
+                self.emit(skey, Event::Error { code, message: "the worker exited unexpectedly".into(), event_id: None, details: Some(details) });
+            }
+        } else if running {
+            let code = match reason {
+                TermReason::Shutdown => ErrorCode::ProcessSigterm,
+                TermReason::MaxLifetime => ErrorCode::SessionExpired,
+                TermReason::StallTimeout => ErrorCode::ExecutionTimeout,
+                _ => ErrorCode::SessionTerminated,
+            };
+            self.abort_turn(skey, Some((code, "turn ended: session terminated", None)));
+        }
+        if let Some(s) = self.session_mut(skey) {
+            s.perms.clear();
+            if s.counted {
+                s.counted = false;
+                let owner = s.owner.clone();
+                self.shared.counters.remove_session(&owner);
+            }
+        }
+        let msg = reason.as_str();
+        self.emit_state(skey, SessionState::Terminated, Some(msg));
+        log::info!("session terminated session_id={} reason={msg}", self.session(skey).map(|s| &*s.id_str).unwrap_or(""));
+        if self.stopping {
+            return self.forget_session(skey);
+        }
+        // Someone tried to init during the termination: resume now.
+        let resume = self.session(skey).is_some_and(|s| !s.waiters.is_empty());
+        if resume {
+            let l = &self.s.sessions;
+            let owner = self.session(skey).map(|s| s.owner.clone());
+            if let Some(owner) = owner {
+                if self.shared.counters.try_add_session(&owner, l.max_total, l.max_per_owner) {
+                    if let Some(s) = self.session_mut(skey) {
+                        s.counted = true;
+                        s.resume_next = s.completed_turns > 0 && s.agent_session_id.is_some();
+                    }
+                    self.spawn_worker(skey);
+                } else {
+                    self.fail_waiters(skey, ErrorCode::GatewayOverload, "session limit reached");
+                }
+            }
+        }
+    }
+
+    fn complete_delete(&mut self, skey: Key) {
+        self.emit_state(skey, SessionState::Deleted, None);
+        let targets = self.session(skey).map(|s| s.attached()).unwrap_or_default();
+        for c in targets {
+            self.close_client(c, close::NORMAL, "session deleted", false);
+        }
+        self.fail_waiters(skey, ErrorCode::SessionNotFound, "session not found");
+        if let Some(s) = self.session(skey) {
+            self.tombstones.insert(s.id, Instant::now());
+            log::info!("session deleted session_id={}", s.id_str);
+        }
+        self.forget_session(skey);
+    }
+
+    /// Drop a session from memory (after delete, or at shutdown).
+    pub fn forget_session(&mut self, skey: Key) {
+        if self.session(skey).is_none() {
+            return;
+        }
+        let s = self.sessions.remove(skey.idx);
+        self.by_id.remove(&s.id);
+        if s.counted {
+            self.shared.counters.remove_session(&s.owner);
+        }
+        for c in s.attached() {
+            self.close_client(c, close::GOING_AWAY, "session closed", false);
+        }
+    }
+
+    /// Fail every waiting `init` of a session.
+    pub fn fail_waiters(&mut self, skey: Key, code: ErrorCode, message: &str) {
+        let Some(s) = self.session_mut(skey) else { return };
+        let waiters = std::mem::take(&mut s.waiters);
+        for w in waiters {
+            self.fail_init(w.client, code, message, w.frame_id);
+        }
+    }
+
+    /// Gateway shutdown: end the turn, stop the worker.
+    pub fn shutdown_session(&mut self, skey: Key) {
+        self.fail_waiters(skey, ErrorCode::InternalError, "server shutting down");
+        let Some(s) = self.session(skey) else { return };
+        if s.ending.is_some() && s.worker.is_some() {
+            return; // already stopping; completes through the exit path
+        }
+        if s.worker.is_none() && !s.spawning {
+            return self.forget_session(skey);
+        }
+        self.deny_all_pending(skey, "server shutting down");
+        if let Some(s) = self.session_mut(skey) {
+            s.ending = None;
+        }
+        self.begin_termination(skey, TermReason::Shutdown);
+    }
+
+    // ---- timers and GC ------------------------------------------------
+
+    pub fn on_session_timer(&mut self, skey: Key, kind: TimerKind) {
+        let Some(s) = self.session(skey) else { return };
+        let now = Instant::now();
+        match kind {
+            TimerKind::Turn(n) => {
+                if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() {
+                    if let Some(t) = self.session_mut(skey).and_then(|s| s.turn.as_mut()) {
+                        t.timed_out = true;
+                    }
+                    self.emit(skey, Event::error(ErrorCode::WorkerTimeout, "the turn exceeded worker.turn_timeout"));
+                    self.interrupt(skey);
+                    self.timers.after(self.s.worker.kill_grace, Owner::Session(skey.into()), TimerKind::TurnKill(n));
+                }
+            }
+            TimerKind::TurnKill(n) => {
+                if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() {
+                    self.abort_turn(skey, None);
+                    self.begin_termination(skey, TermReason::TurnTimeout);
+                }
+            }
+            TimerKind::Stall => {
+                let Some(stall) = self.s.worker.stall_timeout else { return };
+                let Some(t) = s.turn.as_ref() else { return };
+                if s.ending.is_some() {
+                    return;
+                }
+                if !s.perms.is_empty() {
+                    // paused while a permission request is pending
+                    self.timers.after(stall, Owner::Session(skey.into()), TimerKind::Stall);
+                    return;
+                }
+                let due = t.last_output + stall;
+                if due > now {
+                    self.timers.at(due, Owner::Session(skey.into()), TimerKind::Stall);
+                    return;
+                }
+                self.abort_turn(skey, Some((ErrorCode::ExecutionTimeout, "the worker was silent beyond worker.stall_timeout", None)));
+                self.begin_termination(skey, TermReason::StallTimeout);
+            }
+            TimerKind::Permission(serial) => {
+                let Some(pos) = s.perms.iter().position(|p| p.serial == serial) else { return };
+                if s.perms[pos].expires > now + Duration::from_millis(5) {
+                    return;
+                }
+                let Some(s) = self.session_mut(skey) else { return };
+                let p = s.perms.remove(pos);
+                let reply = PermissionReply { id: p.id, allow: false, reason: Some("timeout".into()), remember: false };
+                self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
+            }
+            TimerKind::Adapter(id) => self.with_adapter(skey, |a, out| a.on_timer(id, out)),
+            _ => {}
+        }
+    }
+
+    /// Idle and lifetime rules for this reactor's live sessions (operations.md §2.2).
+    pub fn gc_sweep(&mut self) {
+        let now = Instant::now();
+        let limits = self.s.sessions.clone();
+        let mut idle = Vec::new();
+        let mut expired = Vec::new();
+        for (i, s) in self.sessions.iter() {
+            if !s.state.is_live() || s.ending.is_some() || s.spawning {
+                continue;
+            }
+            if let Some(max) = limits.max_lifetime {
+                if now.duration_since(s.live_since) >= max {
+                    expired.push(s.key(i));
+                    continue;
+                }
+            }
+            if let (Some(t), Some(since)) = (limits.idle_timeout, s.detached_since) {
+                let last = since.max(s.last_active);
+                if s.turn.is_none() && !s.has_connections() && now.duration_since(last) >= t {
+                    idle.push(s.key(i));
+                }
+            }
+        }
+        for k in expired {
+            self.deny_all_pending(k, "session expired");
+            self.begin_termination(k, TermReason::MaxLifetime);
+        }
+        for k in idle {
+            self.begin_termination(k, TermReason::IdleTimeout);
+        }
+    }
+}

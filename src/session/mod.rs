@@ -1,0 +1,180 @@
+//! Sessions (aep-v1.md §4–§7): identity, the state machine, seq, the turn,
+//! pending permissions, the replay window, and the drive/observe fan-out.
+//! A session lives on one reactor with its worker's pipes. The logic is
+//! written as methods of the reactor (`flow`, `init`, `worker`) because a
+//! session event touches both the session and its connections; this file
+//! holds the session's own state and pure helpers.
+
+pub mod flow;
+pub mod identity;
+pub mod init;
+pub mod replay;
+pub mod worker;
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::adapters::{Adapter, LaunchSpec, WorkerType};
+use crate::child::lines::{LineSplitter, TailBuffer};
+use crate::protocol::{InitConfig, SessionState};
+use crate::reactor::token::Key;
+
+use replay::ReplayRing;
+
+/// Why a session is being (or was) terminated; the `message` of
+/// `state{terminated}` and the error a running turn gets (operations.md §2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TermReason {
+    ClientTerminate,
+    ClientGc,
+    IdleTimeout,
+    MaxLifetime,
+    WorkerExit,
+    StallTimeout,
+    TurnTimeout,
+    Shutdown,
+}
+
+impl TermReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TermReason::ClientTerminate => "client_terminate",
+            TermReason::ClientGc => "session_archived",
+            TermReason::IdleTimeout => "idle_timeout",
+            TermReason::MaxLifetime => "max_lifetime",
+            TermReason::WorkerExit => "worker_exit",
+            TermReason::StallTimeout => "stall_timeout",
+            TermReason::TurnTimeout => "turn_timeout",
+            TermReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What the session does once its worker has exited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    Terminate(TermReason),
+    Delete,
+    /// Restart the worker as a fresh agent session.
+    Reset,
+}
+
+/// The worker process of a live session and its pipes (owned by the reactor poll).
+pub struct Worker {
+    pub pid: i32,
+    /// Distinguishes pipes of successive workers of one session in tokens.
+    pub gen: u32,
+    pub stdin: Option<OwnedFd>,
+    pub stdin_buf: Vec<u8>,
+    pub stdin_armed: bool,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    pub lines: LineSplitter,
+    pub stderr_tail: TailBuffer,
+    /// The gateway sent SIGTERM/SIGKILL to the group.
+    pub signalled: bool,
+}
+
+/// A running turn (aep-v1.md §3.3).
+pub struct Turn {
+    pub n: u64,
+    pub started: Instant,
+    pub tool_calls: u64,
+    pub interrupting: bool,
+    pub last_output: Instant,
+    pub output_bytes: u64,
+    /// The turn-timeout error was already sent.
+    pub timed_out: bool,
+    pub saw_content: bool,
+}
+
+/// A permission request waiting for the client.
+pub struct PendingPermission {
+    pub id: String,
+    pub serial: u64,
+    pub tool_name: String,
+    pub expires: Instant,
+}
+
+/// An `init` waiting for the worker to start.
+pub struct Waiter {
+    pub client: Key,
+    pub frame_id: Option<String>,
+    pub last_seq: Option<u64>,
+    pub resumed: bool,
+}
+
+pub struct Session {
+    pub gen: u32,
+    pub id: uuid::Uuid,
+    pub id_str: Arc<str>,
+    pub owner: Arc<str>,
+    pub owner_hash: String,
+    pub worker_type: WorkerType,
+    pub client_key: Option<String>,
+    pub state: SessionState,
+    /// Highest seq assigned (the log position).
+    pub seq: u64,
+    /// `init.config` as accepted at creation (compared on resume).
+    pub config: InitConfig,
+    /// Effective launch values (policy applied); `resume` filled per spawn.
+    pub launch: LaunchSpec,
+    /// Requested work dir (client's, validated again at every spawn).
+    pub requested_work_dir: Option<String>,
+    pub work_dir: Option<PathBuf>,
+    pub agent_session_id: Option<String>,
+    pub completed_turns: u64,
+    pub adapter: Box<dyn Adapter>,
+    pub worker: Option<Worker>,
+    pub worker_gen: u32,
+    /// A spawn request is in flight.
+    pub spawning: bool,
+    pub driver: Option<Key>,
+    pub observers: Vec<Key>,
+    pub turn: Option<Turn>,
+    pub turns_started: u64,
+    pub perms: Vec<PendingPermission>,
+    pub perm_serial: u64,
+    pub replay: ReplayRing,
+    pub ending: Option<Ending>,
+    pub waiters: Vec<Waiter>,
+    pub last_active: Instant,
+    pub live_since: Instant,
+    pub detached_since: Option<Instant>,
+    /// The last turn ended with the agent's own error (no crash error on a following exit).
+    pub last_turn_agent_error: bool,
+    /// The live-session counter holds a slot for this session.
+    pub counted: bool,
+    /// Whether the next spawn resumes the agent conversation.
+    pub resume_next: bool,
+}
+
+impl Session {
+    pub fn key(&self, idx: usize) -> Key {
+        Key { idx, gen: self.gen }
+    }
+
+    /// Every attached connection, driver first.
+    pub fn attached(&self) -> Vec<Key> {
+        let mut v = Vec::with_capacity(1 + self.observers.len());
+        v.extend(self.driver);
+        v.extend(self.observers.iter().copied());
+        v
+    }
+
+    pub fn has_connections(&self) -> bool {
+        self.driver.is_some() || !self.observers.is_empty()
+    }
+
+    pub fn detach(&mut self, client: Key) {
+        if self.driver == Some(client) {
+            self.driver = None;
+        }
+        self.observers.retain(|k| *k != client);
+        if !self.has_connections() {
+            self.detached_since = Some(Instant::now());
+        }
+    }
+}

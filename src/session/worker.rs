@@ -1,0 +1,535 @@
+//! A session's worker process on the reactor: building the spawn plan (argv
+//! from the adapter, environment per security.md §5), registering its pipes,
+//! feeding stdout lines to the adapter, writing stdin, stopping it, and
+//! turning its exit into session events (aep-v1.md §8 exit classification).
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use mio::unix::SourceFd;
+use serde_json::{Value, json};
+
+use crate::adapters::{ExitInfo, WorkerType};
+use crate::child::lines::{Line, LineSplitter, TailBuffer};
+use crate::child::supervisor::{Command, Notice, SpawnPlan};
+use crate::protocol::{ErrorCode, Event, Mode, SessionState};
+use crate::reactor::Reactor;
+use crate::reactor::token::{self, Key, Kind};
+
+use super::{Ending, Worker};
+
+/// Bytes read from a worker's stdout per wake-up before yielding.
+const STDOUT_BUDGET: usize = 256 * 1024;
+
+pub fn tag_of(k: Key) -> u64 {
+    ((k.idx as u64) << 32) | k.gen as u64
+}
+
+pub fn key_of(tag: u64) -> Key {
+    Key { idx: (tag >> 32) as usize, gen: tag as u32 }
+}
+
+/// Expand `{owner_hash}` / `{session_id}` in a configured path template.
+pub fn expand(template: &str, owner_hash: &str, session_id: &str) -> String {
+    template.replace("{owner_hash}", owner_hash).replace("{session_id}", session_id)
+}
+
+/// Classify an exit the gateway did not ask for (aep-v1.md §8, workers.md §1.4 item 6).
+pub fn classify_exit(code: Option<i32>, signal: Option<i32>, gateway_signal: Option<i32>) -> (ErrorCode, Value) {
+    if let Some(sent) = gateway_signal {
+        let by_kill = signal == Some(libc::SIGKILL) || sent == libc::SIGKILL;
+        let code = if by_kill { ErrorCode::ProcessSigkill } else { ErrorCode::ProcessSigterm };
+        return (code, json!({"exit_code": code_json(code_of(code)), "signal": signal}));
+    }
+    let sig = signal.or_else(|| code.filter(|c| *c > 128 && *c < 128 + 65).map(|c| c - 128));
+    match sig {
+        Some(s) if s == libc::SIGKILL => (ErrorCode::WorkerOom, json!({"signal": s, "exit_code": code})),
+        Some(s) => (ErrorCode::WorkerCrash, json!({"signal": s, "exit_code": code})),
+        None => (ErrorCode::WorkerCrash, json!({"exit_code": code})),
+    }
+}
+
+fn code_of(_c: ErrorCode) -> Option<i32> {
+    None
+}
+
+fn code_json(c: Option<i32>) -> Value {
+    c.map(Value::from).unwrap_or(Value::Null)
+}
+
+impl Reactor {
+    /// Ask the spawner for a worker for this session (new, resumed or reset).
+    pub fn spawn_worker(&mut self, skey: Key) {
+        let s_settings = self.s.clone();
+        let Some(s) = self.session_mut(skey) else { return };
+        let Some(ws) = s_settings.worker(s.worker_type) else { return };
+        let mut launch = s.launch.clone();
+        launch.resume = if s.resume_next { s.agent_session_id.clone() } else { None };
+        if launch.resume.is_none() {
+            s.agent_session_id = None;
+        }
+        launch.work_dir = s.work_dir.clone().unwrap_or_default();
+        launch.mcp_config = ws.mcp_config.clone();
+        let l = s.adapter.launch(&launch);
+        if let Some(id) = &l.agent_session_id {
+            s.agent_session_id = Some(id.clone());
+        }
+        let mut args = l.args;
+        args.extend(ws.args.iter().cloned());
+        let env = worker_env(&s_settings, s.worker_type, &s.owner_hash, &s.id_str, &l.env);
+        let sandbox = &s_settings.sandbox;
+        let roots: Vec<PathBuf> =
+            sandbox.work_dir_roots.iter().map(|r| PathBuf::from(expand(r, &s.owner_hash, &s.id_str))).collect();
+        let default_dir = PathBuf::from(expand(&sandbox.default_work_dir, &s.owner_hash, &s.id_str));
+        // A resumed session keeps its canonical work dir.
+        let requested = match &s.work_dir {
+            Some(p) => Some(p.to_string_lossy().into_owned()),
+            None => s.requested_work_dir.clone(),
+        };
+        let home = sandbox.private_home.then(|| sandbox.home_root.join(&s.owner_hash));
+        let tmp = sandbox.tmp_root.as_ref().map(|r| r.join(&*s.id_str));
+        let plan = SpawnPlan {
+            program: ws.program.clone(),
+            args,
+            env,
+            work_dir_requested: requested,
+            work_dir_roots: roots,
+            work_dir_default: default_dir,
+            create_work_dir: sandbox.create_work_dir,
+            max_work_dir_bytes: s_settings.policy.max_work_dir_bytes,
+            home_dir: home,
+            tmp_dir: tmp,
+            umask: sandbox.umask,
+            rlimits: sandbox.rlimits.clone(),
+            session_id: s.id_str.to_string(),
+        };
+        s.spawning = true;
+        let tag = tag_of(skey);
+        self.shared.spawner.send(Command::Spawn { reactor: self.id, tag, plan: Box::new(plan) });
+    }
+
+    pub fn on_child_notice(&mut self, n: Notice) {
+        match n {
+            Notice::Spawned { tag, result } => self.on_spawned(key_of(tag), result),
+            Notice::Exited { tag, pid, code, signal, gateway_signal } => {
+                self.on_exited(key_of(tag), pid, code, signal, gateway_signal)
+            }
+        }
+    }
+
+    fn on_spawned(
+        &mut self,
+        skey: Key,
+        result: Result<(crate::child::spawn::SpawnedWorker, PathBuf), crate::child::supervisor::SpawnError>,
+    ) {
+        let Some(s) = self.session_mut(skey) else {
+            // The session vanished meanwhile: stop the orphan worker.
+            if let Ok((w, _)) = result {
+                self.shared.spawner.send(Command::Kill { reactor: self.id, tag: tag_of(skey), pid: w.pid });
+            }
+            return;
+        };
+        s.spawning = false;
+        let (w, work_dir) = match result {
+            Ok(v) => v,
+            Err(e) => return self.spawn_failed(skey, e),
+        };
+        s.worker_gen = s.worker_gen.wrapping_add(1) & 0x0fff_ffff;
+        let wgen = s.worker_gen;
+        s.work_dir = Some(work_dir);
+        let max_line = self.s.worker.max_line_bytes;
+        let tail = self.s.worker.stderr_tail_bytes;
+        let mut worker = Worker {
+            pid: w.pid,
+            gen: wgen,
+            stdin: Some(w.stdin),
+            stdin_buf: Vec::new(),
+            stdin_armed: false,
+            stdout: Some(w.stdout),
+            stderr: Some(w.stderr),
+            lines: LineSplitter::new(max_line),
+            stderr_tail: TailBuffer::new(tail),
+            signalled: false,
+        };
+        let pk = Key { idx: skey.idx, gen: wgen };
+        let reg = self.poll.registry();
+        let mut ok = true;
+        if let Some(fd) = &worker.stdout {
+            ok &= reg.register(&mut SourceFd(&fd.as_raw_fd()), token::make(Kind::Stdout, pk), mio::Interest::READABLE).is_ok();
+        }
+        if let Some(fd) = &worker.stderr {
+            ok &= reg.register(&mut SourceFd(&fd.as_raw_fd()), token::make(Kind::Stderr, pk), mio::Interest::READABLE).is_ok();
+        }
+        if !ok {
+            worker.stdin = None;
+        }
+        let now = std::time::Instant::now();
+        let Some(s) = self.session_mut(skey) else { return };
+        s.worker = Some(worker);
+        s.live_since = now;
+        log::info!("worker started session_id={} worker_type={} pid={}", s.id_str, s.worker_type.as_str(), w.pid);
+        self.with_adapter(skey, |a, out| a.on_started(out));
+
+        let Some(s) = self.session_mut(skey) else { return };
+        let was = s.state;
+        let ending = s.ending;
+        if let Some(Ending::Terminate(_)) | Some(Ending::Delete) = ending {
+            // terminate/delete arrived while spawning
+            self.stop_worker(skey, false);
+            return;
+        }
+        let reset = ending == Some(Ending::Reset);
+        s.ending = None;
+        s.state = SessionState::Idle;
+        let waiters = std::mem::take(&mut s.waiters);
+        for wt in waiters {
+            let resumed = wt.resumed || was != SessionState::Created;
+            self.complete_attach(wt.client, skey, wt.frame_id, wt.last_seq, resumed, Mode::Drive, SessionState::Idle);
+        }
+        if reset {
+            self.emit(skey, Event::state(SessionState::Idle, Some("context_reset")));
+        } else if was == SessionState::Terminated {
+            self.emit(skey, Event::state(SessionState::Idle, None));
+        }
+        // Unread output may already be waiting.
+        self.again.push((Kind::Stdout, pk));
+    }
+
+    fn spawn_failed(&mut self, skey: Key, e: crate::child::supervisor::SpawnError) {
+        let (code, msg) = if e.is_work_dir() {
+            (ErrorCode::ConfigInvalid, "init.config.work_dir not allowed")
+        } else {
+            (ErrorCode::WorkerStartFailed, "the worker could not be started")
+        };
+        let Some(s) = self.session_mut(skey) else { return };
+        log::warn!("worker spawn failed session_id={} worker_type={} reason={e}", s.id_str, s.worker_type.as_str());
+        let created = s.state == SessionState::Created;
+        let reset = s.ending == Some(Ending::Reset);
+        s.ending = None;
+        if s.counted {
+            s.counted = false;
+            let owner = s.owner.clone();
+            self.shared.counters.remove_session(&owner);
+        }
+        self.fail_waiters(skey, code, msg);
+        if created {
+            // The record never got an ack: remove it (a retry may create it again).
+            self.forget_session(skey);
+        } else if reset {
+            let targets = self.session(skey).map(|s| s.attached()).unwrap_or_default();
+            for c in targets {
+                self.send_error(c, code, msg, None, None);
+            }
+            if let Some(s) = self.session_mut(skey) {
+                s.state = SessionState::Terminated;
+            }
+            self.emit(skey, Event::state(SessionState::Terminated, Some("worker_exit")));
+        }
+    }
+
+    /// Ask the spawner to stop the worker (SIGTERM → grace → SIGKILL, or SIGKILL now).
+    pub fn stop_worker(&mut self, skey: Key, force: bool) {
+        let grace = self.s.worker.kill_grace;
+        let id = self.id;
+        let Some(s) = self.session_mut(skey) else { return };
+        let Some(w) = s.worker.as_mut() else { return };
+        w.signalled = true;
+        w.stdin = None;
+        let pid = w.pid;
+        let tag = tag_of(skey);
+        let cmd = if force {
+            Command::Kill { reactor: id, tag, pid }
+        } else {
+            Command::Terminate { reactor: id, tag, pid, grace }
+        };
+        self.shared.spawner.send(cmd);
+    }
+
+    pub fn on_pipe_event(&mut self, kind: Kind, pk: Key, readable: bool, writable: bool) {
+        let Some(s) = self.sessions.get(pk.idx) else { return };
+        if s.worker.as_ref().is_none_or(|w| w.gen != pk.gen) {
+            return;
+        }
+        let skey = s.key(pk.idx);
+        match kind {
+            Kind::Stdout if readable => self.read_stdout(skey, STDOUT_BUDGET),
+            Kind::Stderr if readable => self.read_stderr(skey),
+            Kind::Stdin if writable => self.flush_stdin(skey),
+            _ => {}
+        }
+    }
+
+    /// Read worker stdout, split lines, feed the adapter. `budget` bounds one call.
+    fn read_stdout(&mut self, skey: Key, budget: usize) {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0;
+        loop {
+            let Some(w) = self.session_mut(skey).and_then(|s| s.worker.as_mut()) else { return };
+            let Some(fd) = w.stdout.as_ref() else { return };
+            let n = match read_fd(fd, &mut buf) {
+                Ok(0) => {
+                    let rest = w.lines.finish();
+                    self.close_pipe(skey, Kind::Stdout);
+                    self.handle_lines(skey, rest);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.close_pipe(skey, Kind::Stdout);
+                    return;
+                }
+            };
+            let lines = w.lines.push(&buf[..n]);
+            self.count_output(skey, n as u64);
+            self.handle_lines(skey, lines);
+            total += n;
+            if total >= budget {
+                if let Some(w) = self.session(skey).and_then(|s| s.worker.as_ref()) {
+                    self.again.push((Kind::Stdout, Key { idx: skey.idx, gen: w.gen }));
+                }
+                return;
+            }
+        }
+    }
+
+    fn count_output(&mut self, skey: Key, n: u64) {
+        let max = self.s.worker.max_turn_output_bytes;
+        let Some(s) = self.session_mut(skey) else { return };
+        let Some(t) = s.turn.as_mut() else { return };
+        t.last_output = std::time::Instant::now();
+        let before = t.output_bytes;
+        t.output_bytes += n;
+        if before <= max && t.output_bytes > max {
+            self.emit(skey, Event::error(ErrorCode::WorkerOutputLimit, "the turn's output exceeded limits.max_turn_output_bytes"));
+            self.interrupt(skey);
+        }
+    }
+
+    fn handle_lines(&mut self, skey: Key, lines: Vec<Line>) {
+        for line in lines {
+            match line {
+                Line::Complete(bytes) => self.with_adapter(skey, |a, out| a.on_line(&bytes, out)),
+                Line::Oversize { len } => {
+                    log::warn!("worker output line over worker.max_line_bytes dropped len={len}");
+                    self.emit(skey, Event::error(ErrorCode::WorkerOutputLimit, "a worker output line exceeded worker.max_line_bytes and was dropped"));
+                    if self.session(skey).is_some_and(|s| s.turn.is_some()) {
+                        self.interrupt(skey);
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_stderr(&mut self, skey: Key) {
+        let mut buf = [0u8; 8192];
+        loop {
+            let Some(w) = self.session_mut(skey).and_then(|s| s.worker.as_mut()) else { return };
+            let Some(fd) = w.stderr.as_ref() else { return };
+            match read_fd(fd, &mut buf) {
+                Ok(0) => return self.close_pipe(skey, Kind::Stderr),
+                Ok(n) => {
+                    w.stderr_tail.push(&buf[..n]);
+                    log::debug!("worker stderr: {}", String::from_utf8_lossy(&buf[..n]).trim_end());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.close_pipe(skey, Kind::Stderr),
+            }
+        }
+    }
+
+    fn close_pipe(&mut self, skey: Key, kind: Kind) {
+        let Some(w) = self.sessions.get_mut(skey.idx).filter(|s| s.gen == skey.gen).and_then(|s| s.worker.as_mut()) else {
+            return;
+        };
+        let fd: Option<OwnedFd> = match kind {
+            Kind::Stdout => w.stdout.take(),
+            Kind::Stderr => w.stderr.take(),
+            Kind::Stdin => w.stdin.take(),
+            _ => None,
+        };
+        if let Some(fd) = fd {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
+    }
+
+    pub fn write_stdin(&mut self, skey: Key, bytes: Vec<u8>) {
+        let Some(w) = self.session_mut(skey).and_then(|s| s.worker.as_mut()) else { return };
+        if w.stdin.is_none() {
+            return;
+        }
+        w.stdin_buf.extend_from_slice(&bytes);
+        self.flush_stdin(skey);
+    }
+
+    fn flush_stdin(&mut self, skey: Key) {
+        let Some(w) = self.sessions.get_mut(skey.idx).filter(|s| s.gen == skey.gen).and_then(|s| s.worker.as_mut()) else {
+            return;
+        };
+        let Some(fd) = w.stdin.as_ref() else { return };
+        while !w.stdin_buf.is_empty() {
+            match write_fd(fd, &w.stdin_buf) {
+                Ok(n) => {
+                    w.stdin_buf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    w.stdin_buf.clear();
+                    break;
+                }
+            }
+        }
+        let want = !w.stdin_buf.is_empty();
+        let tok = token::make(Kind::Stdin, Key { idx: skey.idx, gen: w.gen });
+        let raw = fd.as_raw_fd();
+        let reg = self.poll.registry();
+        if want && !w.stdin_armed {
+            w.stdin_armed = reg.register(&mut SourceFd(&raw), tok, mio::Interest::WRITABLE).is_ok();
+        } else if !want && w.stdin_armed {
+            let _ = reg.deregister(&mut SourceFd(&raw));
+            w.stdin_armed = false;
+        }
+    }
+
+    pub fn close_stdin(&mut self, skey: Key) {
+        self.close_pipe(skey, Kind::Stdin);
+    }
+
+    fn on_exited(&mut self, skey: Key, pid: i32, code: Option<i32>, signal: Option<i32>, gateway_signal: Option<i32>) {
+        let Some(s) = self.session(skey) else { return };
+        if s.worker.as_ref().is_none_or(|w| w.pid != pid) {
+            return;
+        }
+        // Everything the worker wrote before dying is in the pipe now.
+        self.read_stdout(skey, usize::MAX);
+        self.read_stderr(skey);
+        let Some(s) = self.session_mut(skey) else { return };
+        let Some(mut w) = s.worker.take() else { return };
+        let reg = self.poll.registry();
+        for fd in [w.stdout.take(), w.stderr.take()].into_iter().flatten() {
+            let _ = reg.deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
+        if let Some(fd) = w.stdin.take() {
+            if w.stdin_armed {
+                let _ = reg.deregister(&mut SourceFd(&fd.as_raw_fd()));
+            }
+        }
+        let signalled = w.signalled || gateway_signal.is_some();
+        let info = ExitInfo { code, signal, signalled_by_gateway: signalled };
+        log::info!(
+            "worker exited session_id={} pid={pid} code={code:?} signal={signal:?} gateway_signal={gateway_signal:?}",
+            s.id_str
+        );
+        if code.is_some_and(|c| c != 0) || signal.is_some() {
+            let tail = String::from_utf8_lossy(w.stderr_tail.bytes()).into_owned();
+            if !tail.is_empty() {
+                log::debug!("worker stderr tail session_id={}: {}", s.id_str, tail.trim_end());
+            }
+        }
+        self.with_adapter(skey, |a, out| a.on_exit(&info, out));
+        let Some(s) = self.session(skey) else { return };
+        let crash = if s.ending.is_none() { Some(classify_exit(code, signal, None)) } else { None };
+        if let (Some(super::Ending::Terminate(super::TermReason::Shutdown)), Some(libc::SIGKILL)) = (s.ending, signal) {
+            // the grace ran out during shutdown
+            if s.turn.is_some() {
+                let details = json!({"signal": libc::SIGKILL});
+                self.emit(skey, Event::Error { code: ErrorCode::ProcessSigkill, message: "worker killed at shutdown".into(), event_id: None, details: Some(details) });
+                self.end_turn_silently(skey);
+            }
+        }
+        self.finish_ending(skey, crash);
+        let _ = WorkerType::ClaudeCode;
+    }
+
+    fn end_turn_silently(&mut self, skey: Key) {
+        if let Some(s) = self.session_mut(skey) {
+            if let Some(t) = s.turn.take() {
+                s.completed_turns += 1;
+                let stats = crate::protocol::Stats { duration_ms: Some(t.started.elapsed().as_millis() as u64), tool_calls: Some(t.tool_calls), ..Default::default() };
+                self.emit(skey, Event::Done { success: false, stats: Some(stats) });
+            }
+        }
+    }
+}
+
+/// The worker environment (security.md §5.1), later rows overriding earlier.
+pub fn worker_env(
+    s: &crate::settings::Settings,
+    wt: WorkerType,
+    owner_hash: &str,
+    session_id: &str,
+    adapter_env: &[(String, String)],
+) -> Vec<(String, String)> {
+    let sb = &s.sandbox;
+    let mut env: Vec<(String, String)> = sb.base_env.clone();
+    if sb.private_home {
+        env.push(("HOME".into(), sb.home_root.join(owner_hash).to_string_lossy().into_owned()));
+    }
+    if let Some(tmp) = &sb.tmp_root {
+        env.push(("TMPDIR".into(), tmp.join(session_id).to_string_lossy().into_owned()));
+    }
+    env.push(("LANG".into(), "C.UTF-8".into()));
+    env.push(("TERM".into(), "dumb".into()));
+    env.extend(adapter_env.iter().cloned());
+    if let Some(ws) = s.worker(wt) {
+        env.extend(ws.env.iter().cloned());
+    }
+    env.retain(|(k, _)| !sb.denied_env.iter().any(|d| d == k) && !k.starts_with("HOTPLEX_"));
+    env.push(("HOTPLEX_SESSION_ID".into(), session_id.into()));
+    env.push(("HOTPLEX_WORKER_TYPE".into(), wt.as_str().into()));
+    if let Some(dir) = s.worker(wt).and_then(|w| w.state_dir.as_ref()) {
+        let name = if wt == WorkerType::Pi { "PI_CODING_AGENT_DIR" } else { "CLAUDE_CONFIG_DIR" };
+        env.push((name.into(), expand(dir, owner_hash, session_id)));
+    }
+    // last one wins, keep first-seen order
+    let mut out: Vec<(String, String)> = Vec::with_capacity(env.len());
+    for (k, v) in env {
+        if let Some(slot) = out.iter_mut().find(|(ok, _)| *ok == k) {
+            slot.1 = v;
+        } else {
+            out.push((k, v));
+        }
+    }
+    out
+}
+
+fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    let mut f = std::mem::ManuallyDrop::new(unsafe_file(fd));
+    f.read(buf)
+}
+
+fn write_fd(fd: &OwnedFd, buf: &[u8]) -> io::Result<usize> {
+    let mut f = std::mem::ManuallyDrop::new(unsafe_file(fd));
+    f.write(buf)
+}
+
+fn unsafe_file(fd: &OwnedFd) -> std::fs::File {
+    crate::child::sys::borrow_file(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_classification() {
+        assert_eq!(classify_exit(Some(1), None, None).0, ErrorCode::WorkerCrash);
+        assert_eq!(classify_exit(None, Some(9), None).0, ErrorCode::WorkerOom);
+        assert_eq!(classify_exit(Some(137), None, None).0, ErrorCode::WorkerOom);
+        assert_eq!(classify_exit(Some(143), None, None).0, ErrorCode::WorkerCrash);
+        assert_eq!(classify_exit(None, Some(11), None).1["signal"], 11);
+        assert_eq!(classify_exit(None, Some(15), Some(15)).0, ErrorCode::ProcessSigterm);
+        assert_eq!(classify_exit(None, Some(9), Some(15)).0, ErrorCode::ProcessSigkill);
+        assert_eq!(classify_exit(Some(0), None, None).0, ErrorCode::WorkerCrash);
+    }
+
+    #[test]
+    fn tags_round_trip() {
+        let k = Key { idx: 77, gen: 12345 };
+        assert_eq!(key_of(tag_of(k)), k);
+    }
+}
