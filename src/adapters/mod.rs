@@ -148,7 +148,9 @@ pub enum Action {
     AgentSessionId(String),
     /// The turn is over; the session emits exactly one `done` and `state{idle}`.
     TurnEnd { success: bool, stats: Stats },
-    /// The agent refused to resume its conversation (workers.md: resume failure).
+    /// The agent refused to resume its conversation (workers.md: resume
+    /// failure; operations.md §2.1). Replaces the turn's AGENT_ERROR; when an
+    /// input had started a turn, a `TurnEnd{success:false}` follows.
     ResumeFailed { message: String },
     /// Bytes for the worker's stdin (whole lines).
     Stdin(Vec<u8>),
