@@ -1,0 +1,628 @@
+//! Startup refusals of security.md §0.1 that concern the configuration itself:
+//! S1, S2, S5, S6, S7, S8, S9, S13, S14, S15, S16, plus fetching every secret
+//! (`admin.tokens`, `security.api_keys`, `workers.*.env`, `tracing.headers`).
+//! S11/S12 (file system) are in `validate.rs`. S3/S4 (JWT keys, API-key rules)
+//! are not implemented: this version accepts only auth mode `none`, see
+//! [`check_auth_modes_available`].
+//!
+//! Owns: these rules and their messages. Must not: put a secret value in a
+//! message, log, or read anything but the secret files and the env snapshot.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::secret::{Secret, SecretValue, read_env_secret, read_secret_file};
+use super::types::{AdminCredential, AdminScope, AuthMode, Config};
+use super::units::{Cidr, is_loopback};
+use super::validate::Ctx;
+use crate::adapters::WorkerType;
+
+/// Auth modes this build implements. S3/S4 replace the refusal when jwt/api_key land.
+pub const AVAILABLE_AUTH_MODES: &[AuthMode] = &[AuthMode::None];
+
+/// Code-loading variable names never passed to a worker unless allowed (security.md §5.3).
+const DANGEROUS_NAMES: &[&str] = &[
+    "GLIBC_TUNABLES",
+    "GCONV_PATH",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "RES_OPTIONS",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "BASH_ENV",
+    "ENV",
+    "PS4",
+    "PROMPT_COMMAND",
+    "IFS",
+    "PYTHONSTARTUP",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_ASKPASS",
+    "GIT_EXEC_PATH",
+    "SSH_ASKPASS",
+    "SSH_AUTH_SOCK",
+    "CLAUDECODE",
+];
+/// Code-loading name prefixes (`LD_*`, …).
+const DANGEROUS_PREFIXES: &[&str] = &["LD_", "DYLD_", "GIT_CONFIG_"];
+/// Every gateway variable with this prefix is a secret name (S13).
+const GATEWAY_PREFIX: &str = "HOTPLEX_";
+
+pub(crate) fn validate(cfg: &mut Config, ctx: &mut Ctx) {
+    let api_keys = resolve_api_keys(cfg, ctx);
+    resolve_admin_tokens(cfg, ctx, &api_keys);
+    resolve_secret_values(cfg, ctx);
+    auth_modes(cfg, ctx);
+    listeners(cfg, ctx);
+    origins(cfg, ctx);
+    env_names(cfg, ctx);
+    run_as(cfg, ctx);
+    zero_limits(cfg, ctx);
+    let jwt = &cfg.security.jwt;
+    if jwt.leeway > std::time::Duration::from_secs(300) {
+        ctx.err("security.jwt.leeway", "must be at most 300s (S15)");
+    }
+    if jwt.max_token_bytes == 0 || jwt.max_token_bytes > 65_536 {
+        ctx.err(
+            "security.jwt.max_token_bytes",
+            format!("must be between 1 and 65536 (got {}) (S15)", jwt.max_token_bytes),
+        );
+    }
+    for (i, entry) in cfg.security.ssrf.allow.iter().enumerate() {
+        if let Err(m) = parse_allow_entry(entry) {
+            ctx.err(&format!("security.ssrf.allow[{i}]"), m);
+        }
+    }
+}
+
+/// Refuse auth modes this version does not implement (one error for all of them).
+/// This is the single place to replace with the S3/S4 checks when jwt/api_key land.
+pub(crate) fn check_auth_modes_available(cfg: &Config, ctx: &mut Ctx) {
+    let missing: Vec<&str> =
+        cfg.security.auth.modes.iter().filter(|m| !AVAILABLE_AUTH_MODES.contains(m)).map(|m| m.as_str()).collect();
+    if missing.is_empty() {
+        return;
+    }
+    let available: Vec<&str> = AVAILABLE_AUTH_MODES.iter().map(|m| m.as_str()).collect();
+    let (noun, list, verb) = if missing.len() == 1 {
+        ("mode", missing[0].to_string(), "is")
+    } else {
+        ("modes", missing.join(" and "), "are")
+    };
+    ctx.err(
+        "security.auth.modes",
+        format!("auth {noun} {list} {verb} not available in this version of hotplex (only {})", available.join(", ")),
+    );
+}
+
+/// S1, S2 and availability.
+fn auth_modes(cfg: &Config, ctx: &mut Ctx) {
+    let modes = &cfg.security.auth.modes;
+    if modes.is_empty() {
+        ctx.err("security.auth.modes", "must name at least one mode: [none], [api_key], [jwt] or [api_key, jwt] (S1)");
+        return;
+    }
+    let mut seen = Vec::new();
+    for m in modes {
+        if seen.contains(m) {
+            ctx.err("security.auth.modes", format!("{} is listed twice", m.as_str()));
+        }
+        seen.push(*m);
+    }
+    let none = modes.contains(&AuthMode::None);
+    if none && modes.len() > 1 {
+        ctx.err("security.auth.modes", "none cannot be combined with another mode (S1)");
+        return;
+    }
+    if none {
+        for (key, addr) in [("gateway.listen", cfg.gateway.listen), ("admin.listen", cfg.admin.listen)] {
+            if !is_loopback(addr.ip()) {
+                ctx.err(key, format!("auth mode none requires a loopback listener (got {addr}) (S2)"));
+            }
+        }
+        if !cfg.gateway.trusted_proxies.is_empty() {
+            ctx.err(
+                "gateway.trusted_proxies",
+                "must be empty with auth mode none: a proxy would expose the unauthenticated gateway (S2)",
+            );
+        }
+    }
+    check_auth_modes_available(cfg, ctx);
+}
+
+/// S5, S7, S8.
+fn listeners(cfg: &Config, ctx: &mut Ctx) {
+    let ws: SocketAddr = cfg.gateway.listen;
+    let admin: SocketAddr = cfg.admin.listen;
+    if cfg.security.dev_mode {
+        for (key, addr) in [("gateway.listen", ws), ("admin.listen", admin)] {
+            if !is_loopback(addr.ip()) {
+                ctx.err(key, format!("security.dev_mode requires a loopback listener (got {addr}) (S5)"));
+            }
+        }
+    }
+    if !is_loopback(ws.ip()) && cfg.gateway.trusted_proxies.is_empty() && !cfg.security.allow_plaintext_public {
+        ctx.err(
+            "gateway.listen",
+            format!(
+                "{ws} is not loopback: put a TLS proxy in front and list it in gateway.trusted_proxies, \
+                 or set security.allow_plaintext_public: true (S7)"
+            ),
+        );
+    }
+    if !is_loopback(admin.ip()) {
+        if !cfg.admin.allow_non_loopback {
+            ctx.err("admin.listen", format!("{admin} is not loopback and admin.allow_non_loopback is false (S8)"));
+        }
+        if cfg.admin.tokens.is_empty() {
+            ctx.err(
+                "admin.tokens",
+                format!("admin.listen {admin} is not loopback: at least one admin token is required (S8)"),
+            );
+        }
+        if cfg.admin.metrics_public {
+            ctx.warn("admin.metrics_public", format!("/metrics is served without a token on the non-loopback {admin}"));
+        }
+    }
+}
+
+/// Syntax of an allowed browser origin: `scheme://host[:port]`, or `*` / `null` (dev only, S6).
+pub(crate) fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" || origin == "null" {
+        return Ok(());
+    }
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .ok_or_else(|| format!("{origin:?} is not an origin (expected scheme://host[:port])"))?;
+    if rest.is_empty() || rest.contains('/') || rest.contains('@') || rest.contains('?') || rest.contains('#') {
+        return Err(format!("{origin:?} is not an origin (expected scheme://host[:port], no path)"));
+    }
+    if origin.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!("{origin:?}: write origins in lowercase"));
+    }
+    Ok(())
+}
+
+/// S6 and origin syntax.
+fn origins(cfg: &Config, ctx: &mut Ctx) {
+    let dev = cfg.security.dev_mode;
+    let none = cfg.security.auth.modes.contains(&AuthMode::None);
+    for (i, origin) in cfg.security.allowed_origins.iter().enumerate() {
+        let key = format!("security.allowed_origins[{i}]");
+        if let Err(m) = check_origin(origin) {
+            ctx.err(&key, m);
+        } else if origin == "*" && (!dev || none) {
+            ctx.err(&key, "\"*\" is allowed only with security.dev_mode and never with auth mode none (S6)");
+        } else if origin == "null" && !dev {
+            ctx.err(&key, "\"null\" is allowed only with security.dev_mode (S6)");
+        }
+    }
+}
+
+fn valid_key_format(s: &str) -> bool {
+    (32..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Fetch one `env`/`file` secret (S16); errors name the key, never the value.
+fn fetch(ctx: &mut Ctx, key: &str, env: Option<&str>, file: Option<&std::path::Path>) -> Option<Secret> {
+    let got = match (env, file) {
+        (Some(name), None) => read_env_secret(name, ctx.env).map_err(|m| (format!("{key}.env"), m)),
+        (None, Some(path)) => {
+            ctx.secret_files.push(path.to_path_buf());
+            match read_secret_file(path) {
+                Ok(fs) => {
+                    if let Some(w) = fs.warning {
+                        ctx.warn(&format!("{key}.file"), w);
+                    }
+                    Ok(fs.secret)
+                }
+                Err(m) => Err((format!("{key}.file"), m)),
+            }
+        }
+        _ => return None,
+    };
+    match got {
+        Ok(s) => Some(s),
+        Err((k, m)) => {
+            ctx.err(&k, format!("{m} (S16)"));
+            None
+        }
+    }
+}
+
+/// `security.api_keys`: fetch sources (S16). Format rules are S4, not implemented yet.
+fn resolve_api_keys(cfg: &mut Config, ctx: &mut Ctx) -> Vec<Secret> {
+    let mut out = Vec::new();
+    for (i, k) in cfg.security.api_keys.iter_mut().enumerate() {
+        let key = format!("security.api_keys[{i}]");
+        if k.owner.is_empty() {
+            ctx.err(&format!("{key}.owner"), "must not be empty");
+        }
+        let n = usize::from(k.env.is_some()) + usize::from(k.file.is_some()) + usize::from(k.key.is_some());
+        if n != 1 {
+            ctx.err(&key, "give exactly one of env, file or key");
+            continue;
+        }
+        k.value = match &k.key {
+            Some(inline) => Some(inline.clone()),
+            None => fetch(ctx, &key, k.env.as_deref(), k.file.as_deref()),
+        };
+        if let Some(v) = &k.value {
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
+/// `admin.tokens` (operations.md §1.4 row, S9, S16).
+fn resolve_admin_tokens(cfg: &mut Config, ctx: &mut Ctx, api_keys: &[Secret]) {
+    let mut names: Vec<String> = Vec::new();
+    for (i, t) in cfg.admin.tokens.iter_mut().enumerate() {
+        let key = format!("admin.tokens[{i}]");
+        if t.name.is_empty() {
+            ctx.err(&format!("{key}.name"), "must not be empty");
+        } else if names.contains(&t.name) {
+            ctx.err(&format!("{key}.name"), format!("{:?} is used by another token", t.name));
+        }
+        names.push(t.name.clone());
+        if t.scopes.is_empty() {
+            ctx.err(&format!("{key}.scopes"), "must list at least one scope: read, write or admin (S9)");
+        }
+        for (j, s) in t.scopes.iter().enumerate() {
+            if AdminScope::parse(s).is_none() {
+                ctx.err(&format!("{key}.scopes[{j}]"), format!("{s:?} is not read, write, admin or an alias (S9)"));
+            }
+        }
+        let n = usize::from(t.env.is_some()) + usize::from(t.file.is_some()) + usize::from(t.sha256.is_some());
+        if n != 1 {
+            ctx.err(&key, "give exactly one of env, file or sha256");
+            continue;
+        }
+        t.credential = if let Some(hex) = &t.sha256 {
+            match decode_sha256(hex.expose()) {
+                Some(d) => Some(AdminCredential::Sha256(d)),
+                None => {
+                    ctx.err(&format!("{key}.sha256"), "must be 64 hexadecimal characters (S9)");
+                    None
+                }
+            }
+        } else {
+            match fetch(ctx, &key, t.env.as_deref(), t.file.as_deref()) {
+                Some(secret) if !valid_key_format(secret.expose()) => {
+                    let src = if t.env.is_some() { "env" } else { "file" };
+                    ctx.err(&format!("{key}.{src}"), "the token must be 32–256 characters of [A-Za-z0-9_-] (S9)");
+                    None
+                }
+                Some(secret) if api_keys.contains(&secret) => {
+                    ctx.err(&key, "the token equals an API key (S9)");
+                    None
+                }
+                Some(secret) => Some(AdminCredential::Token(secret)),
+                None => None,
+            }
+        };
+    }
+}
+
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `workers.<type>.env` and `tracing.headers` values given as `{env}` / `{file}` (S16).
+fn resolve_secret_values(cfg: &mut Config, ctx: &mut Ctx) {
+    let mut maps = vec![("tracing.headers".to_string(), &mut cfg.tracing.headers)];
+    let w = &mut cfg.workers;
+    maps.push(("workers.claude_code.env".to_string(), &mut w.claude_code.env));
+    maps.push(("workers.opencode_cli.env".to_string(), &mut w.opencode_cli.env));
+    maps.push(("workers.opencode_server.env".to_string(), &mut w.opencode_server.env));
+    maps.push(("workers.acpx.env".to_string(), &mut w.acpx.env));
+    maps.push(("workers.pi.env".to_string(), &mut w.pi.env));
+    for (prefix, map) in maps {
+        for (name, value) in map.iter_mut() {
+            let key = format!("{prefix}.{name}");
+            match value {
+                SecretValue::Literal(_) => {}
+                SecretValue::Env { env, value } => *value = fetch(ctx, &key, Some(env), None),
+                SecretValue::File { file, value } => *value = fetch(ctx, &key, None, Some(file)),
+            }
+        }
+    }
+}
+
+/// Whether a (possibly `PREFIX*`) name could match `name_or_prefix` (`X_` prefixes end with `_*` semantics).
+fn overlaps(entry: &str, target: &str, target_is_prefix: bool) -> bool {
+    match (entry.strip_suffix('*'), target_is_prefix) {
+        (None, false) => entry == target,
+        (None, true) => entry.starts_with(target),
+        (Some(p), false) => target.starts_with(p),
+        (Some(p), true) => p.starts_with(target) || target.starts_with(p),
+    }
+}
+
+/// S13: passthrough/addition names and addition sources vs gateway secrets and code-loading names.
+fn env_names(cfg: &Config, ctx: &mut Ctx) {
+    let mut secret_names: Vec<String> = Vec::new();
+    secret_names.extend(cfg.security.api_keys.iter().filter_map(|k| k.env.clone()));
+    secret_names.extend(cfg.admin.tokens.iter().filter_map(|t| t.env.clone()));
+    secret_names.extend(cfg.tracing.headers.values().filter_map(|v| match v {
+        SecretValue::Env { env, .. } => Some(env.clone()),
+        _ => None,
+    }));
+    let allow = &cfg.security.env.allow_dangerous;
+    let check = |ctx: &mut Ctx, key: String, name: &str, is_source: bool| {
+        let bad_chars = name.is_empty() || name.contains('=') || name.contains('\0');
+        if bad_chars || (name.contains('*') && (is_source || !name.ends_with('*') || name.matches('*').count() > 1)) {
+            ctx.err(&key, format!("{name:?} is not a valid variable name"));
+            return;
+        }
+        if overlaps(name, GATEWAY_PREFIX, true) || secret_names.iter().any(|s| overlaps(name, s, false)) {
+            ctx.err(&key, format!("{name} is a gateway secret name and never reaches a worker (S13)"));
+            return;
+        }
+        if is_source || allow.iter().any(|a| a == name) {
+            return;
+        }
+        let dangerous = DANGEROUS_NAMES.iter().any(|d| overlaps(name, d, false))
+            || DANGEROUS_PREFIXES.iter().any(|d| overlaps(name, d, true));
+        if dangerous {
+            ctx.err(
+                &key,
+                format!(
+                    "{name} can make a worker load code; list it in security.env.allow_dangerous to accept that (S13)"
+                ),
+            );
+        }
+    };
+    for (i, n) in cfg.security.env.passthrough.iter().enumerate() {
+        check(ctx, format!("security.env.passthrough[{i}]"), n, false);
+    }
+    for t in WorkerType::ALL {
+        let ty = t.as_str();
+        for (i, n) in cfg.workers.env_passthrough(t).iter().enumerate() {
+            check(ctx, format!("workers.{ty}.env_passthrough[{i}]"), n, false);
+        }
+        for (name, value) in cfg.workers.env(t) {
+            check(ctx, format!("workers.{ty}.env.{name}"), name, false);
+            if let SecretValue::Env { env, .. } = value {
+                check(ctx, format!("workers.{ty}.env.{name}.env"), env, true);
+            }
+        }
+    }
+}
+
+/// S14: never uid/gid 0 for workers.
+fn run_as(cfg: &Config, ctx: &mut Ctx) {
+    let w = &cfg.security.worker;
+    if let Some(r) = &w.run_as {
+        match (&r.user, r.uid, r.gid) {
+            (Some(user), None, None) if r.groups.is_empty() => {
+                if user.is_empty() {
+                    ctx.err("security.worker.run_as.user", "must not be empty");
+                } else if user == "root" {
+                    ctx.err("security.worker.run_as.user", "workers never run as root (S14)");
+                }
+            }
+            (None, Some(uid), Some(gid)) => {
+                if uid == 0 {
+                    ctx.err("security.worker.run_as.uid", "workers never run as uid 0 (S14)");
+                }
+                if gid == 0 {
+                    ctx.err("security.worker.run_as.gid", "workers never run as gid 0 (S14)");
+                }
+                if r.groups.contains(&0) {
+                    ctx.err("security.worker.run_as.groups", "workers never get group 0 (S14)");
+                }
+            }
+            _ => ctx.err("security.worker.run_as", "give either {user} or {uid, gid[, groups]}"),
+        }
+    }
+    if let Some(u) = &w.uid_per_owner {
+        if u.first_uid == 0 {
+            ctx.err("security.worker.uid_per_owner.first_uid", "workers never run as uid 0 (S14)");
+        }
+        if u.count == 0 {
+            ctx.err("security.worker.uid_per_owner.count", "must be at least 1");
+        } else if u.first_uid.checked_add(u.count).is_none() {
+            ctx.err("security.worker.uid_per_owner.count", "first_uid + count exceeds the uid range");
+        }
+        if w.run_as.is_some() {
+            ctx.err("security.worker.uid_per_owner", "use either run_as or uid_per_owner, not both");
+        }
+    }
+}
+
+/// S15: no `limits.*` key may be 0, except the rlimits of `limits.worker` (0 = not set).
+fn zero_limits(cfg: &Config, ctx: &mut Ctx) {
+    let Ok(serde_json::Value::Object(limits)) = serde_json::to_value(&cfg.limits) else { return };
+    let mut stack: Vec<(String, &serde_json::Value)> =
+        limits.iter().filter(|(k, _)| k.as_str() != "worker").map(|(k, v)| (format!("limits.{k}"), v)).collect();
+    while let Some((key, v)) = stack.pop() {
+        match v {
+            serde_json::Value::Object(m) => stack.extend(m.iter().map(|(k, v)| (format!("{key}.{k}"), v))),
+            serde_json::Value::Number(n) if n.as_f64() == Some(0.0) => {
+                ctx.err(&key, "must not be 0 (S15)");
+            }
+            serde_json::Value::String(s) if s == "0s" => ctx.err(&key, "must not be 0s (S15)"),
+            _ => {}
+        }
+    }
+    let t = cfg.limits.rate.throttle_threshold;
+    if !(t > 0.0 && t <= 1.0) {
+        ctx.err("limits.rate.throttle_threshold", format!("must be above 0 and at most 1 (got {t})"));
+    }
+}
+
+/// One `security.ssrf.allow` entry: `host:port`, `ip:port`, `[v6]:port` or `cidr:port`.
+enum AllowRule {
+    Host(String, u16),
+    Net(Cidr, u16),
+}
+
+fn parse_allow_entry(entry: &str) -> Result<AllowRule, String> {
+    let (host, port) =
+        entry.rsplit_once(':').ok_or_else(|| format!("{entry:?}: expected host:port, ip:port or cidr:port"))?;
+    let port: u16 = match port.parse() {
+        Ok(p) if p > 0 => p,
+        _ => return Err(format!("{entry:?}: port must be 1–65535 (no wildcard ports)")),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains('*') {
+        return Err(format!("{entry:?}: a host is required (no wildcards)"));
+    }
+    if host.contains('/') {
+        return host.parse::<Cidr>().map(|c| AllowRule::Net(c, port));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(AllowRule::Net(Cidr::from(ip), port));
+    }
+    if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+        return Err(format!("{entry:?}: invalid host name"));
+    }
+    Ok(AllowRule::Host(host.to_ascii_lowercase(), port))
+}
+
+/// An address in a range security.md §8.2 blocks (approximation for IP literals; the
+/// runtime SSRF guard is authoritative).
+fn blocked(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || o[0] == 0
+                || o[0] >= 240
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 192 && o[1] == 88 && o[2] == 99)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => blocked(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (s[0] & 0xfe00) == 0xfc00
+                    || (s[0] & 0xffc0) == 0xfe80
+                    || (s[0] & 0xffc0) == 0xfec0
+                    || s[0] == 0x0064
+                    || s[0] == 0x2002
+                    || (s[0] == 0x2001 && s[1] < 0x0200)
+                    || (s[0] == 0x2001 && s[1] == 0x0db8)
+                    || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])
+                    || s[..6] == [0, 0, 0, 0, 0, 0]
+            }
+        },
+    }
+}
+
+/// `tracing.otlp_endpoint`: `http://host:port[/path]`; https refused (no TLS client);
+/// a blocked IP literal must be allowed by `security.ssrf.allow` (security.md §8).
+pub(crate) fn check_otlp_endpoint(url: &str, allow: &[String]) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err("https is not supported: send to a local OpenTelemetry Collector over http".to_string());
+    }
+    if !lower.starts_with("http://") {
+        return Err(format!("{url:?}: expected http://host:port[/path]"));
+    }
+    let rest = &url["http://".len()..];
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') || rest.contains('#') || rest.contains('?') {
+        return Err(format!("{url:?}: no credentials, query or fragment (use tracing.headers)"));
+    }
+    let (host, port) = authority.rsplit_once(':').ok_or_else(|| format!("{url:?}: the port is required"))?;
+    let port: u16 = match port.parse() {
+        Ok(p) if p > 0 => p,
+        _ => return Err(format!("{url:?}: invalid port")),
+    };
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() {
+        return Err(format!("{url:?}: the host is required"));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        let allowed = allow.iter().filter_map(|e| parse_allow_entry(e).ok()).any(|r| match r {
+            AllowRule::Net(c, p) => p == port && c.contains(ip),
+            AllowRule::Host(h, p) => p == port && h.eq_ignore_ascii_case(host),
+        });
+        if blocked(ip) && !allowed {
+            return Err(format!(
+                "{host}:{port} is a loopback/private address: list \"{authority}\" in security.ssrf.allow (security.md §8)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_syntax() {
+        assert!(check_origin("http://localhost:3000").is_ok());
+        assert!(check_origin("https://a.example").is_ok());
+        assert!(check_origin("https://a.example/").is_err());
+        assert!(check_origin("a.example").is_err());
+        assert!(check_origin("https://A.example").is_err());
+    }
+
+    #[test]
+    fn otlp_endpoints() {
+        assert!(check_otlp_endpoint("http://collector.example:4318", &[]).is_ok());
+        assert!(
+            check_otlp_endpoint("https://collector.example:4318", &[]).unwrap_err().contains("local OpenTelemetry")
+        );
+        assert!(check_otlp_endpoint("http://127.0.0.1:4318", &[]).unwrap_err().contains("ssrf.allow"));
+        assert!(check_otlp_endpoint("http://127.0.0.1:4318/v1/traces", &["127.0.0.1:4318".into()]).is_ok());
+        assert!(check_otlp_endpoint("http://127.0.0.1:4319", &["127.0.0.1:4318".into()]).is_err());
+        assert!(check_otlp_endpoint("http://10.1.2.3:4318", &["10.0.0.0/8:4318".into()]).is_ok());
+        assert!(check_otlp_endpoint("http://u:p@x.example:1", &[]).is_err());
+        assert!(check_otlp_endpoint("http://x.example", &[]).is_err());
+    }
+
+    #[test]
+    fn allow_entries() {
+        assert!(parse_allow_entry("127.0.0.1:4318").is_ok());
+        assert!(parse_allow_entry("[::1]:4318").is_ok());
+        assert!(parse_allow_entry("collector.internal:4318").is_ok());
+        assert!(parse_allow_entry("10.0.0.0/8:80").is_ok());
+        assert!(parse_allow_entry("127.0.0.1:*").is_err());
+        assert!(parse_allow_entry("127.0.0.1").is_err());
+        assert!(parse_allow_entry("*.example:80").is_err());
+    }
+
+    #[test]
+    fn name_overlap() {
+        assert!(overlaps("LD_PRELOAD", "LD_", true));
+        assert!(overlaps("LD_*", "LD_", true));
+        assert!(overlaps("L*", "LD_", true));
+        assert!(overlaps("*", "NODE_OPTIONS", false));
+        assert!(!overlaps("OTEL_*", "LD_", true));
+        assert!(!overlaps("NODE_OPTIONS_X", "NODE_OPTIONS", false));
+        assert_eq!(decode_sha256(&"ab".repeat(32)).map(|d| d[0]), Some(0xab));
+        assert!(decode_sha256("xyz").is_none());
+    }
+}
