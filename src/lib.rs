@@ -3,4 +3,5 @@
 //! See docs/architecture.md for the threads and who owns what.
 
 pub mod adapters;
+pub mod child;
 pub mod protocol;
