@@ -40,6 +40,9 @@ impl SpawnerClient for SpawnerHandle {
     fn send(&self, cmd: Command) {
         self.0.send(cmd);
     }
+    fn kill_all(&self) {
+        self.0.handle().kill_all();
+    }
 }
 
 /// Run the gateway until a shutdown signal; returns the process exit code.
@@ -73,7 +76,8 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
         inboxes.push(rx);
         polls.push(poll);
     }
-    let sinks: Vec<Box<dyn NoticeSink>> = handles.iter().map(|h| Box::new(Sink(h.clone())) as Box<dyn NoticeSink>).collect();
+    let sinks: Vec<Box<dyn NoticeSink>> =
+        handles.iter().map(|h| Box::new(Sink(h.clone())) as Box<dyn NoticeSink>).collect();
     let supervisor = match Supervisor::start(sinks) {
         Ok(s) => s,
         Err(e) => {
@@ -128,7 +132,9 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
                 }
                 deadline = Some(Instant::now() + shutdown_timeout);
             }
-            Some(sig) if sig == libc::SIGHUP => log::info!("SIGHUP: configuration reload is not available in this version"),
+            Some(sig) if sig == libc::SIGHUP => {
+                log::info!("SIGHUP: configuration reload is not available in this version")
+            }
             _ => {}
         }
         if let Some(d) = deadline {
@@ -154,8 +160,9 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
 }
 
 fn force_exit(shared: &Shared) -> i32 {
-    shared.spawner.send(Command::KillAll);
-    std::thread::sleep(Duration::from_millis(300));
+    shared.spawner.kill_all();
+    // The spawner SIGKILLs every group and sweeps; give it a moment.
+    std::thread::sleep(Duration::from_millis(500));
     crate::logging::flush();
     EXIT_FORCED
 }

@@ -3,5 +3,16 @@
 //! See docs/architecture.md for the threads and who owns what.
 
 pub mod adapters;
+pub mod child;
+pub mod cli;
 pub mod config;
+pub mod gateway;
+pub mod logging;
+pub mod net;
+pub mod policy;
 pub mod protocol;
+pub mod reactor;
+pub mod session;
+pub mod settings;
+pub mod sys;
+pub mod ws;

@@ -100,14 +100,9 @@ impl Log for Logger {
         let thread = std::thread::current();
         let tname = thread.name().unwrap_or("-");
         let line = match self.format {
-            Format::Text => format!(
-                "{} {:<5} {} [{}] {}\n",
-                timestamp(),
-                record.level(),
-                record.target(),
-                tname,
-                record.args()
-            ),
+            Format::Text => {
+                format!("{} {:<5} {} [{}] {}\n", timestamp(), record.level(), record.target(), tname, record.args())
+            }
             Format::Json => {
                 let v = serde_json::json!({
                     "ts": timestamp(),

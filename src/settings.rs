@@ -70,8 +70,10 @@ pub struct Sandbox {
     /// Root of per-session TMPDIRs (`None` = off).
     pub tmp_root: Option<PathBuf>,
     pub umask: u32,
-    /// (resource, value) pairs for setrlimit in the child.
-    pub rlimits: Vec<(i32, u64)>,
+    /// Resource limits applied in the worker child.
+    pub rlimits: crate::child::WorkerLimits,
+    /// Never usable as a work dir, even inside a root (data dir, config, secrets).
+    pub denied_paths: Vec<PathBuf>,
     /// Rows 1–2 of security.md §5.1: base passthrough values and PATH, USER…
     pub base_env: Vec<(String, String)>,
     /// Names that must never reach a worker (gateway secrets, deny list).
@@ -104,5 +106,320 @@ pub struct Settings {
 impl Settings {
     pub fn worker(&self, t: WorkerType) -> Option<&WorkerSettings> {
         self.workers.get(&t)
+    }
+}
+
+/// Code-loading variables never passed to a worker unless the operator
+/// accepts them in `security.env.allow_dangerous` (security.md §5.3).
+pub const DANGEROUS_ENV: &[&str] = &[
+    "GLIBC_TUNABLES",
+    "GCONV_PATH",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "RES_OPTIONS",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "BASH_ENV",
+    "ENV",
+    "PS4",
+    "PROMPT_COMMAND",
+    "IFS",
+    "PYTHONSTARTUP",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_ASKPASS",
+    "GIT_EXEC_PATH",
+    "SSH_ASKPASS",
+    "SSH_AUTH_SOCK",
+    "CLAUDECODE",
+    "CLAUDE_CODE_ENTRYPOINT",
+    "CLAUDE_CODE_SESSION_ID",
+    "CLAUDE_CODE_SSE_PORT",
+    "OPENCODE_PID",
+    "OPENCODE_SERVER_PASSWORD",
+];
+
+/// Prefixes of code-loading variables (`LD_*`, `DYLD_*`, `GIT_CONFIG_*`).
+pub const DANGEROUS_PREFIXES: &[&str] = &["LD_", "DYLD_", "GIT_CONFIG_"];
+
+fn is_dangerous(name: &str) -> bool {
+    DANGEROUS_ENV.contains(&name) || DANGEROUS_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// `PATH` for workers: configured, or the gateway's with empty, `.` and
+/// relative entries and duplicates removed (security.md §5.2).
+pub fn sanitize_path(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for p in path.split(':') {
+        if p.starts_with('/') && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out.join(":")
+}
+
+/// Values of `names` from the env snapshot; an entry ending in `*` is a prefix.
+fn passthrough(names: &[String], env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (k, v) in env {
+        let hit = names.iter().any(|n| match n.strip_suffix('*') {
+            Some(prefix) => k.starts_with(prefix),
+            None => n == k,
+        });
+        if hit {
+            out.push((k.clone(), v.clone()));
+        }
+    }
+    out
+}
+
+impl Settings {
+    /// Build the runtime settings from a validated config and the startup
+    /// environment snapshot.
+    pub fn from_config(cfg: &crate::config::Config, env: &[(String, String)]) -> Settings {
+        use crate::config as c;
+        let g = &cfg.gateway;
+        let l = &cfg.limits;
+        let sec = &cfg.security;
+        let reactors = if g.reactors == 0 {
+            let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            cpus.saturating_sub(1).clamp(1, 16)
+        } else {
+            g.reactors as usize
+        };
+        let opt = |d: Duration| if d.is_zero() { None } else { Some(d) };
+
+        // Names that must never reach a worker.
+        let mut denied_env: Vec<String> = sec.env.deny.clone();
+        for k in &sec.api_keys {
+            denied_env.extend(k.env.iter().cloned());
+        }
+        for t in &cfg.admin.tokens {
+            denied_env.extend(t.env.iter().cloned());
+        }
+        for v in cfg.tracing.headers.values() {
+            if let Some(c::SecretSource::Env(name)) = v.source() {
+                denied_env.push(name);
+            }
+        }
+        for (k, _) in env {
+            if (is_dangerous(k) && !sec.env.allow_dangerous.contains(k)) || k.starts_with("HOTPLEX_") {
+                denied_env.push(k.clone());
+            }
+        }
+        denied_env.sort();
+        denied_env.dedup();
+
+        let gateway_path =
+            env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("/usr/bin:/bin");
+        let path = if sec.env.path.is_empty() { sanitize_path(gateway_path) } else { sanitize_path(&sec.env.path) };
+        let mut base_env = passthrough(&sec.env.passthrough, env);
+        base_env.push(("PATH".into(), path));
+        if let Some((user, shell)) = crate::sys::current_user() {
+            base_env.push(("USER".into(), user.clone()));
+            base_env.push(("LOGNAME".into(), user));
+            if !shell.is_empty() {
+                base_env.push(("SHELL".into(), shell));
+            }
+        }
+
+        let data_dir = if cfg.store.path.as_os_str() == ":memory:" {
+            std::env::temp_dir().join(format!("hotplex-{}", std::process::id()))
+        } else {
+            cfg.store.path.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from("."))
+        };
+        let home_root = if sec.worker.home_root.as_os_str().is_empty() {
+            data_dir.join("homes")
+        } else {
+            sec.worker.home_root.clone()
+        };
+        let tmp_root = sec.worker.private_tmp.then(|| data_dir.join("tmp"));
+        let rl = &l.worker;
+        let nz = |v: u64| if v == 0 { None } else { Some(v) };
+        let rlimits = crate::child::WorkerLimits {
+            as_bytes: nz(rl.rlimit_as_bytes),
+            nproc: nz(rl.rlimit_nproc),
+            cpu_seconds: nz(rl.rlimit_cpu_seconds),
+            nofile: nz(rl.rlimit_nofile),
+            core_bytes: nz(rl.rlimit_core_bytes),
+        };
+        let mut denied_paths = vec![data_dir.clone()];
+        if let Some(p) = cfg.store.path.parent() {
+            denied_paths.push(p.to_path_buf());
+        }
+
+        let mut workers = HashMap::new();
+        for rw in cfg.enabled_workers() {
+            let t = rw.worker_type;
+            let mut wenv = passthrough(cfg.workers.env_passthrough(t), env);
+            for (k, v) in cfg.workers.env(t) {
+                if let Some(secret) = v.value() {
+                    wenv.push((k.clone(), secret.expose().to_owned()));
+                }
+            }
+            let (args, model, mode, mcp, state_dir) = match t {
+                WorkerType::ClaudeCode => {
+                    let w = &cfg.workers.claude_code;
+                    (
+                        w.args.clone(),
+                        Some(w.model.clone()),
+                        Some(w.permission_mode.as_str().to_owned()),
+                        Some(w.mcp_config.clone()),
+                        Some(w.config_dir.to_string_lossy().into_owned()),
+                    )
+                }
+                WorkerType::OpencodeCli => (
+                    cfg.workers.opencode_cli.args.clone(),
+                    Some(cfg.workers.opencode_cli.model.clone()),
+                    None,
+                    None,
+                    None,
+                ),
+                WorkerType::OpencodeServer => {
+                    let w = &cfg.workers.opencode_server;
+                    (w.args.clone(), Some(w.model.clone()), None, None, None)
+                }
+                WorkerType::Acpx => {
+                    let w = &cfg.workers.acpx;
+                    let args = w.agents.get(&w.agent).map(|a| a.args.clone()).unwrap_or_default();
+                    (args, None, None, None, None)
+                }
+                WorkerType::Pi => {
+                    let w = &cfg.workers.pi;
+                    (
+                        w.args.clone(),
+                        Some(w.model.clone()),
+                        None,
+                        None,
+                        Some(w.agent_dir.to_string_lossy().into_owned()),
+                    )
+                }
+            };
+            workers.insert(
+                t,
+                WorkerSettings {
+                    program: rw.program.clone(),
+                    args,
+                    env: wenv,
+                    model: model.filter(|m| !m.is_empty()),
+                    permission_mode: mode,
+                    mcp_config: mcp.filter(|p| !p.as_os_str().is_empty()),
+                    state_dir: state_dir.filter(|d| !d.is_empty()),
+                },
+            );
+        }
+
+        let none_mode = sec.auth.modes.iter().any(|m| *m == c::AuthMode::None);
+        Settings {
+            reactors,
+            max_connections: g.max_connections as usize,
+            handshake_timeout: g.handshake_timeout,
+            init_timeout: g.init_timeout,
+            ping_interval: g.ping_interval,
+            missed_pongs: g.missed_pongs.max(1),
+            max_message_bytes: g.max_message_bytes as usize,
+            send_queue_bytes: g.send_queue_bytes as usize,
+            send_queue_high_water: g.send_queue_high_water as usize,
+            emit_raw: g.emit_raw,
+            reconnect_delay: g.reconnect_delay,
+            head_limits: HeadLimits {
+                max_request_line: l.http_max_request_line_bytes as usize,
+                max_header_bytes: l.http_max_header_bytes as usize,
+                max_headers: l.http_max_headers as usize,
+            },
+            decode: DecodeLimits {
+                max_json_depth: l.max_json_depth as usize,
+                max_input_bytes: l.max_input_bytes as usize,
+                max_id_bytes: l.max_id_bytes as usize,
+                max_reason_bytes: l.max_reason_bytes as usize,
+                max_metadata_bytes: l.max_metadata_bytes as usize,
+                max_client_caps: l.max_client_caps as usize,
+            },
+            upgrade: UpgradePolicy { allowed_origins: sec.allowed_origins.clone(), require_loopback_host: none_mode },
+            sessions: SessionLimits {
+                max_total: cfg.sessions.max_total as usize,
+                max_per_owner: cfg.sessions.max_per_owner as usize,
+                max_observers: l.max_observers_per_session as usize,
+                replay_events: cfg.sessions.replay_buffer_events as usize,
+                replay_bytes: cfg.sessions.replay_buffer_bytes as usize,
+                idle_timeout: opt(cfg.sessions.idle_timeout),
+                max_lifetime: opt(cfg.sessions.max_lifetime),
+                gc_interval: cfg.sessions.gc_interval,
+            },
+            worker: WorkerLimits {
+                kill_grace: cfg.worker.kill_grace,
+                turn_timeout: opt(cfg.worker.turn_timeout),
+                stall_timeout: opt(cfg.worker.stall_timeout),
+                permission_timeout: cfg.worker.permission_timeout,
+                max_line_bytes: cfg.worker.max_line_bytes as usize,
+                max_turn_output_bytes: l.max_turn_output_bytes,
+                stderr_tail_bytes: l.worker_stderr_tail_bytes as usize,
+                max_pending_permissions: l.max_pending_permissions as usize,
+            },
+            policy: Policy {
+                models_allowed: sec.models.allowed.clone(),
+                tools_allowed: sec.tools.allowed.clone(),
+                tools_denied: sec.tools.denied.clone(),
+                permission_modes: sec.tools.permission_modes.iter().map(|m| m.as_str().to_owned()).collect(),
+                system_prompt: match sec.tools.system_prompt {
+                    c::SystemPromptPolicy::Deny => crate::policy::SystemPromptPolicy::Deny,
+                    c::SystemPromptPolicy::Append => crate::policy::SystemPromptPolicy::Append,
+                    c::SystemPromptPolicy::Replace => crate::policy::SystemPromptPolicy::Replace,
+                },
+                max_model_bytes: l.max_model_bytes as usize,
+                max_tools: l.max_tools as usize,
+                max_work_dir_bytes: l.max_work_dir_bytes as usize,
+                max_system_prompt_bytes: l.max_system_prompt_bytes as usize,
+                max_turns_ceiling: l.max_turns_ceiling as u64,
+            },
+            workers,
+            sandbox: Sandbox {
+                work_dir_roots: cfg.worker.work_dir_roots.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+                default_work_dir: cfg.worker.default_work_dir.to_string_lossy().into_owned(),
+                create_work_dir: cfg.worker.create_work_dir,
+                home_root,
+                private_home: sec.worker.private_home,
+                tmp_root,
+                umask: sec.worker.umask.0,
+                rlimits,
+                base_env,
+                denied_env,
+                denied_paths,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_sanitising() {
+        assert_eq!(sanitize_path("/usr/bin::.:bin:/bin"), "/usr/bin:/bin");
+        assert_eq!(sanitize_path("/a:/a:/b"), "/a:/b");
+    }
+
+    #[test]
+    fn passthrough_prefixes() {
+        let env = vec![("OTEL_A".to_string(), "1".to_string()), ("LANG".into(), "C".into()), ("X".into(), "2".into())];
+        assert_eq!(passthrough(&["OTEL_*".into(), "LANG".into()], &env).len(), 2);
+    }
+
+    #[test]
+    fn dangerous_names() {
+        assert!(is_dangerous("LD_PRELOAD"));
+        assert!(is_dangerous("NODE_OPTIONS"));
+        assert!(is_dangerous("GIT_CONFIG_GLOBAL"));
+        assert!(!is_dangerous("ANTHROPIC_API_KEY"));
     }
 }

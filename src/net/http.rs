@@ -34,14 +34,14 @@ impl Request {
     }
 
     /// The single value of a header; `Err(())` if it appears more than once.
-    pub fn header_one(&self, name: &str) -> Result<Option<&[u8]>, ()> {
+    pub fn header_one<'a>(&'a self, name: &'a str) -> Result<Option<&'a [u8]>, ()> {
         let mut it = self.header_all(name);
         let first = it.next();
         if it.next().is_some() { Err(()) } else { Ok(first) }
     }
 
     /// A header value as trimmed UTF-8 (first occurrence).
-    pub fn header_str(&self, name: &str) -> Option<&str> {
+    pub fn header_str<'a>(&'a self, name: &'a str) -> Option<&'a str> {
         self.header_all(name).next().and_then(|v| std::str::from_utf8(v).ok()).map(str::trim)
     }
 }
@@ -196,7 +196,8 @@ mod tests {
 
     #[test]
     fn duplicate_header_detection() {
-        let Head::Complete(r, _) = parse_head(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", &HeadLimits::default()) else {
+        let Head::Complete(r, _) = parse_head(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", &HeadLimits::default())
+        else {
             panic!()
         };
         assert!(r.header_one("Host").is_err());

@@ -198,7 +198,10 @@ impl Policy {
 
         let mode = match &c.permission_mode {
             Some(m) => {
-                if !sup.modes || !PERMISSION_MODES.contains(&m.as_str()) || !self.permission_modes.iter().any(|a| a == m) {
+                if !sup.modes
+                    || !PERMISSION_MODES.contains(&m.as_str())
+                    || !self.permission_modes.iter().any(|a| a == m)
+                {
                     return Err(refused("permission_mode"));
                 }
                 Some(m.clone())
@@ -269,7 +272,10 @@ mod tests {
     #[test]
     fn model_vectors() {
         let pol = Policy::default();
-        assert_eq!(apply(&pol, cfg(|c| c.model = Some("claude-sonnet-4-5".into()))).unwrap().model.as_deref(), Some("claude-sonnet-4-5"));
+        assert_eq!(
+            apply(&pol, cfg(|c| c.model = Some("claude-sonnet-4-5".into()))).unwrap().model.as_deref(),
+            Some("claude-sonnet-4-5")
+        );
         for bad in ["--mcp-config=/tmp/x.json", "x; touch /tmp/pwned", "a b", "", &"m".repeat(129)] {
             assert!(apply(&pol, cfg(|c| c.model = Some(bad.into()))).is_err(), "{bad}");
         }

@@ -33,12 +33,15 @@ pub enum Stage {
     AwaitInit,
     /// `init` accepted, its session is being attached (worker spawning).
     InitPending,
-    Attached { session: Key, mode: Mode },
+    Attached {
+        session: Key,
+        mode: Mode,
+    },
     Closing,
 }
 
 pub struct Client {
-    pub gen: u32,
+    pub generation: u32,
     pub conn: Conn,
     pub stage: Stage,
     pub owner: Option<Arc<str>>,
@@ -60,21 +63,30 @@ impl Client {
 
 impl Reactor {
     pub fn client(&self, key: Key) -> Option<&Client> {
-        self.clients.get(key.idx).filter(|c| c.gen == key.gen)
+        self.clients.get(key.idx).filter(|c| c.generation == key.generation)
     }
 
     pub fn client_mut(&mut self, key: Key) -> Option<&mut Client> {
-        self.clients.get_mut(key.idx).filter(|c| c.gen == key.gen)
+        self.clients.get_mut(key.idx).filter(|c| c.generation == key.generation)
     }
 
     pub(super) fn accept(&mut self, sock: TcpStream, peer: SocketAddr) {
-        let gen = self.next_gen();
-        let client =
-            Client { gen, conn: Conn::new(sock, peer), stage: Stage::Http, owner: None, deferred: Vec::new(), lingering: false, upgraded_at: None };
+        let generation = self.next_gen();
+        let client = Client {
+            generation,
+            conn: Conn::new(sock, peer),
+            stage: Stage::Http,
+            owner: None,
+            deferred: Vec::new(),
+            lingering: false,
+            upgraded_at: None,
+        };
         let idx = self.clients.insert(client);
-        let key = Key { idx, gen };
+        let key = Key { idx, generation };
         let registered = match self.clients.get_mut(idx) {
-            Some(c) => self.poll.registry().register(&mut c.conn.sock, token::make(Kind::Conn, key), Reactor::interest(false)),
+            Some(c) => {
+                self.poll.registry().register(&mut c.conn.sock, token::make(Kind::Conn, key), Reactor::interest(false))
+            }
             None => return,
         };
         if registered.is_err() {
@@ -88,10 +100,10 @@ impl Reactor {
 
     /// A connection handed over by another reactor after its `init`.
     pub(super) fn adopt(&mut self, a: Adoption) {
-        let gen = self.next_gen();
+        let generation = self.next_gen();
         let Adoption { conn, owner, frame_id, init, candidate, deferred } = a;
         let client = Client {
-            gen,
+            generation,
             conn,
             stage: Stage::InitPending,
             owner: Some(owner),
@@ -100,7 +112,7 @@ impl Reactor {
             upgraded_at: Some(Instant::now()),
         };
         let idx = self.clients.insert(client);
-        let key = Key { idx, gen };
+        let key = Key { idx, generation };
         let ok = match self.clients.get_mut(idx) {
             Some(c) => self
                 .poll
@@ -174,7 +186,12 @@ impl Reactor {
         match handshake::check_upgrade(&req, &self.s.upgrade) {
             Err(refusal) => {
                 log::debug!("upgrade refused: {} {}", refusal.status, refusal.message);
-                let resp = http::error_response(refusal.status, refusal.code, refusal.message, handshake::refusal_headers(&refusal));
+                let resp = http::error_response(
+                    refusal.status,
+                    refusal.code,
+                    refusal.message,
+                    handshake::refusal_headers(&refusal),
+                );
                 self.respond(key, resp);
             }
             Ok(accept) => {
@@ -277,14 +294,24 @@ impl Reactor {
             },
             Stage::Attached { session, mode } => match decoded {
                 Err(e) if e.code == ErrorCode::VersionMismatch => {
-                    self.send_error(key, e.code, &e.message, e.event_id, Some(serde_json::json!({"max_supported": protocol::VERSION})));
+                    self.send_error(
+                        key,
+                        e.code,
+                        &e.message,
+                        e.event_id,
+                        Some(serde_json::json!({"max_supported": protocol::VERSION})),
+                    );
                     self.close_client(key, close::POLICY, "version mismatch", false);
                 }
                 Err(e) => self.send_error(key, e.code, &e.message, e.event_id, None),
                 Ok(f) => match f.event {
-                    ClientEvent::Init(_) => {
-                        self.send_error(key, ErrorCode::ProtocolError, "init was already received on this connection", f.id, None)
-                    }
+                    ClientEvent::Init(_) => self.send_error(
+                        key,
+                        ErrorCode::ProtocolError,
+                        "init was already received on this connection",
+                        f.id,
+                        None,
+                    ),
                     ClientEvent::Ping => {
                         let state = self.session(session).map(|s| s.state).unwrap_or(SessionState::Terminated);
                         self.send_local(key, &Event::Pong { state });
@@ -300,9 +327,13 @@ impl Reactor {
                     ClientEvent::PermissionResponse { id, allowed, reason, remember } => {
                         self.on_permission_response(session, key, f.id, id, allowed, reason, remember)
                     }
-                    ClientEvent::Control { action: ControlAction::Unknown(a), .. } => {
-                        self.send_error(key, ErrorCode::ProtocolError, &format!("unknown control action: {a}"), f.id, None)
-                    }
+                    ClientEvent::Control { action: ControlAction::Unknown(a), .. } => self.send_error(
+                        key,
+                        ErrorCode::ProtocolError,
+                        &format!("unknown control action: {a}"),
+                        f.id,
+                        None,
+                    ),
                     ClientEvent::Control { action, .. } => self.on_control(session, key, f.id, action),
                 },
             },
@@ -312,14 +343,24 @@ impl Reactor {
 
     /// An init failure: one error frame, then close (aep-v1.md §4.2).
     pub fn fail_init(&mut self, key: Key, code: ErrorCode, message: &str, event_id: Option<String>) {
-        let details =
-            if code == ErrorCode::VersionMismatch { Some(serde_json::json!({"max_supported": protocol::VERSION})) } else { None };
+        let details = if code == ErrorCode::VersionMismatch {
+            Some(serde_json::json!({"max_supported": protocol::VERSION}))
+        } else {
+            None
+        };
         self.send_error(key, code, message, event_id, details);
         self.close_client(key, code.init_close_code(), "init failed", false);
     }
 
     /// A connection-local `error` (seq 0).
-    pub fn send_error(&mut self, key: Key, code: ErrorCode, message: &str, event_id: Option<String>, details: Option<serde_json::Value>) {
+    pub fn send_error(
+        &mut self,
+        key: Key,
+        code: ErrorCode,
+        message: &str,
+        event_id: Option<String>,
+        details: Option<serde_json::Value>,
+    ) {
         let ev = Event::Error { code, message: message.to_owned(), event_id, details };
         self.send_local(key, &ev);
     }
@@ -385,22 +426,21 @@ impl Reactor {
 
     /// Write queued output; handle the end of a closing connection.
     pub fn flush_client(&mut self, key: Key) {
-        let Some(c) = self.client_mut(key) else { return };
-        let result = c.conn.flush();
-        match result {
-            Err(_) => return self.drop_client(key),
+        let Some(c) = self.clients.get_mut(key.idx).filter(|c| c.generation == key.generation) else { return };
+        let tok = token::make(Kind::Conn, key);
+        match c.conn.flush() {
+            Err(_) => self.drop_client(key),
             Ok(true) => {
                 if c.conn.write_armed {
                     c.conn.write_armed = false;
-                    let tok = token::make(Kind::Conn, key);
                     let _ = self.poll.registry().reregister(&mut c.conn.sock, tok, Reactor::interest(false));
                 }
                 if c.conn.is_closing() && !c.lingering {
                     c.lingering = true;
                     c.conn.shutdown_write();
+                    let peer_gone = c.conn.drain_closing();
                     self.timers.after(LINGER, Owner::Conn(key.into()), TimerKind::Linger);
-                    // the peer may already have closed
-                    if c.conn.drain_closing() {
+                    if peer_gone {
                         self.drop_client(key);
                     }
                 }
@@ -408,7 +448,6 @@ impl Reactor {
             Ok(false) => {
                 if !c.conn.write_armed {
                     c.conn.write_armed = true;
-                    let tok = token::make(Kind::Conn, key);
                     let _ = self.poll.registry().reregister(&mut c.conn.sock, tok, Reactor::interest(true));
                 }
             }
@@ -450,7 +489,13 @@ impl Reactor {
     }
 
     /// Hand a connection to the reactor homing `candidate`'s session.
-    pub fn hand_over(&mut self, key: Key, frame_id: Option<String>, init: Box<protocol::InitRequest>, candidate: Candidate) {
+    pub fn hand_over(
+        &mut self,
+        key: Key,
+        frame_id: Option<String>,
+        init: Box<protocol::InitRequest>,
+        candidate: Candidate,
+    ) {
         let home = identity::home(&candidate.id(), self.shared.reactors.len());
         if self.client(key).is_none() {
             return;

@@ -45,7 +45,7 @@ pub struct Reactor {
     pub dirty: Vec<Key>,
     /// Sources whose read budget ran out: read again without waiting.
     pub again: Vec<(Kind, Key)>,
-    gen: u32,
+    generation: u32,
     /// Shutdown requested: terminate sessions, then exit the loop.
     pub stopping: bool,
 }
@@ -66,13 +66,13 @@ impl Reactor {
             timers: Timers::default(),
             dirty: Vec::new(),
             again: Vec::new(),
-            gen: 0,
+            generation: 0,
             stopping: false,
         }
     }
 
     pub fn next_gen(&mut self) -> u32 {
-        token::next_gen(&mut self.gen)
+        token::next_gen(&mut self.generation)
     }
 
     /// Run until shutdown completes.
@@ -169,7 +169,7 @@ impl Reactor {
         for k in keys {
             self.shutdown_session(k);
         }
-        let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, gen: c.gen }).collect();
+        let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, generation: c.generation }).collect();
         for k in clients {
             self.close_client(k, crate::protocol::close::GOING_AWAY, "server shutting down", false);
         }

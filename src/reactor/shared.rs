@@ -76,6 +76,8 @@ impl ReactorHandle {
 /// Where the spawner takes commands.
 pub trait SpawnerClient: Send + Sync {
     fn send(&self, cmd: Command);
+    /// SIGKILL every worker now (forced shutdown).
+    fn kill_all(&self);
 }
 
 /// Counters for limits that span reactors (sessions, connections).

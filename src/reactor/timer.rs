@@ -44,18 +44,18 @@ pub enum Owner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KeyOrd {
     pub idx: usize,
-    pub gen: u32,
+    pub generation: u32,
 }
 
 impl From<Key> for KeyOrd {
     fn from(k: Key) -> Self {
-        KeyOrd { idx: k.idx, gen: k.gen }
+        KeyOrd { idx: k.idx, generation: k.generation }
     }
 }
 
 impl From<KeyOrd> for Key {
     fn from(k: KeyOrd) -> Self {
-        Key { idx: k.idx, gen: k.gen }
+        Key { idx: k.idx, generation: k.generation }
     }
 }
 

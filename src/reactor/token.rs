@@ -46,18 +46,18 @@ pub const WAKER: Token = Token(0);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
     pub idx: usize,
-    pub gen: u32,
+    pub generation: u32,
 }
 
 pub fn make(kind: Kind, key: Key) -> Token {
-    Token((kind.bits() << (INDEX_BITS + GEN_BITS)) | ((key.gen as usize & GEN_MASK) << INDEX_BITS) | key.idx)
+    Token((kind.bits() << (INDEX_BITS + GEN_BITS)) | ((key.generation as usize & GEN_MASK) << INDEX_BITS) | key.idx)
 }
 
 pub fn split(t: Token) -> Option<(Kind, Key)> {
     let kind = Kind::from_bits(t.0 >> (INDEX_BITS + GEN_BITS))?;
-    let gen = ((t.0 >> INDEX_BITS) & GEN_MASK) as u32;
+    let generation = ((t.0 >> INDEX_BITS) & GEN_MASK) as u32;
     let idx = t.0 & ((1 << INDEX_BITS) - 1);
-    Some((kind, Key { idx, gen }))
+    Some((kind, Key { idx, generation }))
 }
 
 /// Generation numbers fitting the token's field.
@@ -76,9 +76,9 @@ mod tests {
     #[test]
     fn round_trip() {
         for kind in [Kind::Conn, Kind::Stdout, Kind::Stderr, Kind::Stdin] {
-            let key = Key { idx: 123_456, gen: (1 << 28) - 1 };
+            let key = Key { idx: 123_456, generation: (1 << 28) - 1 };
             assert_eq!(split(make(kind, key)), Some((kind, key)));
         }
-        assert_eq!(split(WAKER), Some((Kind::Waker, Key { idx: 0, gen: 0 })));
+        assert_eq!(split(WAKER), Some((Kind::Waker, Key { idx: 0, generation: 0 })));
     }
 }

@@ -19,11 +19,11 @@ use super::{Ending, PendingPermission, Session, TermReason, Turn};
 
 impl Reactor {
     pub fn session(&self, key: Key) -> Option<&Session> {
-        self.sessions.get(key.idx).filter(|s| s.gen == key.gen)
+        self.sessions.get(key.idx).filter(|s| s.generation == key.generation)
     }
 
     pub fn session_mut(&mut self, key: Key) -> Option<&mut Session> {
-        self.sessions.get_mut(key.idx).filter(|s| s.gen == key.gen)
+        self.sessions.get_mut(key.idx).filter(|s| s.generation == key.generation)
     }
 
     /// Assign the next seq to `ev`, keep it for replay, send it to every
@@ -77,7 +77,9 @@ impl Reactor {
                     }
                 }
                 Action::AgentSessionId(id) => {
-                    let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                    let ok = !id.is_empty()
+                        && id.len() <= 128
+                        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
                     if let Some(s) = self.session_mut(skey) {
                         if ok {
                             s.agent_session_id = Some(id);
@@ -91,7 +93,9 @@ impl Reactor {
                 Action::Stdin(bytes) => self.write_stdin(skey, bytes),
                 Action::CloseStdin => self.close_stdin(skey),
                 Action::Kill => self.stop_worker(skey, true),
-                Action::Timer { id, after } => self.timers.after(after, Owner::Session(skey.into()), TimerKind::Adapter(id)),
+                Action::Timer { id, after } => {
+                    self.timers.after(after, Owner::Session(skey.into()), TimerKind::Adapter(id))
+                }
             }
         }
     }
@@ -127,10 +131,23 @@ impl Reactor {
 
     // ---- turns ---------------------------------------------------------
 
-    pub fn on_input(&mut self, skey: Key, client: Key, frame_id: Option<String>, content: String, _metadata: Option<Value>) {
+    pub fn on_input(
+        &mut self,
+        skey: Key,
+        client: Key,
+        frame_id: Option<String>,
+        content: String,
+        _metadata: Option<Value>,
+    ) {
         let Some(s) = self.session(skey) else { return };
         if s.state == SessionState::Terminated && s.ending.is_none() && !s.spawning {
-            return self.send_error(client, ErrorCode::SessionTerminated, "the session is terminated; re-init to resume it", frame_id, None);
+            return self.send_error(
+                client,
+                ErrorCode::SessionTerminated,
+                "the session is terminated; re-init to resume it",
+                frame_id,
+                None,
+            );
         }
         if s.turn.is_some() || s.state != SessionState::Idle || s.ending.is_some() || s.spawning || s.worker.is_none() {
             return self.send_error(client, ErrorCode::SessionBusy, "a turn is already running", frame_id, None);
@@ -197,12 +214,16 @@ impl Reactor {
     }
 
     fn resume_failed(&mut self, skey: Key, message: String) {
-        let details = json!({"worker_type": self.session(skey).map(|s| s.worker_type.as_str()), "subtype": "resume_failed"});
+        let details =
+            json!({"worker_type": self.session(skey).map(|s| s.worker_type.as_str()), "subtype": "resume_failed"});
         let running = self.session(skey).is_some_and(|s| s.turn.is_some());
         if running {
             self.abort_turn(skey, Some((ErrorCode::AgentError, &message, Some(details))));
         } else {
-            self.emit(skey, Event::Error { code: ErrorCode::AgentError, message, event_id: None, details: Some(details) });
+            self.emit(
+                skey,
+                Event::Error { code: ErrorCode::AgentError, message, event_id: None, details: Some(details) },
+            );
         }
         if let Some(s) = self.session_mut(skey) {
             // The agent lost this conversation: the next resume starts a fresh one.
@@ -258,7 +279,13 @@ impl Reactor {
     ) {
         let Some(s) = self.session_mut(skey) else { return };
         let Some(pos) = s.perms.iter().position(|p| p.id == id) else {
-            return self.send_error(client, ErrorCode::InvalidMessage, "unknown or already answered permission id", frame_id, None);
+            return self.send_error(
+                client,
+                ErrorCode::InvalidMessage,
+                "unknown or already answered permission id",
+                frame_id,
+                None,
+            );
         };
         let p = s.perms.remove(pos);
         s.last_active = Instant::now();
@@ -295,7 +322,13 @@ impl Reactor {
                     if matches!(ending, Some(Ending::Terminate(_)) | None) {
                         return self.send_local(client, &Event::state(SessionState::Terminated, msg));
                     }
-                    return self.send_error(client, ErrorCode::SessionBusy, "the session is changing state", frame_id, None);
+                    return self.send_error(
+                        client,
+                        ErrorCode::SessionBusy,
+                        "the session is changing state",
+                        frame_id,
+                        None,
+                    );
                 }
                 if state == SessionState::Created {
                     return self.send_error(client, ErrorCode::SessionBusy, "the session is starting", frame_id, None);
@@ -308,7 +341,13 @@ impl Reactor {
             }
             ControlAction::Reset => {
                 if ending.is_some() || state == SessionState::Created {
-                    return self.send_error(client, ErrorCode::SessionBusy, "the session is changing state", frame_id, None);
+                    return self.send_error(
+                        client,
+                        ErrorCode::SessionBusy,
+                        "the session is changing state",
+                        frame_id,
+                        None,
+                    );
                 }
                 self.deny_all_pending(skey, "session reset");
                 if running {
@@ -422,7 +461,15 @@ impl Reactor {
             if running {
                 self.abort_turn(skey, Some((code, "the worker exited unexpectedly", Some(details))));
             } else if !agent_error_before {
-                self.emit(skey, Event::Error { code, message: "the worker exited unexpectedly".into(), event_id: None, details: Some(details) });
+                self.emit(
+                    skey,
+                    Event::Error {
+                        code,
+                        message: "the worker exited unexpectedly".into(),
+                        event_id: None,
+                        details: Some(details),
+                    },
+                );
             }
         } else if running {
             let code = match reason {
@@ -443,7 +490,10 @@ impl Reactor {
         }
         let msg = reason.as_str();
         self.emit_state(skey, SessionState::Terminated, Some(msg));
-        log::info!("session terminated session_id={} reason={msg}", self.session(skey).map(|s| &*s.id_str).unwrap_or(""));
+        log::info!(
+            "session terminated session_id={} reason={msg}",
+            self.session(skey).map(|s| &*s.id_str).unwrap_or("")
+        );
         if self.stopping {
             return self.forget_session(skey);
         }
@@ -473,9 +523,9 @@ impl Reactor {
             self.close_client(c, close::NORMAL, "session deleted", false);
         }
         self.fail_waiters(skey, ErrorCode::SessionNotFound, "session not found");
-        if let Some(s) = self.session(skey) {
-            self.tombstones.insert(s.id, Instant::now());
-            log::info!("session deleted session_id={}", s.id_str);
+        if let Some((id, id_str)) = self.session(skey).map(|s| (s.id, s.id_str.clone())) {
+            self.tombstones.insert(id, Instant::now());
+            log::info!("session deleted session_id={id_str}");
         }
         self.forget_session(skey);
     }
@@ -559,7 +609,10 @@ impl Reactor {
                     self.timers.at(due, Owner::Session(skey.into()), TimerKind::Stall);
                     return;
                 }
-                self.abort_turn(skey, Some((ErrorCode::ExecutionTimeout, "the worker was silent beyond worker.stall_timeout", None)));
+                self.abort_turn(
+                    skey,
+                    Some((ErrorCode::ExecutionTimeout, "the worker was silent beyond worker.stall_timeout", None)),
+                );
                 self.begin_termination(skey, TermReason::StallTimeout);
             }
             TimerKind::Permission(serial) => {

@@ -29,18 +29,23 @@ impl Reactor {
         if adapters::create(wt).is_none() {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "worker_type not supported by this build", frame_id);
         }
-        // Connection cap (gateway.max_connections): counted once attached-or-pending.
-        let Some(c) = self.client_mut(key) else { return };
+        let max_key = self.s.decode.max_id_bytes;
+        let Some(c) = self.clients.get_mut(key.idx).filter(|c| c.generation == key.generation) else { return };
         let owner = c.owner.clone().unwrap_or_else(|| Arc::from(identity::ANONYMOUS));
         let candidate = match req.session_id.as_deref() {
             None => Candidate::New(identity::random(&owner, wt.as_str())),
             Some(s) => match identity::parse_server_id(s) {
                 Some(u) => Candidate::MaybeServerId(u, s.to_owned()),
-                None if identity::valid_client_key(s, self.s.decode.max_id_bytes) => {
+                None if identity::valid_client_key(s, max_key) => {
                     Candidate::Derived(identity::derive(&owner, wt.as_str(), s), s.to_owned())
                 }
                 None => {
-                    return self.fail_init(key, ErrorCode::InvalidMessage, "init.session_id is not a valid session key", frame_id);
+                    return self.fail_init(
+                        key,
+                        ErrorCode::InvalidMessage,
+                        "init.session_id is not a valid session key",
+                        frame_id,
+                    );
                 }
             },
         };
@@ -114,14 +119,14 @@ impl Reactor {
         let Some(adapter) = adapters::create(wt) else {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "worker_type not supported", frame_id);
         };
-        let limits = &self.s.sessions;
+        let limits = self.s.sessions.clone();
         if !self.shared.counters.try_add_session(&owner, limits.max_total, limits.max_per_owner) {
             return self.fail_init(key, ErrorCode::GatewayOverload, "session limit reached", frame_id);
         }
-        let gen = self.next_gen();
+        let generation = self.next_gen();
         let now = Instant::now();
         let session = Session {
-            gen,
+            generation,
             id,
             id_str: Arc::from(id.to_string()),
             owner_hash: identity::owner_hash(&owner),
@@ -158,7 +163,7 @@ impl Reactor {
         };
         let idx = self.sessions.insert(session);
         self.by_id.insert(id, idx);
-        self.spawn_worker(Key { idx, gen });
+        self.spawn_worker(Key { idx, generation });
     }
 
     fn attach_existing(&mut self, key: Key, idx: usize, frame_id: Option<String>, req: Box<InitRequest>, owner: &str) {
@@ -169,7 +174,12 @@ impl Reactor {
             return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
         }
         if s.worker_type.as_str() != WorkerType::parse(&req.worker_type).map(|t| t.as_str()).unwrap_or("") {
-            return self.fail_init(key, ErrorCode::ConfigInvalid, "init.worker_type differs from the session's", frame_id);
+            return self.fail_init(
+                key,
+                ErrorCode::ConfigInvalid,
+                "init.worker_type differs from the session's",
+                frame_id,
+            );
         }
         if s.ending == Some(super::Ending::Delete) {
             return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
@@ -184,7 +194,12 @@ impl Reactor {
         }
         if let Some(cfg) = &req.config {
             if *cfg != s.config {
-                return self.fail_init(key, ErrorCode::ConfigInvalid, "init.config differs from the session's stored config", frame_id);
+                return self.fail_init(
+                    key,
+                    ErrorCode::ConfigInvalid,
+                    "init.config differs from the session's stored config",
+                    frame_id,
+                );
             }
         }
         let waiter = Waiter { client: key, frame_id, last_seq: req.last_seq, resumed: true };
@@ -274,7 +289,7 @@ impl Reactor {
 
     /// Send every held event after `last_seq` (exempt from the slow-consumer bound).
     fn replay_to(&mut self, key: Key, skey: Key, last_seq: u64) {
-        let Some(s) = self.sessions.get(skey.idx).filter(|s| s.gen == skey.gen) else { return };
+        let Some(s) = self.sessions.get(skey.idx).filter(|s| s.generation == skey.generation) else { return };
         let (expired, frames) = match s.replay.since(last_seq, s.seq) {
             Replay::Complete(f) => (None, f.into_iter().cloned().collect::<Vec<_>>()),
             Replay::Expired { oldest_seq, frames } => (Some(oldest_seq), frames.into_iter().cloned().collect()),

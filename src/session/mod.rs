@@ -65,7 +65,7 @@ pub enum Ending {
 pub struct Worker {
     pub pid: i32,
     /// Distinguishes pipes of successive workers of one session in tokens.
-    pub gen: u32,
+    pub generation: u32,
     pub stdin: Option<OwnedFd>,
     pub stdin_buf: Vec<u8>,
     pub stdin_armed: bool,
@@ -107,7 +107,7 @@ pub struct Waiter {
 }
 
 pub struct Session {
-    pub gen: u32,
+    pub generation: u32,
     pub id: uuid::Uuid,
     pub id_str: Arc<str>,
     pub owner: Arc<str>,
@@ -153,7 +153,7 @@ pub struct Session {
 
 impl Session {
     pub fn key(&self, idx: usize) -> Key {
-        Key { idx, gen: self.gen }
+        Key { idx, generation: self.generation }
     }
 
     /// Every attached connection, driver first.

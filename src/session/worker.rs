@@ -3,19 +3,21 @@
 //! feeding stdout lines to the adapter, writing stdin, stopping it, and
 //! turning its exit into session events (aep-v1.md §8 exit classification).
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use mio::unix::SourceFd;
 use serde_json::{Value, json};
 
 use crate::adapters::{ExitInfo, WorkerType};
-use crate::child::lines::{Line, LineSplitter, TailBuffer};
 use crate::child::supervisor::{Command, Notice, SpawnPlan};
+use crate::child::{LineItem, LineSplitter, SpawnError, SpawnedWorker, TailBuffer, WorkDirRequest};
 use crate::protocol::{ErrorCode, Event, Mode, SessionState};
 use crate::reactor::Reactor;
 use crate::reactor::token::{self, Key, Kind};
+use crate::sys;
 
 use super::{Ending, Worker};
 
@@ -23,11 +25,11 @@ use super::{Ending, Worker};
 const STDOUT_BUDGET: usize = 256 * 1024;
 
 pub fn tag_of(k: Key) -> u64 {
-    ((k.idx as u64) << 32) | k.gen as u64
+    ((k.idx as u64) << 32) | k.generation as u64
 }
 
 pub fn key_of(tag: u64) -> Key {
-    Key { idx: (tag >> 32) as usize, gen: tag as u32 }
+    Key { idx: (tag >> 32) as usize, generation: tag as u32 }
 }
 
 /// Expand `{owner_hash}` / `{session_id}` in a configured path template.
@@ -82,7 +84,7 @@ impl Reactor {
         let roots: Vec<PathBuf> =
             sandbox.work_dir_roots.iter().map(|r| PathBuf::from(expand(r, &s.owner_hash, &s.id_str))).collect();
         let default_dir = PathBuf::from(expand(&sandbox.default_work_dir, &s.owner_hash, &s.id_str));
-        // A resumed session keeps its canonical work dir.
+        // A resumed session keeps its canonical work dir (checked again).
         let requested = match &s.work_dir {
             Some(p) => Some(p.to_string_lossy().into_owned()),
             None => s.requested_work_dir.clone(),
@@ -90,18 +92,23 @@ impl Reactor {
         let home = sandbox.private_home.then(|| sandbox.home_root.join(&s.owner_hash));
         let tmp = sandbox.tmp_root.as_ref().map(|r| r.join(&*s.id_str));
         let plan = SpawnPlan {
-            program: ws.program.clone(),
-            args,
-            env,
-            work_dir_requested: requested,
-            work_dir_roots: roots,
-            work_dir_default: default_dir,
-            create_work_dir: sandbox.create_work_dir,
-            max_work_dir_bytes: s_settings.policy.max_work_dir_bytes,
+            work_dir: WorkDirRequest {
+                requested,
+                roots,
+                default_dir,
+                create: sandbox.create_work_dir,
+                max_bytes: s_settings.policy.max_work_dir_bytes,
+                owner: None,
+                deny: sandbox.denied_paths.clone(),
+            },
             home_dir: home,
             tmp_dir: tmp,
+            program: ws.program.clone(),
+            args: args.into_iter().map(OsString::from).collect(),
+            env: env.into_iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect(),
+            run_as: None,
+            limits: sandbox.rlimits.clone(),
             umask: sandbox.umask,
-            rlimits: sandbox.rlimits.clone(),
             session_id: s.id_str.to_string(),
         };
         s.spawning = true;
@@ -118,11 +125,7 @@ impl Reactor {
         }
     }
 
-    fn on_spawned(
-        &mut self,
-        skey: Key,
-        result: Result<(crate::child::spawn::SpawnedWorker, PathBuf), crate::child::supervisor::SpawnError>,
-    ) {
+    fn on_spawned(&mut self, skey: Key, result: Result<(SpawnedWorker, PathBuf), SpawnError>) {
         let Some(s) = self.session_mut(skey) else {
             // The session vanished meanwhile: stop the orphan worker.
             if let Ok((w, _)) = result {
@@ -142,7 +145,7 @@ impl Reactor {
         let tail = self.s.worker.stderr_tail_bytes;
         let mut worker = Worker {
             pid: w.pid,
-            gen: wgen,
+            generation: wgen,
             stdin: Some(w.stdin),
             stdin_buf: Vec::new(),
             stdin_armed: false,
@@ -152,14 +155,18 @@ impl Reactor {
             stderr_tail: TailBuffer::new(tail),
             signalled: false,
         };
-        let pk = Key { idx: skey.idx, gen: wgen };
+        let pk = Key { idx: skey.idx, generation: wgen };
         let reg = self.poll.registry();
         let mut ok = true;
         if let Some(fd) = &worker.stdout {
-            ok &= reg.register(&mut SourceFd(&fd.as_raw_fd()), token::make(Kind::Stdout, pk), mio::Interest::READABLE).is_ok();
+            ok &= reg
+                .register(&mut SourceFd(&fd.as_raw_fd()), token::make(Kind::Stdout, pk), mio::Interest::READABLE)
+                .is_ok();
         }
         if let Some(fd) = &worker.stderr {
-            ok &= reg.register(&mut SourceFd(&fd.as_raw_fd()), token::make(Kind::Stderr, pk), mio::Interest::READABLE).is_ok();
+            ok &= reg
+                .register(&mut SourceFd(&fd.as_raw_fd()), token::make(Kind::Stderr, pk), mio::Interest::READABLE)
+                .is_ok();
         }
         if !ok {
             worker.stdin = None;
@@ -196,14 +203,19 @@ impl Reactor {
         self.again.push((Kind::Stdout, pk));
     }
 
-    fn spawn_failed(&mut self, skey: Key, e: crate::child::supervisor::SpawnError) {
-        let (code, msg) = if e.is_work_dir() {
+    fn spawn_failed(&mut self, skey: Key, e: SpawnError) {
+        let (code, msg) = if matches!(e, SpawnError::WorkDir(_)) {
             (ErrorCode::ConfigInvalid, "init.config.work_dir not allowed")
         } else {
             (ErrorCode::WorkerStartFailed, "the worker could not be started")
         };
         let Some(s) = self.session_mut(skey) else { return };
-        log::warn!("worker spawn failed session_id={} worker_type={} reason={e}", s.id_str, s.worker_type.as_str());
+        log::warn!(
+            "worker spawn failed session_id={} worker_type={} reason={}",
+            s.id_str,
+            s.worker_type.as_str(),
+            e.reason()
+        );
         let created = s.state == SessionState::Created;
         let reset = s.ending == Some(Ending::Reset);
         s.ending = None;
@@ -248,7 +260,7 @@ impl Reactor {
 
     pub fn on_pipe_event(&mut self, kind: Kind, pk: Key, readable: bool, writable: bool) {
         let Some(s) = self.sessions.get(pk.idx) else { return };
-        if s.worker.as_ref().is_none_or(|w| w.gen != pk.gen) {
+        if s.worker.as_ref().is_none_or(|w| w.generation != pk.generation) {
             return;
         }
         let skey = s.key(pk.idx);
@@ -267,11 +279,12 @@ impl Reactor {
         loop {
             let Some(w) = self.session_mut(skey).and_then(|s| s.worker.as_mut()) else { return };
             let Some(fd) = w.stdout.as_ref() else { return };
-            let n = match read_fd(fd, &mut buf) {
+            let n = match sys::read_fd(fd.as_fd(), &mut buf) {
                 Ok(0) => {
-                    let rest = w.lines.finish();
+                    let mut lines = Vec::new();
+                    w.lines.finish(|item| lines.push(owned(item)));
                     self.close_pipe(skey, Kind::Stdout);
-                    self.handle_lines(skey, rest);
+                    self.handle_lines(skey, lines);
                     return;
                 }
                 Ok(n) => n,
@@ -282,13 +295,14 @@ impl Reactor {
                     return;
                 }
             };
-            let lines = w.lines.push(&buf[..n]);
+            let mut lines = Vec::new();
+            w.lines.feed(&buf[..n], |item| lines.push(owned(item)));
             self.count_output(skey, n as u64);
             self.handle_lines(skey, lines);
             total += n;
             if total >= budget {
                 if let Some(w) = self.session(skey).and_then(|s| s.worker.as_ref()) {
-                    self.again.push((Kind::Stdout, Key { idx: skey.idx, gen: w.gen }));
+                    self.again.push((Kind::Stdout, Key { idx: skey.idx, generation: w.generation }));
                 }
                 return;
             }
@@ -303,7 +317,10 @@ impl Reactor {
         let before = t.output_bytes;
         t.output_bytes += n;
         if before <= max && t.output_bytes > max {
-            self.emit(skey, Event::error(ErrorCode::WorkerOutputLimit, "the turn's output exceeded limits.max_turn_output_bytes"));
+            self.emit(
+                skey,
+                Event::error(ErrorCode::WorkerOutputLimit, "the turn's output exceeded limits.max_turn_output_bytes"),
+            );
             self.interrupt(skey);
         }
     }
@@ -312,9 +329,15 @@ impl Reactor {
         for line in lines {
             match line {
                 Line::Complete(bytes) => self.with_adapter(skey, |a, out| a.on_line(&bytes, out)),
-                Line::Oversize { len } => {
+                Line::Oversize(len) => {
                     log::warn!("worker output line over worker.max_line_bytes dropped len={len}");
-                    self.emit(skey, Event::error(ErrorCode::WorkerOutputLimit, "a worker output line exceeded worker.max_line_bytes and was dropped"));
+                    self.emit(
+                        skey,
+                        Event::error(
+                            ErrorCode::WorkerOutputLimit,
+                            "a worker output line exceeded worker.max_line_bytes and was dropped",
+                        ),
+                    );
                     if self.session(skey).is_some_and(|s| s.turn.is_some()) {
                         self.interrupt(skey);
                     }
@@ -328,7 +351,7 @@ impl Reactor {
         loop {
             let Some(w) = self.session_mut(skey).and_then(|s| s.worker.as_mut()) else { return };
             let Some(fd) = w.stderr.as_ref() else { return };
-            match read_fd(fd, &mut buf) {
+            match sys::read_fd(fd.as_fd(), &mut buf) {
                 Ok(0) => return self.close_pipe(skey, Kind::Stderr),
                 Ok(n) => {
                     w.stderr_tail.push(&buf[..n]);
@@ -342,7 +365,9 @@ impl Reactor {
     }
 
     fn close_pipe(&mut self, skey: Key, kind: Kind) {
-        let Some(w) = self.sessions.get_mut(skey.idx).filter(|s| s.gen == skey.gen).and_then(|s| s.worker.as_mut()) else {
+        let Some(w) =
+            self.sessions.get_mut(skey.idx).filter(|s| s.generation == skey.generation).and_then(|s| s.worker.as_mut())
+        else {
             return;
         };
         let fd: Option<OwnedFd> = match kind {
@@ -366,12 +391,14 @@ impl Reactor {
     }
 
     fn flush_stdin(&mut self, skey: Key) {
-        let Some(w) = self.sessions.get_mut(skey.idx).filter(|s| s.gen == skey.gen).and_then(|s| s.worker.as_mut()) else {
+        let Some(w) =
+            self.sessions.get_mut(skey.idx).filter(|s| s.generation == skey.generation).and_then(|s| s.worker.as_mut())
+        else {
             return;
         };
         let Some(fd) = w.stdin.as_ref() else { return };
         while !w.stdin_buf.is_empty() {
-            match write_fd(fd, &w.stdin_buf) {
+            match sys::write_fd(fd.as_fd(), &w.stdin_buf) {
                 Ok(n) => {
                     w.stdin_buf.drain(..n);
                 }
@@ -384,7 +411,7 @@ impl Reactor {
             }
         }
         let want = !w.stdin_buf.is_empty();
-        let tok = token::make(Kind::Stdin, Key { idx: skey.idx, gen: w.gen });
+        let tok = token::make(Kind::Stdin, Key { idx: skey.idx, generation: w.generation });
         let raw = fd.as_raw_fd();
         let reg = self.poll.registry();
         if want && !w.stdin_armed {
@@ -407,7 +434,7 @@ impl Reactor {
         // Everything the worker wrote before dying is in the pipe now.
         self.read_stdout(skey, usize::MAX);
         self.read_stderr(skey);
-        let Some(s) = self.session_mut(skey) else { return };
+        let Some(s) = self.sessions.get_mut(skey.idx).filter(|s| s.generation == skey.generation) else { return };
         let Some(mut w) = s.worker.take() else { return };
         let reg = self.poll.registry();
         for fd in [w.stdout.take(), w.stderr.take()].into_iter().flatten() {
@@ -425,7 +452,7 @@ impl Reactor {
             s.id_str
         );
         if code.is_some_and(|c| c != 0) || signal.is_some() {
-            let tail = String::from_utf8_lossy(w.stderr_tail.bytes()).into_owned();
+            let tail = String::from_utf8_lossy(&w.stderr_tail.to_vec()).into_owned();
             if !tail.is_empty() {
                 log::debug!("worker stderr tail session_id={}: {}", s.id_str, tail.trim_end());
             }
@@ -437,7 +464,15 @@ impl Reactor {
             // the grace ran out during shutdown
             if s.turn.is_some() {
                 let details = json!({"signal": libc::SIGKILL});
-                self.emit(skey, Event::Error { code: ErrorCode::ProcessSigkill, message: "worker killed at shutdown".into(), event_id: None, details: Some(details) });
+                self.emit(
+                    skey,
+                    Event::Error {
+                        code: ErrorCode::ProcessSigkill,
+                        message: "worker killed at shutdown".into(),
+                        event_id: None,
+                        details: Some(details),
+                    },
+                );
                 self.end_turn_silently(skey);
             }
         }
@@ -449,7 +484,11 @@ impl Reactor {
         if let Some(s) = self.session_mut(skey) {
             if let Some(t) = s.turn.take() {
                 s.completed_turns += 1;
-                let stats = crate::protocol::Stats { duration_ms: Some(t.started.elapsed().as_millis() as u64), tool_calls: Some(t.tool_calls), ..Default::default() };
+                let stats = crate::protocol::Stats {
+                    duration_ms: Some(t.started.elapsed().as_millis() as u64),
+                    tool_calls: Some(t.tool_calls),
+                    ..Default::default()
+                };
                 self.emit(skey, Event::Done { success: false, stats: Some(stats) });
             }
         }
@@ -497,18 +536,17 @@ pub fn worker_env(
     out
 }
 
-fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    let mut f = std::mem::ManuallyDrop::new(unsafe_file(fd));
-    f.read(buf)
+/// An owned copy of one framed stdout item.
+enum Line {
+    Complete(Vec<u8>),
+    Oversize(usize),
 }
 
-fn write_fd(fd: &OwnedFd, buf: &[u8]) -> io::Result<usize> {
-    let mut f = std::mem::ManuallyDrop::new(unsafe_file(fd));
-    f.write(buf)
-}
-
-fn unsafe_file(fd: &OwnedFd) -> std::fs::File {
-    crate::child::sys::borrow_file(fd)
+fn owned(item: LineItem<'_>) -> Line {
+    match item {
+        LineItem::Line(l) => Line::Complete(l.to_vec()),
+        LineItem::Oversize { len } => Line::Oversize(len),
+    }
 }
 
 #[cfg(test)]
@@ -529,7 +567,7 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        let k = Key { idx: 77, gen: 12345 };
+        let k = Key { idx: 77, generation: 12345 };
         assert_eq!(key_of(tag_of(k)), k);
     }
 }
