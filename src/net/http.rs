@@ -176,7 +176,7 @@ mod tests {
                 assert_eq!(r.path, "/ws");
                 assert_eq!(r.query.as_deref(), Some("token=x"));
                 assert_eq!(r.header_str("host"), Some("a"));
-                assert_eq!(n, 46);
+                assert_eq!(n, 43);
             }
             h => panic!("{h:?}"),
         }
