@@ -1,0 +1,80 @@
+//! The model server the real agent CLIs talk to in tests. Prefers the team's
+//! reference mock (`HOTPLEX_MOCK_LLM`, or `../shared/tools/mock_llm.py` next
+//! to the checkout); falls back to the project's own `scripts/mock_model.py`.
+//! Both speak the same `[[marker]]` scenarios and `/_mock/requests` log.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct MockModel {
+    child: Child,
+    pub port: u16,
+}
+
+fn script() -> PathBuf {
+    if let Ok(p) = std::env::var("HOTPLEX_MOCK_LLM") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../shared/tools/mock_llm.py");
+    if shared.exists() {
+        return shared;
+    }
+    root.join("scripts/mock_model.py")
+}
+
+impl MockModel {
+    pub fn start() -> MockModel {
+        let mut child = Command::new("python3")
+            .arg(script())
+            .args(["--port", "0", "--quiet"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mock model (python3)");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                for prefix in ["MOCK_LLM_LISTENING ", "MOCK_MODEL_LISTENING "] {
+                    if let Some(p) = line.strip_prefix(prefix) {
+                        let _ = tx.send(p.trim().parse::<u16>().unwrap_or(0));
+                    }
+                }
+            }
+        });
+        let port = rx.recv_timeout(Duration::from_secs(10)).expect("mock model did not start");
+        MockModel { child, port }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request the agents sent (JSON array).
+    pub fn requests(&self) -> serde_json::Value {
+        http_get(self.port, "/_mock/requests")
+    }
+}
+
+impl Drop for MockModel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect mock");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+}
