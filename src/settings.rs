@@ -24,6 +24,10 @@ pub struct SessionLimits {
     pub idle_timeout: Option<Duration>,
     pub max_lifetime: Option<Duration>,
     pub gc_interval: Duration,
+    /// Terminated sessions are forgotten this long after termination (`store.retention`).
+    pub retention: Duration,
+    /// Deleted ids stay unusable this long (`store.tombstone_retention`).
+    pub tombstone_retention: Duration,
 }
 
 /// Worker supervision knobs.
@@ -354,6 +358,8 @@ impl Settings {
                 idle_timeout: opt(cfg.sessions.idle_timeout),
                 max_lifetime: opt(cfg.sessions.max_lifetime),
                 gc_interval: cfg.sessions.gc_interval,
+                retention: cfg.store.retention,
+                tombstone_retention: cfg.store.tombstone_retention,
             },
             worker: WorkerLimits {
                 kill_grace: cfg.worker.kill_grace,

@@ -204,6 +204,11 @@ impl Reactor {
                 // Mode `none`: every connection is the anonymous owner.
                 c.owner = Some(Arc::from(identity::ANONYMOUS));
                 self.mark_dirty(key);
+                if !self.admit_connection() {
+                    // gateway.max_connections: the upgrade completes, then GATEWAY_OVERLOAD (operations.md §4.4)
+                    self.send_error(key, ErrorCode::GatewayOverload, "too many connections", None, None);
+                    return self.close_client(key, close::POLICY, "overload", false);
+                }
                 self.timers.after(self.s.init_timeout, Owner::Conn(key.into()), TimerKind::Init);
                 self.timers.after(self.s.ping_interval, Owner::Conn(key.into()), TimerKind::Heartbeat);
                 self.read_frames(key);
@@ -486,6 +491,12 @@ impl Reactor {
             }
             _ => {}
         }
+    }
+
+    /// Count an upgraded connection against `gateway.max_connections`.
+    pub fn admit_connection(&self) -> bool {
+        let n = self.shared.counters.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        n <= self.s.max_connections
     }
 
     /// Hand a connection to the reactor homing `candidate`'s session.

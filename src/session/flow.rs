@@ -489,6 +489,9 @@ impl Reactor {
             }
         }
         let msg = reason.as_str();
+        if let Some(s) = self.session_mut(skey) {
+            s.terminated_at = Some(Instant::now());
+        }
         self.emit_state(skey, SessionState::Terminated, Some(msg));
         log::info!(
             "session terminated session_id={} reason={msg}",
@@ -660,5 +663,23 @@ impl Reactor {
         for k in idle {
             self.begin_termination(k, TermReason::IdleTimeout);
         }
+        // Retention: forget long-terminated sessions (no tombstone) and old tombstones.
+        let purge: Vec<Key> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.state == SessionState::Terminated
+                    && s.ending.is_none()
+                    && !s.spawning
+                    && !s.has_connections()
+                    && s.waiters.is_empty()
+                    && s.terminated_at.is_some_and(|t| now.duration_since(t) >= limits.retention)
+            })
+            .map(|(i, s)| s.key(i))
+            .collect();
+        for k in purge {
+            self.forget_session(k);
+        }
+        self.tombstones.retain(|_, at| now.duration_since(*at) < limits.tombstone_retention);
     }
 }

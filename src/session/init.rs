@@ -4,7 +4,6 @@
 //! one error and a close.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::adapters::{self, WorkerType};
@@ -157,6 +156,7 @@ impl Reactor {
             last_active: now,
             live_since: now,
             detached_since: None,
+            terminated_at: None,
             last_turn_agent_error: false,
             counted: true,
             resume_next: false,
@@ -310,12 +310,6 @@ impl Reactor {
             }
         }
         self.mark_dirty(key);
-    }
-
-    /// Count an upgraded connection against `gateway.max_connections`.
-    pub fn admit_connection(&self) -> bool {
-        let n = self.shared.counters.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        n <= self.s.max_connections
     }
 }
 

@@ -143,6 +143,8 @@ pub struct Session {
     pub last_active: Instant,
     pub live_since: Instant,
     pub detached_since: Option<Instant>,
+    /// When the session last entered `terminated`.
+    pub terminated_at: Option<Instant>,
     /// The last turn ended with the agent's own error (no crash error on a following exit).
     pub last_turn_agent_error: bool,
     /// The live-session counter holds a slot for this session.
