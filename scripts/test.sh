@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine (needs only Rust, Node/npm, Python 3):
+# installs the pinned agent CLIs locally, then runs formatting, lint, unit,
+# black-box and real-CLI tests, and checks the shipped dev config.
+#
+# usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN_DIR="$(scripts/install-agents.sh)"
+export PATH="$BIN_DIR:$PATH"
+command -v python3 >/dev/null || { echo "test.sh: python3 is required (mock model server)" >&2; exit 1; }
+
+echo "== mock model self-test"
+python3 scripts/mock_model.py --self-test
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --locked --all-targets -- --test-threads="${HOTPLEX_TEST_THREADS:-4}"
+
+echo "== benches compile and run once as tests"
+cargo bench --locked --no-run
+
+echo "== shipped dev config"
+cargo run --quiet --locked --bin hotplex -- --check-config --config configs/config-dev.yaml
+
+echo "all tests passed"
