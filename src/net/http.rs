@@ -16,6 +16,10 @@ impl Default for HeadLimits {
     }
 }
 
+/// A header that must appear at most once appeared twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DuplicateHeader;
+
 /// A parsed request head with owned header values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
@@ -33,11 +37,11 @@ impl Request {
         self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 
-    /// The single value of a header; `Err(())` if it appears more than once.
-    pub fn header_one<'a>(&'a self, name: &'a str) -> Result<Option<&'a [u8]>, ()> {
+    /// The single value of a header; `Err` if it appears more than once.
+    pub fn header_one<'a>(&'a self, name: &'a str) -> Result<Option<&'a [u8]>, DuplicateHeader> {
         let mut it = self.header_all(name);
         let first = it.next();
-        if it.next().is_some() { Err(()) } else { Ok(first) }
+        if it.next().is_some() { Err(DuplicateHeader) } else { Ok(first) }
     }
 
     /// A header value as trimmed UTF-8 (first occurrence).
