@@ -14,5 +14,6 @@ pub mod protocol;
 pub mod reactor;
 pub mod session;
 pub mod settings;
+pub mod store;
 pub mod sys;
 pub mod ws;

@@ -26,8 +26,28 @@ pub fn encode(seq: u64, session_id: &str, timestamp_ms: u64, event: &Event) -> V
     out
 }
 
-/// Encode with a given envelope id into `out`.
-pub fn encode_into(out: &mut Vec<u8>, id: &str, seq: u64, session_id: &str, timestamp_ms: u64, event: &Event) {
+/// Encode one envelope and return, with it, the byte range of `event.data`
+/// inside it (the store keeps `data` exactly as sent).
+pub fn encode_with_data(
+    seq: u64,
+    session_id: &str,
+    timestamp_ms: u64,
+    event: &Event,
+) -> (Vec<u8>, std::ops::Range<usize>) {
+    let mut out = Vec::with_capacity(160);
+    let range = encode_into(&mut out, &new_event_id(), seq, session_id, timestamp_ms, event);
+    (out, range)
+}
+
+/// Encode with a given envelope id into `out`; returns the range of `event.data`.
+pub fn encode_into(
+    out: &mut Vec<u8>,
+    id: &str,
+    seq: u64,
+    session_id: &str,
+    timestamp_ms: u64,
+    event: &Event,
+) -> std::ops::Range<usize> {
     out.extend_from_slice(b"{\"version\":\"aep/v1\",\"id\":");
     write_json_str(out, id);
     let _ = write!(out, ",\"seq\":{seq}");
@@ -37,9 +57,13 @@ pub fn encode_into(out: &mut Vec<u8>, id: &str, seq: u64, session_id: &str, time
     out.extend_from_slice(b",\"session_id\":");
     write_json_str(out, session_id);
     let _ = write!(out, ",\"timestamp\":{timestamp_ms},\"event\":");
+    let event_start = out.len();
     // Serialising our own types into a Vec cannot fail (no maps with non-string keys).
     let _ = serde_json::to_writer(&mut *out, event);
+    // The event serialises as {"type":"<t>","data":<data>}; type names need no escaping.
+    let data = event_start + 18 + event.type_name().len()..out.len() - 1;
     out.push(b'}');
+    data
 }
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
@@ -64,6 +88,22 @@ mod tests {
         assert_eq!(v["event"]["type"], "message.delta");
         assert_eq!(v["event"]["data"]["message_id"], "m1");
         assert_eq!(v["event"]["data"]["content"], "Hel");
+    }
+
+    #[test]
+    fn data_range_is_exactly_event_data() {
+        let evs = [
+            Event::message_delta("m", "a\"b"),
+            Event::state(SessionState::Terminated, Some("x")),
+            Event::Done { success: true, stats: None },
+            Event::ToolResult { id: "t".into(), output: serde_json::json!("o"), is_error: false },
+        ];
+        for ev in evs {
+            let (bytes, r) = encode_with_data(3, "s", 1, &ev);
+            let data: serde_json::Value = serde_json::from_slice(&bytes[r]).unwrap();
+            let full: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(data, full["event"]["data"]);
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
+use crate::protocol::envelope::encode_with_data;
 use crate::protocol::{Event, Priority, encode};
 
 use super::frame;
@@ -32,6 +33,8 @@ pub struct SessionFrame {
     /// Header + JSON payload.
     pub wire: Vec<u8>,
     pub payload_len: usize,
+    /// Range of `event.data` inside the JSON payload.
+    pub data_range: std::ops::Range<usize>,
     pub delta: Option<Delta>,
 }
 
@@ -40,7 +43,7 @@ pub type SharedFrame = Arc<SessionFrame>;
 impl SessionFrame {
     /// Encode `event` as the session event `seq`.
     pub fn new(seq: u64, timestamp_ms: u64, session_id: Arc<str>, event: &Event) -> SessionFrame {
-        let json = encode(seq, &session_id, timestamp_ms, event);
+        let (json, data_range) = encode_with_data(seq, &session_id, timestamp_ms, event);
         let delta = match event {
             Event::MessageDelta { message_id, content, content_type } => Some(Delta {
                 message_id: message_id.clone(),
@@ -57,6 +60,7 @@ impl SessionFrame {
             priority: event.priority(),
             payload_len: json.len(),
             wire: frame::text(&json),
+            data_range,
             delta,
         }
     }
@@ -64,6 +68,11 @@ impl SessionFrame {
     /// The JSON envelope without the WebSocket header.
     pub fn json(&self) -> &[u8] {
         &self.wire[self.wire.len() - self.payload_len..]
+    }
+
+    /// `event.data` as sent (JSON object text).
+    pub fn data_json(&self) -> &[u8] {
+        &self.json()[self.data_range.clone()]
     }
 }
 

@@ -1,0 +1,193 @@
+//! `store-reader-N` threads: read-only connections serving session lookups
+//! (init/resume), replay pages and listings off the reactor threads
+//! (operations.md §3.5). A request carries its own reply callback, which the
+//! reader calls on its thread (reactors pass one that posts to their inbox).
+
+use std::path::Path;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::ops::{SessionRow, Totals};
+use super::schema::{self, OpenError, StoreOptions};
+
+/// One stored event row (a merged delta row has `seq_first` and `splits`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRow {
+    pub seq: u64,
+    pub seq_first: Option<u64>,
+    pub event_type: String,
+    pub ts: u64,
+    pub data: String,
+    pub splits: Option<Vec<usize>>,
+}
+
+/// A page of events after some seq.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventsPage {
+    pub rows: Vec<EventRow>,
+    /// Lowest seq still stored (`None` when the session has no events).
+    pub oldest_seq: Option<u64>,
+    /// (message_id, last trimmed seq, text) of messages whose deltas were trimmed
+    /// after the requested point; only filled when the request was expired.
+    pub snapshots: Vec<(String, u64, String)>,
+    pub has_more: bool,
+}
+
+#[derive(Debug)]
+pub enum Query {
+    Session(String),
+    Events { session: String, after_seq: u64, limit: usize },
+    CountStored { owner: String },
+}
+
+#[derive(Debug)]
+pub enum Answer {
+    Session(Option<Box<SessionRow>>),
+    Events(EventsPage),
+    Count(u64),
+    /// The read failed (or the pool was saturated); callers answer INTERNAL_ERROR.
+    Failed(String),
+}
+
+pub type Reply = Box<dyn FnOnce(Answer) + Send>;
+
+pub struct ReadRequest {
+    pub query: Query,
+    pub reply: Reply,
+}
+
+/// The reader pool.
+#[derive(Clone)]
+pub struct Readers {
+    tx: Sender<ReadRequest>,
+}
+
+impl Readers {
+    pub fn start(path: &Path, opts: &StoreOptions, n: usize) -> Result<Readers, OpenError> {
+        let (tx, rx) = bounded::<ReadRequest>(4096);
+        for i in 0..n.max(1) {
+            let conn = schema::open_reader(path, opts)?;
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("store-reader-{i}"))
+                .spawn(move || serve(conn, rx))
+                .map_err(OpenError::Io)?;
+        }
+        Ok(Readers { tx })
+    }
+
+    /// Queue a read; never blocks (a saturated pool answers `Failed` at once).
+    pub fn submit(&self, query: Query, reply: Reply) {
+        match self.tx.try_send(ReadRequest { query, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(r)) | Err(TrySendError::Disconnected(r)) => {
+                (r.reply)(Answer::Failed("store readers unavailable".into()))
+            }
+        }
+    }
+}
+
+fn serve(conn: Connection, rx: Receiver<ReadRequest>) {
+    while let Ok(req) = rx.recv() {
+        let answer = run(&conn, req.query).unwrap_or_else(|e| {
+            log::error!("store read failed: {e}");
+            Answer::Failed(e.to_string())
+        });
+        (req.reply)(answer);
+    }
+}
+
+fn run(conn: &Connection, q: Query) -> rusqlite::Result<Answer> {
+    Ok(match q {
+        Query::Session(id) => Answer::Session(load_session(conn, &id)?.map(Box::new)),
+        Query::Events { session, after_seq, limit } => Answer::Events(events_after(conn, &session, after_seq, limit)?),
+        Query::CountStored { owner } => Answer::Count(conn.query_row(
+            "SELECT COUNT(*) FROM sessions WHERE owner = ?1 AND state != 'deleted'",
+            params![owner],
+            |r| r.get::<_, i64>(0),
+        )? as u64),
+    })
+}
+
+/// The session row with this id (tombstones included).
+pub fn load_session(conn: &Connection, id: &str) -> rusqlite::Result<Option<SessionRow>> {
+    conn.prepare_cached(
+        "SELECT id, owner, worker_type, client_session_id, worker_session_id, work_dir, state, state_reason, created_at, \
+         updated_at, last_active_at, live_since, terminated_at, turns, last_seq, config_json, worker_pid, \
+         worker_start_ticks, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, tool_calls, \
+         turn_ms FROM sessions WHERE id = ?1",
+    )?
+    .query_row(params![id], |r| {
+        Ok(SessionRow {
+            id: r.get(0)?,
+            owner: r.get(1)?,
+            worker_type: r.get(2)?,
+            client_session_id: r.get(3)?,
+            worker_session_id: r.get(4)?,
+            work_dir: r.get(5)?,
+            state: r.get(6)?,
+            state_reason: r.get(7)?,
+            created_at: r.get::<_, i64>(8)? as u64,
+            updated_at: r.get::<_, i64>(9)? as u64,
+            last_active_at: r.get::<_, i64>(10)? as u64,
+            live_since: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+            terminated_at: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
+            turns: r.get::<_, i64>(13)? as u64,
+            last_seq: r.get::<_, i64>(14)? as u64,
+            config_json: r.get(15)?,
+            worker_pid: r.get(16)?,
+            worker_start_ticks: r.get::<_, Option<i64>>(17)?.map(|v| v as u64),
+            totals: Totals {
+                input_tokens: r.get::<_, i64>(18)? as u64,
+                output_tokens: r.get::<_, i64>(19)? as u64,
+                cache_read_tokens: r.get::<_, i64>(20)? as u64,
+                cache_write_tokens: r.get::<_, i64>(21)? as u64,
+                cost_usd: r.get(22)?,
+                tool_calls: r.get::<_, i64>(23)? as u64,
+                turn_ms: r.get::<_, i64>(24)? as u64,
+            },
+        })
+    })
+    .optional()
+}
+
+/// Up to `limit` rows with `seq > after_seq` (a merged row whose range
+/// contains `after_seq + 1` is included), in seq order.
+pub fn events_after(conn: &Connection, session: &str, after_seq: u64, limit: usize) -> rusqlite::Result<EventsPage> {
+    let oldest: Option<i64> = conn.query_row(
+        "SELECT MIN(COALESCE(seq_first, seq)) FROM events WHERE session_id = ?1",
+        params![session],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, seq_first, type, ts, data, splits FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows: Vec<EventRow> = stmt
+        .query_map(params![session, after_seq as i64, (limit + 1) as i64], |r| {
+            let splits: Option<String> = r.get(5)?;
+            Ok(EventRow {
+                seq: r.get::<_, i64>(0)? as u64,
+                seq_first: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                event_type: r.get(2)?,
+                ts: r.get::<_, i64>(3)? as u64,
+                data: r.get(4)?,
+                splits: splits.and_then(|s| serde_json::from_str(&s).ok()),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let has_more = rows.len() > limit;
+    let mut rows = rows;
+    rows.truncate(limit);
+    let oldest_seq = oldest.map(|v| v as u64);
+    let mut snapshots = Vec::new();
+    if oldest_seq.is_some_and(|o| after_seq + 1 < o) {
+        let mut s = conn.prepare_cached(
+            "SELECT message_id, last_seq, content FROM message_snapshots WHERE session_id = ?1 AND last_seq > ?2 ORDER BY last_seq",
+        )?;
+        snapshots = s
+            .query_map(params![session, after_seq as i64], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(EventsPage { rows, oldest_seq, snapshots, has_more })
+}
