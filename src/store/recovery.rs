@@ -25,6 +25,16 @@ fn data_of(ev: &Event, session_id: &str, seq: u64, ts: u64) -> String {
     String::from_utf8_lossy(&json[range]).into_owned()
 }
 
+/// A session found live: id, state, last seq, worker pid, its start ticks, turns.
+struct LiveRow {
+    id: String,
+    state: String,
+    last_seq: u64,
+    pid: Option<i32>,
+    ticks: Option<u64>,
+    turns: u64,
+}
+
 pub fn recover(conn: &mut Connection) -> rusqlite::Result<Recovered> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -39,20 +49,20 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<Recovered> {
     tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('started_at', ?1)", params![now.to_string()])?;
     out.created_removed = tx.execute("DELETE FROM sessions WHERE state = 'created'", [])?;
 
-    let live: Vec<(String, String, u64, Option<i32>, Option<u64>, u64)> = {
+    let live: Vec<LiveRow> = {
         let mut stmt = tx.prepare(
             "SELECT s.id, s.state, MAX(s.last_seq, COALESCE((SELECT MAX(seq) FROM events e WHERE e.session_id = s.id), 0)), \
              s.worker_pid, s.worker_start_ticks, s.turns FROM sessions s WHERE s.state IN ('idle', 'running')",
         )?;
         stmt.query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get::<_, i64>(2)? as u64,
-                r.get(3)?,
-                r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-                r.get::<_, i64>(5)? as u64,
-            ))
+            Ok(LiveRow {
+                id: r.get(0)?,
+                state: r.get(1)?,
+                last_seq: r.get::<_, i64>(2)? as u64,
+                pid: r.get(3)?,
+                ticks: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                turns: r.get::<_, i64>(5)? as u64,
+            })
         })?
         .collect::<Result<_, _>>()?
     };
@@ -60,7 +70,7 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<Recovered> {
         let mut ins = tx.prepare(
             "INSERT INTO events(session_id, seq, seq_first, type, ts, data, splits) VALUES (?1, ?2, NULL, ?3, ?4, ?5, NULL)",
         )?;
-        for (id, state, last_seq, pid, ticks, turns) in &live {
+        for LiveRow { id, state, last_seq, pid, ticks, turns } in &live {
             let mut seq = *last_seq;
             if state == "running" {
                 let err = Event::Error {

@@ -556,9 +556,11 @@ mod tests {
     use crate::ws::outq::SessionFrame;
     use std::sync::Mutex;
 
+    type CommitLog = Vec<(usize, Vec<(Arc<str>, u64)>)>;
+
     #[derive(Default)]
     struct Sink {
-        committed: Mutex<Vec<(usize, Vec<(Arc<str>, u64)>)>>,
+        committed: Mutex<CommitLog>,
         failed: Mutex<Vec<(usize, Arc<str>, u64)>>,
     }
     struct SinkRef(Arc<Sink>);
