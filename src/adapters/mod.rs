@@ -200,6 +200,12 @@ pub trait Adapter: Send {
     fn on_timer(&mut self, _id: u32, _out: &mut Out) {}
     /// The worker exited; stdout has been fully drained before this call.
     fn on_exit(&mut self, _exit: &ExitInfo, _out: &mut Out) {}
+    /// The gateway ends the running turn itself (terminate, reset, delete,
+    /// turn timeout, failed resume) and stops the worker: emit whatever
+    /// closes what the turn left open (a started text message gets its
+    /// `message.end` + `message`, workers.md §1.2) — after this call the
+    /// turn's `done` is sent and later worker output is dropped.
+    fn on_turn_aborted(&mut self, _out: &mut Out) {}
 }
 
 /// Build the adapter for a worker type, or `None` if this build has none.

@@ -197,8 +197,13 @@ impl Reactor {
         }
     }
 
-    /// End a running turn from the gateway side: optional error, then `done{success:false}`.
+    /// End a running turn from the gateway side: the adapter closes open
+    /// messages, then optional error, then `done{success:false}`.
     fn abort_turn(&mut self, skey: Key, error: Option<(ErrorCode, &str, Option<Value>)>) {
+        if self.session(skey).is_none_or(|s| s.turn.is_none()) {
+            return;
+        }
+        self.with_adapter(skey, |a, out| a.on_turn_aborted(out));
         let Some(s) = self.session_mut(skey) else { return };
         let Some(turn) = s.turn.take() else { return };
         s.completed_turns += 1;

@@ -14,7 +14,7 @@ pub struct MockModel {
 }
 
 fn script() -> PathBuf {
-    if let Ok(p) = std::env::var("HOTPLEX_MOCK_LLM") {
+    if let Some(p) = std::env::var_os("HOTPLEX_MOCK_LLM").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -58,6 +58,12 @@ impl MockModel {
     pub fn requests(&self) -> serde_json::Value {
         http_get(self.port, "/_mock/requests")
     }
+
+    /// POST a JSON body to the mock; returns (HTTP status, parsed body).
+    /// Lets a test ask the mock directly what it answers for a prompt.
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        http_post(self.port, path, &body.to_string())
+    }
 }
 
 impl Drop for MockModel {
@@ -68,13 +74,28 @@ impl Drop for MockModel {
 }
 
 fn http_get(port: u16, path: &str) -> serde_json::Value {
+    http(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")).1
+}
+
+fn http_post(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    http(port, &req)
+}
+
+/// One request on a fresh connection (the mock answers with Content-Length
+/// or closes the connection): (status, parsed JSON body or Null).
+fn http(port: u16, request: &str) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect mock");
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let _ = s.write_all(request.as_bytes());
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }

@@ -432,6 +432,11 @@ impl Adapter for ClaudeAdapter {
         }
     }
 
+    /// Close open message brackets before the gateway's own `done`.
+    fn on_turn_aborted(&mut self, out: &mut Out) {
+        self.assembler.flush(out);
+    }
+
     /// Close open message brackets and withdraw pending prompts; the
     /// session synthesises the crash error and `done` (workers.md §1.1).
     fn on_exit(&mut self, _exit: &ExitInfo, out: &mut Out) {

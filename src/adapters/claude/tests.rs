@@ -419,6 +419,29 @@ fn lost_message_start_still_gives_a_bracketed_message() {
 }
 
 #[test]
+fn gateway_abort_closes_the_open_message() {
+    let mut a = running();
+    let _ = feed(
+        &mut a,
+        &[
+            r#"{"type":"stream_event","event":{"type":"message_start","message":{"id":"m"}}}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_start","index":0,"content_block":{"type":"text"}}}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}}"#,
+        ],
+    );
+    let mut out = Out::default();
+    a.on_turn_aborted(&mut out);
+    assert_eq!(
+        out.take(),
+        [Action::Emit(Event::MessageEnd { message_id: "m:0".into() }), Action::Emit(Event::message("m:0", "Hel"))]
+    );
+    // Nothing is closed twice when the killed process exits.
+    let mut out = Out::default();
+    a.on_exit(&ExitInfo { code: Some(143), signal: None, signalled_by_gateway: true }, &mut out);
+    assert_eq!(out.take(), []);
+}
+
+#[test]
 fn exit_closes_open_brackets_and_prompts() {
     let mut a = running();
     let mut acts = feed(

@@ -1,0 +1,610 @@
+//! Black-box tests with the real Claude Code CLI (`claude`, pinned 2.1.197)
+//! driven through the gateway against the local mock model server
+//! (workers.md §2, §8; aep-v1.md §3, §4, §6).
+//!
+//! Each test starts its own mock model and gateway; the gateway gives each
+//! owner a private HOME, so claude's state is isolated per test. Expected
+//! texts are asked from the mock directly (a plain Messages API call with the
+//! same prompt), never guessed. Every wait has a deadline; nothing sleeps to
+//! synchronise. If `claude` is not on PATH every test fails with a clear
+//! message: CI installs it, a silent skip would hide a broken setup.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::mock_model::MockModel;
+use support::*;
+
+/// Deadline for one whole turn of the real CLI (start-up included).
+const TURN: Duration = Duration::from_secs(60);
+/// Deadline for a single state change (terminate waits for reaping).
+const STATE: Duration = Duration::from_secs(20);
+/// Types that may be connection-local frames (seq 0, aep-v1.md §5.2) in
+/// these tests: the handshake reply, pongs and errors answering our frames.
+const LOCAL: [&str; 3] = ["init_ack", "pong", "error"];
+
+// ------------------------------------------------------------------ setup
+
+/// `claude` on PATH, or a failing test that says how to fix it.
+fn require_claude() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let p = dir.join("claude");
+        if let Ok(md) = std::fs::metadata(&p) {
+            use std::os::unix::fs::PermissionsExt;
+            if md.is_file() && md.permissions().mode() & 0o111 != 0 {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "the real Claude Code CLI `claude` is not on PATH ({}). These tests need it: \
+         install it with `npm install -g @anthropic-ai/claude-code@2.1.197` (CI does).",
+        path.to_string_lossy()
+    );
+}
+
+/// One mock model and one gateway whose claude_code workers talk to it.
+struct Rig {
+    // Field order: the gateway (and its workers) stops before the mock.
+    gw: Gateway,
+    mock: MockModel,
+}
+
+impl Rig {
+    fn start() -> Rig {
+        require_claude();
+        let mock = MockModel::start();
+        // The default env_passthrough forwards ANTHROPIC_* only: the retry
+        // bound reaches the worker as a configured worker env addition.
+        let yaml = "workers:\n  claude_code:\n    enabled: true\n    command: \"claude\"\n    env:\n      CLAUDE_CODE_MAX_RETRIES: \"1\"\n";
+        let gw = Gateway::start_with(Options {
+            yaml: yaml.into(),
+            worker_command: "claude".into(),
+            env: vec![
+                ("ANTHROPIC_BASE_URL".into(), mock.base_url()),
+                ("ANTHROPIC_API_KEY".into(), "sk-test".into()),
+                ("CLAUDE_CODE_MAX_RETRIES".into(), "1".into()),
+            ],
+            ..Options::default()
+        });
+        Rig { gw, mock }
+    }
+
+    /// A driver connection on the claude_code session with client key `key`.
+    fn session(&self, key: &str) -> (Client, String) {
+        let mut c = self.gw.connect();
+        let ack = c.init_key(key);
+        assert_eq!(ack["event"]["data"]["state"], "idle", "new session not idle: {ack}");
+        let sid = ack["event"]["data"]["session_id"].as_str().expect("session_id").to_owned();
+        (c, sid)
+    }
+
+    /// What the mock itself answers a fresh one-message conversation with
+    /// `prompt`: (HTTP status, Messages API body).
+    fn mock_says(&self, prompt: &str) -> (u16, Value) {
+        self.mock.post(
+            "/v1/messages",
+            &json!({"model": "claude-opus-4-8", "max_tokens": 256,
+                    "messages": [{"role": "user", "content": prompt}]}),
+        )
+    }
+
+    /// The text block of the mock's answer to `prompt`.
+    fn mock_text(&self, prompt: &str) -> String {
+        self.mock_block(prompt, "text")
+    }
+
+    fn mock_block(&self, prompt: &str, ty: &str) -> String {
+        let (status, body) = self.mock_says(prompt);
+        assert_eq!(status, 200, "mock answer to {prompt:?}: {body}");
+        body["content"]
+            .as_array()
+            .and_then(|bs| bs.iter().find(|b| b["type"] == ty))
+            .and_then(|b| b[ty].as_str())
+            .unwrap_or_else(|| panic!("mock answer to {prompt:?} has no {ty} block: {body}"))
+            .to_owned()
+    }
+
+    /// Conversation requests claude sent to the mock: not our own direct
+    /// calls (they carry no key), not its background title requests.
+    fn agent_requests(&self) -> Vec<Value> {
+        let all = self.mock.requests();
+        let all = all.as_array().cloned().unwrap_or_default().into_iter();
+        all.filter(|r| r["auth"] != "none" && r["scenario"] != "auxiliary").collect()
+    }
+
+    /// The last conversation request whose prompt is `prompt`.
+    fn request_for(&self, prompt: &str) -> Value {
+        let reqs = self.agent_requests();
+        reqs.iter()
+            .rfind(|r| r["last_user_text"] == prompt)
+            .cloned()
+            .unwrap_or_else(|| panic!("the mock got no request for {prompt:?}: {reqs:#?}"))
+    }
+}
+
+// ------------------------------------------------------------------ helpers
+
+fn data(v: &Value) -> &Value {
+    &v["event"]["data"]
+}
+
+fn of_type<'a>(frames: &'a [Value], ty: &str) -> Vec<&'a Value> {
+    frames.iter().filter(|f| ev_type(f) == ty).collect()
+}
+
+fn pos(frames: &[Value], pred: impl Fn(&Value) -> bool) -> Option<usize> {
+    frames.iter().position(pred)
+}
+
+/// Frames of one turn: `input` → … → `done` → `state{idle}`.
+fn run_turn(c: &mut Client, text: &str) -> Vec<Value> {
+    c.turn_within(text, TURN)
+}
+
+/// Session events carry a strictly increasing seq ≥ 1; only connection-local
+/// frames carry 0 (aep-v1.md §5.2).
+fn assert_seq(frames: &[Value]) {
+    let mut last = 0u64;
+    for f in frames {
+        let seq = f["seq"].as_u64().unwrap_or_else(|| panic!("frame without seq: {f}"));
+        if seq == 0 {
+            assert!(LOCAL.contains(&ev_type(f)), "session event with seq 0: {f}");
+            continue;
+        }
+        assert!(seq > last, "seq not strictly increasing ({last} then {seq}): {f}");
+        last = seq;
+    }
+}
+
+/// The common turn shape (aep-v1.md §3.3): starts with `state{running}`,
+/// exactly one `done` (whose success is returned), directly followed by
+/// `state{idle}` which ends the frames; seq strictly increasing.
+fn assert_turn_shape(frames: &[Value]) -> bool {
+    assert_seq(frames);
+    assert!(
+        frames.first().is_some_and(|f| is_state(f, "running")),
+        "turn does not start with state{{running}}: {frames:#?}"
+    );
+    let dones = of_type(frames, "done");
+    assert_eq!(dones.len(), 1, "exactly one done per turn: {frames:#?}");
+    let d = pos(frames, |f| ev_type(f) == "done").unwrap();
+    assert_eq!(d + 2, frames.len(), "done must be followed only by state{{idle}}: {frames:#?}");
+    assert!(is_state(&frames[d + 1], "idle"), "done not followed by state{{idle}}: {frames:#?}");
+    assert_eq!(frames[d]["priority"], "control");
+    data(&frames[d])["success"].as_bool().expect("done.success is a bool")
+}
+
+/// Every text message: `message.start` → deltas → `message.end` → `message`
+/// with one id, and the deltas concatenate to the `message` content.
+/// Returns the complete messages' contents in order.
+fn assert_messages(frames: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in of_type(frames, "message") {
+        let id = data(m)["id"].as_str().expect("message.id");
+        assert_eq!(data(m)["role"], "assistant");
+        let content = data(m)["content"].as_str().expect("message.content").to_owned();
+        let start = pos(frames, |f| ev_type(f) == "message.start" && data(f)["id"] == id)
+            .unwrap_or_else(|| panic!("no message.start for {id}: {frames:#?}"));
+        let end = pos(frames, |f| ev_type(f) == "message.end" && data(f)["message_id"] == id)
+            .unwrap_or_else(|| panic!("no message.end for {id}: {frames:#?}"));
+        let full = pos(frames, |f| ev_type(f) == "message" && data(f)["id"] == id).unwrap();
+        assert_eq!(data(&frames[start])["role"], "assistant");
+        assert!(start < end && end < full, "message {id} out of order: {frames:#?}");
+        let deltas: Vec<usize> = (0..frames.len())
+            .filter(|&i| ev_type(&frames[i]) == "message.delta" && data(&frames[i])["message_id"] == id)
+            .collect();
+        assert!(!deltas.is_empty(), "message {id} has no delta");
+        assert!(deltas.iter().all(|&i| start < i && i < end), "delta of {id} outside start..end: {frames:#?}");
+        let streamed: String = deltas.iter().filter_map(|&i| data(&frames[i])["content"].as_str()).collect();
+        assert_eq!(streamed, content, "deltas of {id} differ from its message");
+        out.push(content);
+    }
+    out
+}
+
+fn done_of(frames: &[Value]) -> &Value {
+    data(of_type(frames, "done")[0])
+}
+
+/// Recursively look for a regular file named `name` under `dir`.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// `KEY=VALUE` environment entries of the session's live processes.
+fn worker_env(sid: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for pid in processes_of_session(sid) {
+        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
+            out.extend(env.split(|b| *b == 0).map(|kv| String::from_utf8_lossy(kv).into_owned()));
+        }
+    }
+    out
+}
+
+/// Receive until a frame matching `pred`; all frames received including it.
+fn until(c: &mut Client, pred: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    c.until(TURN, pred)
+}
+
+/// Text of every user message block in a logged request's body (the
+/// project's fallback mock logs bodies only with `--bodies`).
+fn user_texts(req: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in req["body"]["messages"].as_array().into_iter().flatten() {
+        if m["role"] != "user" {
+            continue;
+        }
+        match &m["content"] {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(bs) => out.extend(bs.iter().filter_map(|b| b["text"].as_str().map(str::to_owned))),
+            _ => {}
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------------ tests
+
+/// Acceptance 1, plain turn: streamed text equal to the full message and to the
+/// mock's answer, one successful `done` with stats, then `state{idle}`.
+#[test]
+fn plain_turn_streams_the_answer_and_reports_stats() {
+    let rig = Rig::start();
+    let expected = rig.mock_text("say hi");
+    assert!(expected.starts_with("Hello from"), "unexpected mock answer: {expected:?}");
+    let (mut c, sid) = rig.session("plain");
+
+    let frames = run_turn(&mut c, "say hi");
+    // The rig reached the worker: the mock's URL and the retry bound.
+    let env = worker_env(&sid);
+    assert!(env.contains(&format!("ANTHROPIC_BASE_URL={}", rig.mock.base_url())), "{env:?}");
+    assert!(env.contains(&"CLAUDE_CODE_MAX_RETRIES=1".to_owned()), "{env:?}");
+    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    let messages = assert_messages(&frames);
+    assert_eq!(messages, vec![expected.clone()], "frames: {frames:#?}");
+    assert_eq!(delta_text(&frames), expected);
+    assert!(of_type(&frames, "error").is_empty(), "error in a plain turn: {frames:#?}");
+
+    let stats = &done_of(&frames)["stats"];
+    assert!(stats["input_tokens"].as_u64().is_some_and(|n| n > 0), "input_tokens: {stats}");
+    assert!(stats["output_tokens"].as_u64().is_some_and(|n| n > 0), "output_tokens: {stats}");
+    assert!(stats["cost_usd"].as_f64().is_some_and(|x| x > 0.0), "cost_usd: {stats}");
+    assert!(stats["model"].as_str().is_some_and(|m| !m.is_empty()), "model: {stats}");
+    assert!(stats["duration_ms"].is_u64(), "duration_ms: {stats}");
+    assert_eq!(stats["tool_calls"], 0, "tool_calls: {stats}");
+
+    // The whole connection: seq strictly increasing, init_ack at 0.
+    assert_seq(&c.seen);
+    let asked: Vec<Value> = rig.agent_requests().into_iter().filter(|r| r["last_user_text"] == "say hi").collect();
+    assert_eq!(asked.len(), 1, "one model call for a plain turn: {asked:#?}");
+}
+
+/// Acceptance 2, tool use: a Bash `tool_call` and its `tool_result` (same id) carrying
+/// the command's output; `stats.tool_calls == 1`.
+#[test]
+fn tool_call_and_result_share_an_id() {
+    let rig = Rig::start();
+    let (mut c, _sid) = rig.session("tool");
+
+    let frames = run_turn(&mut c, "run [[tool:bash:echo hello-tool]]");
+    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    let calls = of_type(&frames, "tool_call");
+    assert_eq!(calls.len(), 1, "frames: {frames:#?}");
+    let call = data(calls[0]);
+    assert_eq!(call["name"], "Bash");
+    assert_eq!(call["input"]["command"], "echo hello-tool");
+    let id = call["id"].as_str().expect("tool_call.id");
+    let ci = pos(&frames, |f| ev_type(f) == "tool_call").unwrap();
+    let ri = pos(&frames, |f| ev_type(f) == "tool_result" && data(f)["id"] == id)
+        .unwrap_or_else(|| panic!("no tool_result for {id}: {frames:#?}"));
+    assert!(ci < ri, "tool_result before its tool_call");
+    let result = data(&frames[ri]);
+    assert_eq!(result["is_error"], false, "{result}");
+    assert!(result["output"].as_str().is_some_and(|o| o.contains("hello-tool")), "{result}");
+    assert_eq!(of_type(&frames, "permission_request").len(), 0, "echo must be auto-allowed");
+
+    // The model's final answer quotes the tool output.
+    let messages = assert_messages(&frames);
+    assert!(messages.last().is_some_and(|m| m.contains("hello-tool")), "{messages:?}");
+    assert_eq!(done_of(&frames)["stats"]["tool_calls"], 1);
+}
+
+/// Acceptance 3a, permission allowed: `permission_request{Write}` → allow → the write
+/// succeeds inside the session's work dir.
+#[test]
+fn permission_allowed_lets_the_write_happen() {
+    let rig = Rig::start();
+    let (mut c, _sid) = rig.session("perm-allow");
+
+    c.send("input", json!({"content": "[[tool:write]]"}));
+    let mut frames = until(&mut c, |f| ev_type(f) == "permission_request" || ev_type(f) == "done");
+    let req = frames.last().unwrap().clone();
+    assert_eq!(ev_type(&req), "permission_request", "no permission asked: {frames:#?}");
+    let rd = data(&req);
+    assert_eq!(rd["tool_name"], "Write");
+    let id = rd["id"].as_str().expect("permission id").to_owned();
+    let path = PathBuf::from(rd["input"]["file_path"].as_str().expect("Write input.file_path"));
+    let content = rd["input"]["content"].as_str().expect("Write input.content").to_owned();
+    assert!(path.is_absolute(), "{path:?}");
+    assert!(path.starts_with(rig.gw.dir.path().join("work")), "write outside the work dirs: {path:?}");
+    assert!(!path.exists(), "file written before the answer: {path:?}");
+
+    c.send("permission_response", json!({"id": id, "allowed": true}));
+    frames.extend(until(&mut c, |f| is_state(f, "idle")));
+    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    let call = data(of_type(&frames, "tool_call")[0]).clone();
+    assert_eq!(call["name"], "Write");
+    let result = of_type(&frames, "tool_result")
+        .into_iter()
+        .find(|r| data(r)["id"] == call["id"])
+        .unwrap_or_else(|| panic!("no tool_result: {frames:#?}"));
+    assert_eq!(data(result)["is_error"], false, "{result}");
+    assert_eq!(std::fs::read_to_string(&path).expect("written file"), content);
+    assert_eq!(done_of(&frames)["stats"]["tool_calls"], 1);
+}
+
+/// Acceptance 3b, permission denied: `touch` asks, deny with a reason → the tool result
+/// is an error carrying it, no file, and the turn still ends with `done`.
+#[test]
+fn permission_denied_blocks_the_command() {
+    let rig = Rig::start();
+    let (mut c, _sid) = rig.session("perm-deny");
+
+    c.send("input", json!({"content": "[[tool:bash:touch denied.txt]]"}));
+    let mut frames = until(&mut c, |f| ev_type(f) == "permission_request" || ev_type(f) == "done");
+    let req = frames.last().unwrap().clone();
+    assert_eq!(ev_type(&req), "permission_request", "no permission asked: {frames:#?}");
+    assert_eq!(data(&req)["tool_name"], "Bash");
+    assert_eq!(data(&req)["input"]["command"], "touch denied.txt");
+    let id = data(&req)["id"].as_str().expect("permission id").to_owned();
+
+    c.send("permission_response", json!({"id": id, "allowed": false, "reason": "nope"}));
+    frames.extend(until(&mut c, |f| is_state(f, "idle")));
+    assert!(assert_turn_shape(&frames), "a denied tool does not fail the turn: {frames:#?}");
+    let call = data(of_type(&frames, "tool_call")[0]).clone();
+    let result = of_type(&frames, "tool_result")
+        .into_iter()
+        .find(|r| data(r)["id"] == call["id"])
+        .unwrap_or_else(|| panic!("no tool_result: {frames:#?}"));
+    assert_eq!(data(result)["is_error"], true, "{result}");
+    assert!(data(result)["output"].as_str().is_some_and(|o| o.contains("nope")), "{result}");
+    assert!(of_type(&frames, "error").is_empty(), "a denial is not an error event: {frames:#?}");
+    assert_eq!(find_file(&rig.gw.dir.path().join("work"), "denied.txt"), None, "denied command ran");
+
+    // Answering the same prompt again is rejected (already answered).
+    c.send("permission_response", json!({"id": id, "allowed": true}));
+    let again = c.expect("error");
+    assert_eq!(data(&again)["code"], "INVALID_MESSAGE", "{again}");
+    assert_eq!(again["seq"], 0);
+}
+
+/// Acceptance 4, interrupt mid-stream: the turn ends within 3 s with
+/// `done{success:false}` and no error; the worker survives and the next turn
+/// works.
+#[test]
+fn interrupt_ends_the_turn_and_keeps_the_worker() {
+    let rig = Rig::start();
+    let (mut c, sid) = rig.session("interrupt");
+
+    c.send("input", json!({"content": "stream slowly [[slow:10]]"}));
+    let mut frames = until(&mut c, |f| ev_type(f) == "message.delta" || ev_type(f) == "done");
+    assert_eq!(ev_type(frames.last().unwrap()), "message.delta", "no delta before the end: {frames:#?}");
+    let workers = processes_of_session(&sid);
+    assert!(!workers.is_empty(), "no worker process for the session");
+
+    let t0 = Instant::now();
+    c.send("control", json!({"action": "interrupt"}));
+    frames.extend(c.until(Duration::from_secs(3), |f| ev_type(f) == "done"));
+    let took = t0.elapsed();
+    frames.extend(c.until(STATE, |f| is_state(f, "idle")));
+    assert!(took < Duration::from_secs(3), "interrupt took {took:?}");
+    assert!(!assert_turn_shape(&frames), "an interrupted turn is not a success: {frames:#?}");
+    assert!(of_type(&frames, "error").is_empty(), "no error on interrupt: {frames:#?}");
+    // Every started message is still bracketed and consistent.
+    assert_messages(&frames);
+    assert_eq!(
+        of_type(&frames, "message.start").len(),
+        of_type(&frames, "message.end").len(),
+        "open message after interrupt: {frames:#?}"
+    );
+    for pid in &workers {
+        assert!(Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} died on interrupt");
+    }
+
+    let next = run_turn(&mut c, "say again");
+    assert!(assert_turn_shape(&next), "turn after interrupt failed: {next:#?}");
+    assert_eq!(assert_messages(&next), vec![rig.mock_text("say again")]);
+    assert_seq(&c.seen);
+}
+
+/// Acceptance 5, terminate then re-init with the same key: the session resumes, a new
+/// claude continues the same conversation (`--resume`), proven by
+/// `[[recall]]` and by what the mock received.
+#[test]
+fn terminate_then_reinit_resumes_the_conversation() {
+    let rig = Rig::start();
+    let (mut c, sid) = rig.session("resume");
+
+    let first = run_turn(&mut c, "remember the word PINEAPPLE");
+    assert!(assert_turn_shape(&first), "turn 1 failed: {first:#?}");
+    let before = processes_of_session(&sid);
+    assert!(!before.is_empty(), "no worker process for the session");
+
+    c.send("control", json!({"action": "terminate"}));
+    let t = c.until(STATE, |f| is_state(f, "terminated"));
+    // Emitted after the worker's process group was reaped (aep-v1.md §6).
+    assert_eq!(processes_of_session(&sid), Vec::<i32>::new(), "worker still alive at state{{terminated}}");
+    assert!(of_type(&t, "error").is_empty(), "terminate while idle is no error: {t:#?}");
+    let last_seq = c.seen.iter().filter_map(|f| f["seq"].as_u64()).max().unwrap();
+    assert_seq(&c.seen);
+    drop(c);
+
+    let mut c2 = rig.gw.connect();
+    let ack = c2.init_key("resume");
+    let ad = data(&ack);
+    assert_eq!(ad["session_id"], sid.as_str());
+    assert_eq!(ad["resumed"], true, "{ack}");
+    assert_eq!(ad["state"], "idle", "{ack}");
+    assert_eq!(ad["last_seq"], last_seq, "{ack}");
+    let idle = c2.recv_within(STATE).expect("state after resume");
+    assert!(is_state(&idle, "idle"), "expected state{{idle}} after init_ack, got {idle}");
+    assert!(idle["seq"].as_u64().unwrap() > last_seq, "seq restarted: {idle}");
+    let after = processes_of_session(&sid);
+    assert!(!after.is_empty(), "no worker after resume");
+    assert!(after.iter().all(|p| !before.contains(p)), "old worker reused: {before:?} {after:?}");
+
+    let second = run_turn(&mut c2, "what was it [[recall]]");
+    assert!(assert_turn_shape(&second), "turn 2 failed: {second:#?}");
+    let answer = assert_messages(&second).join("\n");
+    assert!(answer.contains("'remember the word PINEAPPLE'"), "resumed agent forgot turn 1: {answer:?}");
+    assert_seq(&c2.seen);
+
+    // More messages than the fresh conversation of turn 1 had: the history.
+    let fresh = rig.request_for("remember the word PINEAPPLE")["n_messages"].as_u64().expect("n_messages");
+    let recall = rig.request_for("what was it [[recall]]");
+    assert!(recall["n_messages"].as_u64().is_some_and(|n| n > fresh), "history not sent ({fresh}): {recall}");
+    if recall.get("body").is_some() {
+        let texts = user_texts(&recall);
+        assert!(texts.iter().any(|t| t == "remember the word PINEAPPLE"), "history not sent: {texts:?}");
+        let msgs = recall["body"]["messages"].as_array().expect("messages");
+        assert!(msgs.iter().any(|m| m["role"] == "assistant"), "the earlier answer was not sent: {recall}");
+    }
+}
+
+/// Acceptance 6, model API failure: `error{AGENT_ERROR}` with the agent's text, then
+/// `done{success:false}`; the session stays usable.
+#[test]
+fn api_error_is_an_agent_error_and_the_session_goes_on() {
+    let rig = Rig::start();
+    let (status, body) = rig.mock_says("[[error:400]]");
+    assert_eq!(status, 400, "{body}");
+    let mock_message = body["error"]["message"].as_str().expect("mock error message").to_owned();
+    let (mut c, _sid) = rig.session("apierror");
+
+    let frames = run_turn(&mut c, "[[error:400]]");
+    assert!(!assert_turn_shape(&frames), "a failed turn is not a success: {frames:#?}");
+    let errors = of_type(&frames, "error");
+    assert_eq!(errors.len(), 1, "{frames:#?}");
+    let e = data(errors[0]);
+    assert_eq!(e["code"], "AGENT_ERROR", "{e}");
+    let msg = e["message"].as_str().expect("error.message");
+    assert!(msg.contains(&mock_message) && msg.contains("400"), "agent text missing: {msg:?} vs {mock_message:?}");
+    assert_eq!(e["details"]["worker_type"], "claude_code", "{e}");
+    assert_eq!(errors[0]["priority"], "control");
+    let ei = pos(&frames, |f| ev_type(f) == "error").unwrap();
+    let di = pos(&frames, |f| ev_type(f) == "done").unwrap();
+    assert!(ei < di, "error must precede done");
+
+    let next = run_turn(&mut c, "say hi");
+    assert!(assert_turn_shape(&next), "session unusable after an API error: {next:#?}");
+    assert_eq!(assert_messages(&next), vec![rig.mock_text("say hi")]);
+    assert!(of_type(&next, "error").is_empty());
+    assert_seq(&c.seen);
+}
+
+/// Acceptance 7, thinking: `reasoning{delta:true}` increments, all before the answer,
+/// concatenating to the model's thinking text.
+#[test]
+fn thinking_streams_reasoning_before_the_answer() {
+    let rig = Rig::start();
+    let prompt = "[[thinking]] think first";
+    let thinking = rig.mock_block(prompt, "thinking");
+    let text = rig.mock_text(prompt);
+    let (mut c, _sid) = rig.session("thinking");
+
+    let frames = run_turn(&mut c, prompt);
+    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    let reasoning = of_type(&frames, "reasoning");
+    assert!(!reasoning.is_empty(), "no reasoning: {frames:#?}");
+    assert!(reasoning.iter().all(|r| data(r)["delta"] == true), "reasoning not streamed: {reasoning:#?}");
+    let streamed: String = reasoning.iter().filter_map(|r| data(r)["content"].as_str()).collect();
+    assert_eq!(streamed, thinking);
+    let last_reasoning = frames.iter().rposition(|f| ev_type(f) == "reasoning").unwrap();
+    let first_text = pos(&frames, |f| ev_type(f) == "message.start").expect("an answer");
+    assert!(last_reasoning < first_text, "reasoning after the answer started: {frames:#?}");
+    assert_eq!(assert_messages(&frames), vec![text]);
+}
+
+/// Acceptance 8, `reset` discards the agent's context: `state{idle, context_reset}` and
+/// a following `[[recall]]` knows no earlier prompt.
+#[test]
+fn reset_discards_the_conversation() {
+    let rig = Rig::start();
+    let no_history = rig.mock_text("[[recall]]");
+    let (mut c, _sid) = rig.session("reset");
+
+    let first = run_turn(&mut c, "remember the word MANGO");
+    assert!(assert_turn_shape(&first), "turn 1 failed: {first:#?}");
+
+    c.send("control", json!({"action": "reset"}));
+    let r = c.until(STATE, |f| ev_type(f) == "state");
+    let st = r.last().unwrap();
+    assert!(is_state(st, "idle"), "{st}");
+    assert_eq!(data(st)["message"], "context_reset", "{st}");
+    assert!(of_type(&r, "error").is_empty(), "{r:#?}");
+
+    let second = run_turn(&mut c, "[[recall]]");
+    assert!(assert_turn_shape(&second), "turn after reset failed: {second:#?}");
+    let answer = assert_messages(&second);
+    assert_eq!(answer, vec![no_history], "context survived the reset");
+    assert!(!answer[0].contains("MANGO"));
+    assert_seq(&c.seen);
+
+    // As many messages as the session's first, fresh conversation had.
+    let fresh = rig.request_for("remember the word MANGO")["n_messages"].clone();
+    let recall = rig.request_for("[[recall]]");
+    assert_eq!(recall["n_messages"], fresh, "old conversation sent after reset: {recall}");
+    if recall.get("body").is_some() {
+        let texts = user_texts(&recall);
+        assert!(!texts.iter().any(|t| t.contains("MANGO")), "old prompt sent after reset: {texts:?}");
+    }
+}
+
+/// Beyond the list (regression for a gateway fix): `terminate` in the
+/// middle of a streamed message still closes that message — `message.end`
+/// and the full `message` holding what was streamed (workers.md §1.2) —
+/// before `error{SESSION_TERMINATED}`, `done{success:false}` and
+/// `state{terminated}` (aep-v1.md §6).
+#[test]
+fn terminate_mid_turn_closes_the_open_message() {
+    let rig = Rig::start();
+    let (mut c, sid) = rig.session("terminate-mid-turn");
+
+    c.send("input", json!({"content": "stream slowly [[slow:10]]"}));
+    let mut frames = until(&mut c, |f| ev_type(f) == "message.delta" || ev_type(f) == "done");
+    assert_eq!(ev_type(frames.last().unwrap()), "message.delta", "no delta before the end: {frames:#?}");
+    c.send("control", json!({"action": "terminate"}));
+    frames.extend(c.until(STATE, |f| is_state(f, "terminated")));
+    assert_eq!(processes_of_session(&sid), Vec::<i32>::new(), "worker still alive at state{{terminated}}");
+    assert_seq(&frames);
+
+    let messages = assert_messages(&frames);
+    assert_eq!(messages.len(), 1, "the started message was not closed: {frames:#?}");
+    assert_eq!(messages[0], delta_text(&frames));
+    let types: Vec<&str> = frames.iter().map(ev_type).filter(|t| *t != "message.delta").collect();
+    assert_eq!(
+        types,
+        ["state", "message.start", "message.end", "message", "error", "done", "state"],
+        "frames: {frames:#?}"
+    );
+    let e = data(of_type(&frames, "error")[0]);
+    assert_eq!(e["code"], "SESSION_TERMINATED", "{e}");
+    assert_eq!(done_of(&frames)["success"], false);
+}
