@@ -577,21 +577,17 @@ impl Reactor {
         let Some(s) = self.session(skey) else { return };
         let now = Instant::now();
         match kind {
-            TimerKind::Turn(n) => {
-                if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() {
-                    if let Some(t) = self.session_mut(skey).and_then(|s| s.turn.as_mut()) {
-                        t.timed_out = true;
-                    }
-                    self.emit(skey, Event::error(ErrorCode::WorkerTimeout, "the turn exceeded worker.turn_timeout"));
-                    self.interrupt(skey);
-                    self.timers.after(self.s.worker.kill_grace, Owner::Session(skey.into()), TimerKind::TurnKill(n));
+            TimerKind::Turn(n) if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() => {
+                if let Some(t) = self.session_mut(skey).and_then(|s| s.turn.as_mut()) {
+                    t.timed_out = true;
                 }
+                self.emit(skey, Event::error(ErrorCode::WorkerTimeout, "the turn exceeded worker.turn_timeout"));
+                self.interrupt(skey);
+                self.timers.after(self.s.worker.kill_grace, Owner::Session(skey.into()), TimerKind::TurnKill(n));
             }
-            TimerKind::TurnKill(n) => {
-                if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() {
-                    self.abort_turn(skey, None);
-                    self.begin_termination(skey, TermReason::TurnTimeout);
-                }
+            TimerKind::TurnKill(n) if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() => {
+                self.abort_turn(skey, None);
+                self.begin_termination(skey, TermReason::TurnTimeout);
             }
             TimerKind::Stall => {
                 let Some(stall) = self.s.worker.stall_timeout else { return };
