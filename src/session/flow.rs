@@ -323,8 +323,18 @@ impl Reactor {
             ControlAction::Terminate | ControlAction::Gc => {
                 let gc = action == ControlAction::Gc;
                 if state == SessionState::Terminated || ending.is_some() {
-                    let msg = if gc { Some("session_archived") } else { None };
-                    if matches!(ending, Some(Ending::Terminate(_)) | None) {
+                    if let Some(Ending::Terminate(_)) = ending {
+                        // Answered once the worker is reaped, after the session's own
+                        // state{terminated}; repeats of one connection share one answer.
+                        if let Some(s) = self.session_mut(skey) {
+                            if !s.term_replies.contains(&(client, gc)) {
+                                s.term_replies.push((client, gc));
+                            }
+                        }
+                        return;
+                    }
+                    if ending.is_none() {
+                        let msg = if gc { Some("session_archived") } else { None };
                         return self.send_local(client, &Event::state(SessionState::Terminated, msg));
                     }
                     return self.send_error(
@@ -498,6 +508,11 @@ impl Reactor {
             s.terminated_at = Some(Instant::now());
         }
         self.emit_state(skey, SessionState::Terminated, Some(msg));
+        let replies = self.session_mut(skey).map(|s| std::mem::take(&mut s.term_replies)).unwrap_or_default();
+        for (client, gc) in replies {
+            let msg = if gc { Some("session_archived") } else { None };
+            self.send_local(client, &Event::state(SessionState::Terminated, msg));
+        }
         log::info!(
             "session terminated session_id={} reason={msg}",
             self.session(skey).map(|s| &*s.id_str).unwrap_or("")

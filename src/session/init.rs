@@ -152,6 +152,7 @@ impl Reactor {
             perm_serial: 0,
             replay: ReplayRing::new(limits.replay_events, limits.replay_bytes),
             ending: None,
+            term_replies: Vec::new(),
             waiters: vec![Waiter { client: key, frame_id, last_seq: req.last_seq, resumed: false }],
             last_active: now,
             live_since: now,

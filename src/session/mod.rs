@@ -139,6 +139,11 @@ pub struct Session {
     pub perm_serial: u64,
     pub replay: ReplayRing,
     pub ending: Option<Ending>,
+    /// Connections that repeated `terminate`/`gc` (true = gc) while the
+    /// worker was still stopping: their connection-local `state{terminated}`
+    /// waits for the real one (aep-v1.md §6: never before the group is reaped).
+    /// At most one entry per (connection, action): bounded by the attached connections.
+    pub term_replies: Vec<(Key, bool)>,
     pub waiters: Vec<Waiter>,
     pub last_active: Instant,
     pub live_since: Instant,

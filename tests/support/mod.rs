@@ -18,6 +18,7 @@ use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
 pub mod mock_model;
+pub mod raw;
 
 /// Default deadline for one expected frame.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -248,6 +249,11 @@ impl Gateway {
         false
     }
 
+    /// The gateway process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
@@ -453,6 +459,40 @@ impl Client {
             }
             done && is_state(v, "idle")
         })
+    }
+
+    /// Send one final data frame holding arbitrary bytes (`binary` picks the
+    /// opcode); a text frame may carry invalid UTF-8 this way.
+    pub fn send_bytes(&mut self, binary: bool, bytes: Vec<u8>) -> Result<(), tungstenite::Error> {
+        use tungstenite::protocol::frame::Frame;
+        use tungstenite::protocol::frame::coding::{Data, OpCode};
+        let op = OpCode::Data(if binary { Data::Binary } else { Data::Text });
+        self.ws.send(Message::Frame(Frame::message(bytes, op, true)))
+    }
+
+    /// The next frame must be a connection-local `error{code}`; returns it.
+    pub fn expect_error(&mut self, code: &str) -> Value {
+        let v = self.recv();
+        assert_eq!(ev_type(&v), "error", "expected error {code}, got {v}");
+        assert_eq!(v["event"]["data"]["code"], code, "wrong error code: {v}");
+        assert_eq!(v["seq"], 0, "a reply to the connection's own frame is connection-local: {v}");
+        v
+    }
+
+    /// Nothing may arrive within `d` (the connection stays open and silent).
+    pub fn expect_silence(&mut self, d: Duration) {
+        match self.recv_within(d) {
+            Err(RecvError::Timeout) => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
+    }
+
+    /// The server closes without sending any frame first; returns (code, reason).
+    pub fn expect_close_only(&mut self) -> (u16, String) {
+        match self.recv_within(WAIT) {
+            Err(RecvError::Closed(c, r)) => (c, r),
+            other => panic!("expected a close and no frame, got {other:?}"),
+        }
     }
 
     /// Wait for the server to close; returns (code, reason).
