@@ -49,8 +49,12 @@ fn bench(c: &mut Criterion) {
             let dir = std::env::temp_dir().join(format!("hotplex-bench-{}-{batch}-{merge}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             let conn = open_writer(&dir.join("bench.db"), &StoreOptions::default()).expect("open db");
-            let cfg =
-                WriterConfig { batch_max_ops: batch, commit_interval: Duration::from_millis(5), queue_capacity: 65_536, reactors: 1 };
+            let cfg = WriterConfig {
+                batch_max_ops: batch,
+                commit_interval: Duration::from_millis(5),
+                queue_capacity: 65_536,
+                reactors: 1,
+            };
             let (w, join) = start(conn, cfg, Box::new(NoSink)).expect("writer");
             let sid: Arc<str> = Arc::from("bench-session");
             w.send(WriteOp::InsertSession(Box::new(SessionRow {

@@ -19,6 +19,7 @@ use crate::reactor::Reactor;
 use crate::reactor::shared::{Counters, Msg, ReactorHandle, Shared, SpawnerClient};
 use crate::reactor::token;
 use crate::settings::Settings;
+use crate::store::{CommitSink, Recovered, Store};
 use crate::sys;
 
 /// Exit codes (operations.md §8).
@@ -31,6 +32,27 @@ struct Sink(ReactorHandle);
 impl NoticeSink for Sink {
     fn notify(&self, notice: Notice) {
         self.0.send(Msg::Child(notice));
+    }
+}
+
+/// Commit notices from the store writer into the reactors' inboxes.
+struct CommitRouter(Vec<ReactorHandle>);
+
+impl CommitSink for CommitRouter {
+    fn committed(&self, reactor: usize, sessions: Vec<(Arc<str>, u64)>) {
+        if let Some(h) = self.0.get(reactor) {
+            h.send(Msg::Committed(sessions));
+        }
+    }
+    fn failed(&self, reactor: usize, session: Arc<str>, seq: u64) {
+        if let Some(h) = self.0.get(reactor) {
+            h.send(Msg::StoreFailed(session, seq));
+        }
+    }
+    fn writable(&self, reactor: usize) {
+        if let Some(h) = self.0.get(reactor) {
+            h.send(Msg::StoreWritable);
+        }
     }
 }
 
@@ -76,6 +98,24 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
         inboxes.push(rx);
         polls.push(poll);
     }
+    // The store first: recovery runs before anything accepts (operations.md §2.5).
+    let st = &settings.store;
+    let router = Box::new(CommitRouter(handles.clone()));
+    let (store, recovered) = match Store::open(&st.path, &st.options, st.read_connections, st.writer.clone(), router) {
+        Ok(v) => v,
+        Err(e) => {
+            log::error!("cannot open the store {}: {e}", st.path.display());
+            return EXIT_STARTUP;
+        }
+    };
+    log::info!(
+        "store open path={} clean_shutdown={} recovered_sessions={} removed_created={}",
+        store.path.display(),
+        recovered.clean_shutdown,
+        recovered.terminated,
+        recovered.created_removed
+    );
+    kill_orphans(&recovered);
     let sinks: Vec<Box<dyn NoticeSink>> =
         handles.iter().map(|h| Box::new(Sink(h.clone())) as Box<dyn NoticeSink>).collect();
     let supervisor = match Supervisor::start(sinks) {
@@ -97,6 +137,8 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
         settings: settings.clone(),
         reactors: handles.clone(),
         spawner: Box::new(SpawnerHandle(supervisor)),
+        store: store.writer.clone(),
+        readers: store.readers.clone(),
         counters: Counters::default(),
         shutting_down: AtomicBool::new(false),
     });
@@ -154,9 +196,28 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
         let _ = t.join();
     }
     drop(shared);
+    store.close(Duration::from_secs(10));
     log::info!("stopped");
     crate::logging::flush();
     EXIT_OK
+}
+
+/// Worker groups recorded for sessions that were live when the previous
+/// process stopped: kill them if they (still the same processes) survived,
+/// and any process still carrying one of those sessions' ids.
+fn kill_orphans(r: &Recovered) {
+    for (pid, ticks) in &r.orphans {
+        if crate::child::kill_group_of(*pid, *ticks, libc::SIGKILL).unwrap_or(false) {
+            log::warn!("killed orphaned worker group pid={pid}");
+        }
+    }
+    for sid in &r.session_ids {
+        for (pid, ticks) in crate::child::procfs::processes_with_env(crate::child::SESSION_ENV, sid) {
+            if crate::child::kill_process(pid, ticks, libc::SIGKILL).unwrap_or(false) {
+                log::warn!("killed orphaned worker process pid={pid} session_id={sid}");
+            }
+        }
+    }
 }
 
 fn force_exit(shared: &Shared) -> i32 {

@@ -84,6 +84,18 @@ pub struct Sandbox {
     pub denied_env: Vec<String>,
 }
 
+/// Storage (`store.*`).
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    /// Database file (`:memory:` = a temp file removed at exit).
+    pub path: PathBuf,
+    pub options: crate::store::StoreOptions,
+    pub read_connections: usize,
+    pub writer: crate::store::WriterConfig,
+    pub replay_retention: Duration,
+    pub replay_retention_events: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub reactors: usize,
@@ -105,6 +117,7 @@ pub struct Settings {
     pub policy: Policy,
     pub workers: HashMap<WorkerType, WorkerSettings>,
     pub sandbox: Sandbox,
+    pub store: StoreSettings,
 }
 
 impl Settings {
@@ -388,6 +401,24 @@ impl Settings {
                 max_turns_ceiling: l.max_turns_ceiling as u64,
             },
             workers,
+            store: StoreSettings {
+                path: cfg.store.path.clone(),
+                options: crate::store::StoreOptions {
+                    synchronous_full: cfg.store.synchronous == c::Synchronous::Full,
+                    busy_timeout: cfg.store.busy_timeout,
+                    journal_size_limit: cfg.store.journal_size_limit,
+                    auto_migrate: cfg.store.auto_migrate,
+                },
+                read_connections: cfg.store.read_connections.max(1) as usize,
+                writer: crate::store::WriterConfig {
+                    batch_max_ops: cfg.store.batch_max_ops.max(1) as usize,
+                    commit_interval: cfg.store.commit_interval,
+                    queue_capacity: cfg.store.queue_capacity.max(1) as usize,
+                    reactors,
+                },
+                replay_retention: cfg.store.replay_retention,
+                replay_retention_events: cfg.store.replay_retention_events,
+            },
             sandbox: Sandbox {
                 work_dir_roots: cfg.worker.work_dir_roots.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
                 default_work_dir: cfg.worker.default_work_dir.to_string_lossy().into_owned(),

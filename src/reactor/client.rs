@@ -49,16 +49,9 @@ pub struct Client {
     pub deferred: Vec<Bytes>,
     pub lingering: bool,
     pub upgraded_at: Option<Instant>,
-}
-
-impl Client {
-    /// The id for `session_id` of connection-local frames.
-    fn session_id<'a>(&self, r: &'a Reactor) -> &'a str {
-        match &self.stage {
-            Stage::Attached { session, .. } => r.session(*session).map(|s| &*s.id_str).unwrap_or(""),
-            _ => "",
-        }
-    }
+    /// While a replay from the store is in flight: live frames held back
+    /// until the replayed ones have been queued (aep-v1.md §5.3).
+    pub replay_hold: Option<Vec<crate::ws::outq::SharedFrame>>,
 }
 
 impl Reactor {
@@ -80,6 +73,7 @@ impl Reactor {
             deferred: Vec::new(),
             lingering: false,
             upgraded_at: None,
+            replay_hold: None,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -110,6 +104,7 @@ impl Reactor {
             deferred,
             lingering: false,
             upgraded_at: Some(Instant::now()),
+            replay_hold: None,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -370,17 +365,36 @@ impl Reactor {
         self.send_local(key, &ev);
     }
 
-    /// Queue a connection-local frame (seq 0, not logged).
+    /// Queue a connection-local frame (seq 0, not logged). For an attached
+    /// connection it waits behind its session's frames still awaiting commit
+    /// (aep-v1.md §5.2: never sent ahead of them).
     pub fn send_local(&mut self, key: Key, ev: &Event) {
         let Some(c) = self.client(key) else { return };
         if c.conn.is_closing() {
             return;
         }
-        let sid = c.session_id(self).to_owned();
-        let json = protocol::encode(0, &sid, protocol::now_ms(), ev);
+        let session = match &c.stage {
+            Stage::Attached { session, .. } => Some(*session),
+            _ => None,
+        };
+        let sid = session.and_then(|sk| self.session(sk)).map(|s| s.id_str.to_string()).unwrap_or_default();
+        let bytes = frame::text(&protocol::encode(0, &sid, protocol::now_ms(), ev));
+        if let Some(s) = session.and_then(|sk| self.session_mut(sk)) {
+            if !s.persist.pending.is_empty() {
+                s.persist.pending.push_back(crate::session::persist::Pending::Local(key, bytes));
+                return;
+            }
+        }
+        self.push_now(key, bytes);
+    }
+
+    /// Queue bytes on a connection now (nothing to wait for).
+    pub fn push_now(&mut self, key: Key, bytes: Vec<u8>) {
         if let Some(c) = self.client_mut(key) {
-            c.conn.out.push_raw(frame::text(&json));
-            self.mark_dirty(key);
+            if !c.conn.is_closing() {
+                c.conn.out.push_raw(bytes);
+                self.mark_dirty(key);
+            }
         }
     }
 

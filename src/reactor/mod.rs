@@ -122,6 +122,19 @@ impl Reactor {
                 Msg::Adopt(a) => self.adopt(*a),
                 Msg::Child(n) => self.on_child_notice(n),
                 Msg::Shutdown => self.begin_shutdown(),
+                Msg::Committed(list) => self.on_committed(list),
+                Msg::StoreFailed(sid, seq) => self.on_store_failed(sid, seq),
+                Msg::StoreWritable => self.on_store_writable(),
+                Msg::Read(done) => self.on_read_done(*done),
+            }
+        }
+    }
+
+    fn on_read_done(&mut self, done: shared::ReadDone) {
+        match done {
+            shared::ReadDone::InitLookup { client, pending, answer } => self.on_init_lookup(client, pending, answer),
+            shared::ReadDone::Replay { client, session, top, after, first, answer } => {
+                self.on_replay_page(client, session, top, after, first, answer)
             }
         }
     }

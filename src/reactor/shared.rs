@@ -26,6 +26,38 @@ pub enum Msg {
     Child(Notice),
     /// Terminate every session and stop.
     Shutdown,
+    /// The store committed events of these sessions up to these seqs.
+    Committed(Vec<(Arc<str>, u64)>),
+    /// The store could not write this event (dropped).
+    StoreFailed(Arc<str>, u64),
+    /// The store queue has room again.
+    StoreWritable,
+    /// A store read finished (session lookup, replay page).
+    Read(Box<ReadDone>),
+}
+
+/// A finished store read, routed back to the reactor that asked.
+pub enum ReadDone {
+    /// Lookup of a session that is not in memory, for an `init`.
+    InitLookup { client: crate::reactor::token::Key, pending: Box<PendingInit>, answer: crate::store::Answer },
+    /// One page of replay for a connection.
+    Replay {
+        client: crate::reactor::token::Key,
+        session: crate::reactor::token::Key,
+        /// The replay ends at this seq (the committed top at attach).
+        top: u64,
+        /// This page holds rows after this seq.
+        after: u64,
+        first: bool,
+        answer: crate::store::Answer,
+    },
+}
+
+/// An `init` waiting for a store lookup.
+pub struct PendingInit {
+    pub frame_id: Option<String>,
+    pub init: Box<InitRequest>,
+    pub candidate: Candidate,
 }
 
 /// How an init's session id is still to be resolved on the home reactor.
@@ -124,6 +156,8 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     pub reactors: Vec<ReactorHandle>,
     pub spawner: Box<dyn SpawnerClient>,
+    pub store: crate::store::WriterHandle,
+    pub readers: crate::store::Readers,
     pub counters: Counters,
     pub shutting_down: AtomicBool,
 }

@@ -13,9 +13,13 @@ use crate::protocol::{ControlAction, ErrorCode, Event, SessionState, Stats, clos
 use crate::reactor::Reactor;
 use crate::reactor::timer::{Owner, TimerKind};
 use crate::reactor::token::Key;
-use crate::ws::outq::{Pushed, SessionFrame};
+use crate::ws::outq::SessionFrame;
 
 use super::{Ending, PendingPermission, Session, TermReason, Turn};
+use crate::store::WriteOp;
+
+/// A terminated session without connections stays in memory this long.
+const EVICT_AFTER: Duration = Duration::from_secs(60);
 
 impl Reactor {
     pub fn session(&self, key: Key) -> Option<&Session> {
@@ -26,33 +30,30 @@ impl Reactor {
         self.sessions.get_mut(key.idx).filter(|s| s.generation == key.generation)
     }
 
-    /// Assign the next seq to `ev`, keep it for replay, send it to every
-    /// attached connection.
+    /// Assign the next seq to `ev` and log it; it reaches the replay window
+    /// and every attached connection once committed (`persist::release`).
     pub fn emit(&mut self, skey: Key, ev: Event) {
-        let (hw, bound) = (self.s.send_queue_high_water, self.s.send_queue_bytes);
         let Some(s) = self.session_mut(skey) else { return };
         s.seq += 1;
         let frame = Arc::new(SessionFrame::new(s.seq, now_ms(), s.id_str.clone(), &ev));
-        s.replay.push(frame.clone());
-        let targets = s.attached();
-        for ck in targets {
-            let Some(c) = self.client_mut(ck) else { continue };
-            if c.conn.is_closing() {
-                continue;
-            }
-            match c.conn.out.push_frame(&frame, hw, bound, false) {
-                Pushed::OverBound => {
-                    log::warn!("slow consumer closed session_id={}", frame.session_id);
-                    self.close_client(ck, close::POLICY, "slow consumer", true);
-                }
-                Pushed::Queued | Pushed::Coalesced => self.mark_dirty(ck),
-            }
-        }
+        self.persist_event(skey, frame);
     }
 
+    /// A state change: update the session (and its stored row), then announce it.
     fn emit_state(&mut self, skey: Key, state: SessionState, message: Option<&str>) {
         if let Some(s) = self.session_mut(skey) {
             s.state = state;
+            match state {
+                SessionState::Terminated | SessionState::Deleted => {
+                    s.terminated_ms = Some(now_ms());
+                    s.live_since_ms = None;
+                    s.state_reason = message.map(str::to_owned);
+                }
+                _ => s.state_reason = None,
+            }
+        }
+        if state != SessionState::Deleted {
+            self.persist_session(skey);
         }
         self.emit(skey, Event::state(state, message));
     }
@@ -81,10 +82,11 @@ impl Reactor {
                         && id.len() <= 128
                         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
                     if let Some(s) = self.session_mut(skey) {
-                        if ok {
-                            s.agent_session_id = Some(id);
-                        } else {
+                        if !ok {
                             log::warn!("discarding malformed agent session id session_id={}", s.id_str);
+                        } else if s.agent_session_id.as_deref() != Some(id.as_str()) {
+                            s.agent_session_id = Some(id);
+                            self.persist_session(skey);
                         }
                     }
                 }
@@ -169,6 +171,17 @@ impl Reactor {
         s.last_turn_agent_error = false;
         s.last_active = now;
         self.emit_state(skey, SessionState::Running, None);
+        if let Some(s) = self.session(skey) {
+            let input = serde_json::json!({"content": content, "metadata": _metadata}).to_string();
+            let op = WriteOp::TurnStart {
+                session: s.id_str.clone(),
+                turn: n,
+                start_seq: s.seq,
+                started_at: now_ms(),
+                input,
+            };
+            self.store_op(skey, op);
+        }
         self.with_adapter(skey, |a, out| a.on_input(&content, out));
         let w = &self.s.worker;
         if let Some(t) = w.turn_timeout {
@@ -190,7 +203,10 @@ impl Reactor {
             stats.duration_ms = Some(turn.started.elapsed().as_millis() as u64);
         }
         s.last_active = Instant::now();
-        self.emit(skey, Event::Done { success, stats: Some(stats) });
+        super::persist::add_stats(&mut s.totals, &stats);
+        let turn_no = turn.n;
+        self.emit(skey, Event::Done { success, stats: Some(stats.clone()) });
+        self.store_turn_end(skey, turn_no, success, Some(&stats));
         let live = self.session(skey).is_some_and(|s| s.ending.is_none());
         if live {
             self.emit_state(skey, SessionState::Idle, None);
@@ -215,7 +231,25 @@ impl Reactor {
             tool_calls: Some(turn.tool_calls),
             ..Stats::default()
         };
-        self.emit(skey, Event::Done { success: false, stats: Some(stats) });
+        if let Some(s) = self.session_mut(skey) {
+            super::persist::add_stats(&mut s.totals, &stats);
+        }
+        self.emit(skey, Event::Done { success: false, stats: Some(stats.clone()) });
+        self.store_turn_end(skey, turn.n, false, Some(&stats));
+    }
+
+    /// Close the stored `turns` row (its `done` was just emitted).
+    pub fn store_turn_end(&mut self, skey: Key, turn: u64, success: bool, stats: Option<&Stats>) {
+        let Some(s) = self.session(skey) else { return };
+        let op = WriteOp::TurnEnd {
+            session: s.id_str.clone(),
+            turn,
+            end_seq: s.seq,
+            ended_at: now_ms(),
+            success,
+            stats: stats.and_then(|st| serde_json::to_string(st).ok()),
+        };
+        self.store_op(skey, op);
     }
 
     fn resume_failed(&mut self, skey: Key, message: String) {
@@ -518,7 +552,7 @@ impl Reactor {
             self.session(skey).map(|s| &*s.id_str).unwrap_or("")
         );
         if self.stopping {
-            return self.forget_session(skey);
+            return self.release(skey);
         }
         // Someone tried to init during the termination: resume now.
         let resume = self.session(skey).is_some_and(|s| !s.waiters.is_empty());
@@ -539,8 +573,25 @@ impl Reactor {
         }
     }
 
+    /// Announce the delete and drop the log; connections close once
+    /// `state{deleted}` went out (`finish_delete`, after its commit).
     fn complete_delete(&mut self, skey: Key) {
         self.emit_state(skey, SessionState::Deleted, None);
+        if let Some(s) = self.session(skey) {
+            let op = WriteOp::Delete { session: s.id_str.clone(), at: now_ms() };
+            self.store_op(skey, op);
+        }
+        if let Some(s) = self.session_mut(skey) {
+            if s.counted {
+                s.counted = false;
+                let owner = s.owner.clone();
+                self.shared.counters.remove_session(&owner);
+            }
+        }
+    }
+
+    /// `state{deleted}` is out: close every connection 1000, forget the session.
+    pub fn finish_delete(&mut self, skey: Key) {
         let targets = self.session(skey).map(|s| s.attached()).unwrap_or_default();
         for c in targets {
             self.close_client(c, close::NORMAL, "session deleted", false);
@@ -679,7 +730,8 @@ impl Reactor {
         for k in idle {
             self.begin_termination(k, TermReason::IdleTimeout);
         }
-        // Retention: forget long-terminated sessions (no tombstone) and old tombstones.
+        // Terminated sessions without connections leave memory (the store has
+        // them; a later init loads them back); old tombstones are forgotten.
         let purge: Vec<Key> = self
             .sessions
             .iter()
@@ -689,7 +741,9 @@ impl Reactor {
                     && !s.spawning
                     && !s.has_connections()
                     && s.waiters.is_empty()
-                    && s.terminated_at.is_some_and(|t| now.duration_since(t) >= limits.retention)
+                    && s.persist.pending.is_empty()
+                    && !s.persist.blocked()
+                    && s.terminated_at.is_some_and(|t| now.duration_since(t) >= EVICT_AFTER)
             })
             .map(|(i, s)| s.key(i))
             .collect();

@@ -3,6 +3,7 @@
 //! terminated session, or create a new one. Replies `init_ack` (+ replay) or
 //! one error and a close.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,13 +11,19 @@ use crate::adapters::{self, WorkerType};
 use crate::protocol::{ErrorCode, Event, InitRequest, Mode, ServerCaps, SessionState, close};
 use crate::reactor::Reactor;
 use crate::reactor::client::Stage;
-use crate::reactor::shared::Candidate;
+use crate::reactor::shared::{Candidate, Msg, PendingInit, ReadDone};
 use crate::reactor::token::Key;
+use crate::store::{Answer, Query, SessionRow, WriteOp};
+use crate::ws::frame;
 use crate::ws::outq::Pushed;
 
 use super::identity;
+use super::persist::Persist;
 use super::replay::{Replay, ReplayRing};
 use super::{Session, Waiter};
+
+/// Rows per replay page read from the store.
+const REPLAY_PAGE: usize = 500;
 
 impl Reactor {
     /// First step, on the reactor that read the `init`.
@@ -63,34 +70,136 @@ impl Reactor {
         let Some(wt) = WorkerType::parse(&req.worker_type) else {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "unknown worker_type", frame_id);
         };
-        match candidate {
-            Candidate::MaybeServerId(id, raw) => {
-                if let Some(&idx) = self.by_id.get(&id) {
-                    return self.attach_existing(key, idx, frame_id, req, &owner);
-                }
-                if self.tombstones.contains_key(&id) {
-                    return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
-                }
-                // Not one of ours: it is a client key that happens to look like a UUID.
-                let derived = identity::derive(&owner, wt.as_str(), &raw);
-                let next = Candidate::Derived(derived, raw);
-                if identity::home(&derived, self.shared.reactors.len()) == self.id {
-                    self.init_on_home(key, frame_id, req, next);
-                } else {
-                    self.hand_over(key, frame_id, req, next);
-                }
-            }
-            Candidate::Derived(id, client_key) => {
-                if let Some(&idx) = self.by_id.get(&id) {
-                    return self.attach_existing(key, idx, frame_id, req, &owner);
-                }
-                if self.tombstones.contains_key(&id) {
-                    return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
-                }
-                self.create_session(key, frame_id, req, id, Some(client_key), owner, wt);
-            }
-            Candidate::New(id) => self.create_session(key, frame_id, req, id, None, owner, wt),
+        let id = candidate.id();
+        if let Some(&idx) = self.by_id.get(&id) {
+            return self.attach_existing(key, idx, frame_id, req, &owner);
         }
+        if self.tombstones.contains_key(&id) {
+            return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
+        }
+        if let Candidate::New(id) = candidate {
+            // A fresh random id cannot exist yet.
+            return self.create_session(key, frame_id, req, id, None, owner, wt);
+        }
+        // Not in memory: ask the store (off this thread).
+        let home = self.shared.reactors[self.id].clone();
+        let pending = Box::new(PendingInit { frame_id, init: req, candidate });
+        self.shared.readers.submit(
+            Query::Session(id.to_string()),
+            Box::new(move |answer| {
+                home.send(Msg::Read(Box::new(ReadDone::InitLookup { client: key, pending, answer })))
+            }),
+        );
+    }
+
+    /// The store answered the lookup of an `init`'s session.
+    pub fn on_init_lookup(&mut self, key: Key, pending: Box<PendingInit>, answer: Answer) {
+        let PendingInit { frame_id, init: req, candidate } = *pending;
+        let Some(owner) = self.client(key).and_then(|c| c.owner.clone()) else { return };
+        let Some(wt) = WorkerType::parse(&req.worker_type) else { return };
+        let id = candidate.id();
+        if let Some(&idx) = self.by_id.get(&id) {
+            // created or loaded by a concurrent init meanwhile
+            return self.attach_existing(key, idx, frame_id, req, &owner);
+        }
+        match answer {
+            Answer::Session(Some(row)) => {
+                if row.state == "deleted" {
+                    self.tombstones.insert(id, Instant::now());
+                    return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
+                }
+                if *row.owner != *owner {
+                    log::info!("foreign session probe session_id={id}");
+                    return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
+                }
+                match self.materialize(*row) {
+                    Ok(idx) => self.attach_existing(key, idx, frame_id, req, &owner),
+                    Err(msg) => self.fail_init(key, ErrorCode::ConfigInvalid, msg, frame_id),
+                }
+            }
+            Answer::Session(None) => match candidate {
+                Candidate::MaybeServerId(_, raw) => {
+                    // Not a session of ours: a client key that happens to look like a UUID.
+                    let derived = identity::derive(&owner, wt.as_str(), &raw);
+                    let next = Candidate::Derived(derived, raw);
+                    if identity::home(&derived, self.shared.reactors.len()) == self.id {
+                        self.init_on_home(key, frame_id, req, next);
+                    } else {
+                        self.hand_over(key, frame_id, req, next);
+                    }
+                }
+                Candidate::Derived(id, client_key) => {
+                    self.create_session(key, frame_id, req, id, Some(client_key), owner, wt)
+                }
+                Candidate::New(id) => self.create_session(key, frame_id, req, id, None, owner, wt),
+            },
+            _ => self.fail_init(key, ErrorCode::InternalError, "session lookup failed", frame_id),
+        }
+    }
+
+    /// Bring a stored (terminated) session back into memory.
+    fn materialize(&mut self, row: SessionRow) -> Result<usize, &'static str> {
+        let wt = WorkerType::parse(&row.worker_type).ok_or("the session's worker_type is unknown")?;
+        let adapter = adapters::create(wt).ok_or("the session's worker_type is not supported")?;
+        let ws = self.s.worker(wt).ok_or("the session's worker_type is not enabled")?;
+        let config = Session::config_from_json(&row.config_json);
+        // Resume never bypasses policy: the stored config is checked against today's.
+        let (launch, requested_work_dir) = self
+            .s
+            .policy
+            .apply(Some(&config), wt, ws.model.as_deref(), ws.permission_mode.as_deref())
+            .map_err(|_| "the session's stored config is no longer allowed")?;
+        let id = uuid::Uuid::parse_str(&row.id).map_err(|_| "bad stored session id")?;
+        let limits = self.s.sessions.clone();
+        let generation = self.next_gen();
+        let now = Instant::now();
+        let session = Session {
+            generation,
+            id,
+            id_str: Arc::from(row.id.as_str()),
+            owner_hash: identity::owner_hash(&row.owner),
+            owner: Arc::from(row.owner.as_str()),
+            worker_type: wt,
+            client_key: row.client_session_id,
+            state: SessionState::Terminated,
+            seq: row.last_seq,
+            config,
+            launch,
+            requested_work_dir,
+            work_dir: Some(PathBuf::from(&row.work_dir)).filter(|p| !p.as_os_str().is_empty()),
+            agent_session_id: row.worker_session_id,
+            completed_turns: row.turns,
+            adapter,
+            worker: None,
+            worker_gen: 0,
+            spawning: false,
+            driver: None,
+            observers: Vec::new(),
+            turn: None,
+            turns_started: row.turns,
+            perms: Vec::new(),
+            perm_serial: 0,
+            replay: ReplayRing::new(limits.replay_events, limits.replay_bytes),
+            ending: None,
+            waiters: Vec::new(),
+            last_active: now,
+            live_since: now,
+            detached_since: Some(now),
+            terminated_at: Some(now),
+            last_turn_agent_error: false,
+            counted: false,
+            resume_next: false,
+            persist: Persist { committed: row.last_seq, ..Persist::default() },
+            created_ms: row.created_at,
+            totals: row.totals,
+            state_reason: row.state_reason,
+            live_since_ms: None,
+            terminated_ms: row.terminated_at,
+            term_replies: Vec::new(),
+        };
+        let idx = self.sessions.insert(session);
+        self.by_id.insert(id, idx);
+        Ok(idx)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -161,10 +270,20 @@ impl Reactor {
             last_turn_agent_error: false,
             counted: true,
             resume_next: false,
+            persist: Persist::default(),
+            created_ms: crate::protocol::now_ms(),
+            totals: Default::default(),
+            state_reason: None,
+            live_since_ms: None,
+            terminated_ms: None,
         };
         let idx = self.sessions.insert(session);
         self.by_id.insert(id, idx);
-        self.spawn_worker(Key { idx, generation });
+        let skey = Key { idx, generation };
+        if let Some(row) = self.session(skey).map(|s| s.row()) {
+            self.store_op(skey, WriteOp::InsertSession(Box::new(row)));
+        }
+        self.spawn_worker(skey);
     }
 
     fn attach_existing(&mut self, key: Key, idx: usize, frame_id: Option<String>, req: Box<InitRequest>, owner: &str) {
@@ -245,11 +364,15 @@ impl Reactor {
             return;
         }
         let caps = s.adapter.caps();
+        // The replay top: everything up to it is committed; later events
+        // reach this connection live as they commit.
+        let top = s.persist.committed;
+        let sid = s.id_str.clone();
         let ack = Event::InitAck {
-            session_id: s.id_str.to_string(),
+            session_id: sid.to_string(),
             state,
             resumed,
-            last_seq: s.seq,
+            last_seq: top,
             server_caps: ServerCaps {
                 protocol_version: crate::protocol::VERSION,
                 worker_type: s.worker_type.as_str().to_owned(),
@@ -270,12 +393,14 @@ impl Reactor {
             self.send_error(old, ErrorCode::SessionInvalidated, "superseded by a newer connection", None, None);
             self.close_client(old, close::POLICY, "superseded", false);
         }
+        // init_ack first, directly: it is never held behind session frames.
+        let ack_bytes = frame::text(&crate::protocol::encode(0, &sid, crate::protocol::now_ms(), &ack));
+        self.push_now(key, ack_bytes);
         if let Some(c) = self.client_mut(key) {
             c.stage = Stage::Attached { session: skey, mode };
         }
-        self.send_local(key, &ack);
         if let Some(last) = last_seq {
-            self.replay_to(key, skey, last);
+            self.replay_to(key, skey, last, top);
         }
         if let Some(s) = self.session_mut(skey) {
             match mode {
@@ -288,27 +413,125 @@ impl Reactor {
         self.run_deferred(key);
     }
 
-    /// Send every held event after `last_seq` (exempt from the slow-consumer bound).
-    fn replay_to(&mut self, key: Key, skey: Key, last_seq: u64) {
-        let Some(s) = self.sessions.get(skey.idx).filter(|s| s.generation == skey.generation) else { return };
-        let (expired, frames) = match s.replay.since(last_seq, s.seq) {
-            Replay::Complete(f) => (None, f.into_iter().cloned().collect::<Vec<_>>()),
-            Replay::Expired { oldest_seq, frames } => (Some(oldest_seq), frames.into_iter().cloned().collect()),
-        };
-        if let Some(oldest) = expired {
-            let ev = Event::Error {
-                code: ErrorCode::SessionExpired,
-                message: "events before oldest_seq are no longer available".into(),
-                event_id: None,
-                details: Some(serde_json::json!({"oldest_seq": oldest})),
-            };
-            self.send_local(key, &ev);
+    /// Send every logged event after `last_seq` up to `top` (exempt from the
+    /// slow-consumer bound): from the in-memory window when it covers the
+    /// range, else from the store in pages while live frames are held back.
+    fn replay_to(&mut self, key: Key, skey: Key, last_seq: u64, top: u64) {
+        let from = if last_seq > top { 0 } else { last_seq };
+        if from >= top {
+            return;
         }
-        let (hw, bound) = (self.s.send_queue_high_water, self.s.send_queue_bytes);
-        if let Some(c) = self.client_mut(key) {
-            for f in &frames {
-                let _: Pushed = c.conn.out.push_frame(f, hw, bound, true);
+        let Some(s) = self.session(skey) else { return };
+        if let Replay::Complete(frames) = s.replay.since(from, top) {
+            let frames: Vec<_> = frames.into_iter().cloned().collect();
+            let (hw, bound) = (self.s.send_queue_high_water, self.s.send_queue_bytes);
+            if let Some(c) = self.client_mut(key) {
+                for f in &frames {
+                    let _: Pushed = c.conn.out.push_frame(f, hw, bound, true);
+                }
             }
+            self.mark_dirty(key);
+            return;
+        }
+        if let Some(c) = self.client_mut(key) {
+            c.replay_hold = Some(Vec::new());
+        }
+        self.request_replay_page(key, skey, top, from, true);
+    }
+
+    fn request_replay_page(&mut self, key: Key, skey: Key, top: u64, after: u64, first: bool) {
+        let Some(s) = self.session(skey) else { return };
+        let home = self.shared.reactors[self.id].clone();
+        self.shared.readers.submit(
+            Query::Events { session: s.id_str.to_string(), after_seq: after, limit: REPLAY_PAGE },
+            Box::new(move |answer| {
+                home.send(Msg::Read(Box::new(ReadDone::Replay {
+                    client: key,
+                    session: skey,
+                    top,
+                    after,
+                    first,
+                    answer,
+                })))
+            }),
+        );
+    }
+
+    /// A replay page arrived from the store.
+    pub fn on_replay_page(&mut self, key: Key, skey: Key, top: u64, after: u64, first: bool, answer: Answer) {
+        let Some(sid) = self.session(skey).map(|s| s.id_str.clone()) else { return self.end_replay(key) };
+        if self.client(key).is_none() {
+            return;
+        }
+        let page = match answer {
+            Answer::Events(p) => p,
+            _ => {
+                self.send_error(key, ErrorCode::InternalError, "replay failed", None, None);
+                return self.end_replay(key);
+            }
+        };
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        if first {
+            if let Some(oldest) = page.oldest_seq.filter(|o| after + 1 < *o) {
+                let ev = Event::Error {
+                    code: ErrorCode::SessionExpired,
+                    message: "events before oldest_seq are no longer available".into(),
+                    event_id: None,
+                    details: Some(serde_json::json!({"oldest_seq": oldest})),
+                };
+                out.push(frame::text(&crate::protocol::encode(0, &sid, crate::protocol::now_ms(), &ev)));
+                for (message_id, seq, content) in &page.snapshots {
+                    let data = serde_json::json!({"message_id": message_id, "content": content}).to_string();
+                    let json = crate::store::replay::envelope_raw(
+                        *seq,
+                        "message.delta",
+                        crate::protocol::now_ms(),
+                        &data,
+                        &sid,
+                    );
+                    out.push(frame::text(&json));
+                }
+            }
+        }
+        let mut last = after;
+        let mut reached_top = false;
+        for row in &page.rows {
+            if row.seq > top {
+                reached_top = true;
+                break;
+            }
+            if let Some(json) = crate::store::replay::envelope(row, &sid, after.max(last)) {
+                out.push(frame::text(&json));
+            }
+            last = row.seq;
+        }
+        if let Some(c) = self.client_mut(key) {
+            for b in out {
+                c.conn.out.push_raw(b);
+            }
+        }
+        self.mark_dirty(key);
+        if page.has_more && !reached_top && last < top {
+            self.request_replay_page(key, skey, top, last, false);
+        } else {
+            self.end_replay(key);
+        }
+    }
+
+    /// Replay done: queue the live frames held meanwhile.
+    fn end_replay(&mut self, key: Key) {
+        let (hw, bound) = (self.s.send_queue_high_water, self.s.send_queue_bytes);
+        let Some(c) = self.client_mut(key) else { return };
+        let Some(held) = c.replay_hold.take() else { return };
+        let mut over = false;
+        for f in &held {
+            if c.conn.out.push_frame(f, hw, bound, false) == Pushed::OverBound {
+                over = true;
+                break;
+            }
+        }
+        if over {
+            self.close_client(key, close::POLICY, "slow consumer", true);
         }
         self.mark_dirty(key);
     }

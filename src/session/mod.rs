@@ -8,6 +8,7 @@
 pub mod flow;
 pub mod identity;
 pub mod init;
+pub mod persist;
 pub mod replay;
 pub mod worker;
 
@@ -64,6 +65,8 @@ pub enum Ending {
 /// The worker process of a live session and its pipes (owned by the reactor poll).
 pub struct Worker {
     pub pid: i32,
+    /// `/proc/<pid>/stat` starttime (pid-reuse guard for orphan cleanup).
+    pub start_ticks: u64,
     /// Distinguishes pipes of successive workers of one session in tokens.
     pub generation: u32,
     pub stdin: Option<OwnedFd>,
@@ -156,6 +159,18 @@ pub struct Session {
     pub counted: bool,
     /// Whether the next spawn resumes the agent conversation.
     pub resume_next: bool,
+    /// Log writes and commit-before-send hold-back.
+    pub persist: persist::Persist,
+    /// Creation time (ms).
+    pub created_ms: u64,
+    /// Stats totals summed over turns.
+    pub totals: crate::store::Totals,
+    /// `state_reason` of the last termination.
+    pub state_reason: Option<String>,
+    /// Start of the current live period (ms); `None` while not live.
+    pub live_since_ms: Option<u64>,
+    /// When the session entered terminated/deleted (ms).
+    pub terminated_ms: Option<u64>,
 }
 
 impl Session {

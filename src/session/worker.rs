@@ -145,6 +145,7 @@ impl Reactor {
         let tail = self.s.worker.stderr_tail_bytes;
         let mut worker = Worker {
             pid: w.pid,
+            start_ticks: w.start_ticks,
             generation: wgen,
             stdin: Some(w.stdin),
             stdin_buf: Vec::new(),
@@ -189,6 +190,11 @@ impl Reactor {
         let reset = ending == Some(Ending::Reset);
         s.ending = None;
         s.state = SessionState::Idle;
+        s.state_reason = None;
+        s.terminated_ms = None;
+        s.live_since_ms = Some(crate::protocol::now_ms());
+        self.persist_session(skey);
+        let Some(s) = self.session_mut(skey) else { return };
         let waiters = std::mem::take(&mut s.waiters);
         for wt in waiters {
             let resumed = wt.resumed || was != SessionState::Created;
@@ -227,6 +233,9 @@ impl Reactor {
         self.fail_waiters(skey, code, msg);
         if created {
             // The record never got an ack: remove it (a retry may create it again).
+            if let Some(id) = self.session(skey).map(|s| s.id_str.clone()) {
+                self.store_op(skey, crate::store::WriteOp::Forget { session: id });
+            }
             self.forget_session(skey);
         } else if reset {
             let targets = self.session(skey).map(|s| s.attached()).unwrap_or_default();

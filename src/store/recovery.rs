@@ -18,6 +18,8 @@ pub struct Recovered {
     pub terminated: usize,
     /// (pid, starttime) of worker leaders recorded for recovered sessions.
     pub orphans: Vec<(i32, u64)>,
+    /// Ids of the recovered sessions (their workers' `HOTPLEX_SESSION_ID`).
+    pub session_ids: Vec<String>,
 }
 
 fn data_of(ev: &Event, session_id: &str, seq: u64, ts: u64) -> String {
@@ -100,6 +102,7 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<Recovered> {
             if let (Some(p), Some(t)) = (pid, ticks) {
                 out.orphans.push((*p, *t));
             }
+            out.session_ids.push(id.clone());
             out.terminated += 1;
         }
     }

@@ -384,8 +384,9 @@ fn apply_batch(tx: &Connection, batch: &[WriteOp], merge: bool, o: &mut Outcome)
                 .execute(params![&**session, *turn as i64, *end_seq as i64, *ended_at as i64, *success as i64, stats])?;
             }
             WriteOp::Delete { session, at } => {
+                // Events appended before the delete were still "committed" (then
+                // removed): their notice must go out so the reactor releases them.
                 runs.remove(session);
-                o.committed.remove(session);
                 for sql in [
                     "DELETE FROM events WHERE session_id = ?1",
                     "DELETE FROM turns WHERE session_id = ?1",
