@@ -132,7 +132,7 @@ impl Reactor {
 
     fn on_read_done(&mut self, done: shared::ReadDone) {
         match done {
-            shared::ReadDone::InitLookup { client, pending, answer } => self.on_init_lookup(client, pending, answer),
+            shared::ReadDone::InitLookup { client, pending, answer } => self.on_init_lookup(client, *pending, answer),
             shared::ReadDone::Replay { client, session, top, after, first, answer } => {
                 self.on_replay_page(client, session, top, after, first, answer)
             }

@@ -93,8 +93,8 @@ impl Reactor {
     }
 
     /// The store answered the lookup of an `init`'s session.
-    pub fn on_init_lookup(&mut self, key: Key, pending: Box<PendingInit>, answer: Answer) {
-        let PendingInit { frame_id, init: req, candidate } = *pending;
+    pub fn on_init_lookup(&mut self, key: Key, pending: PendingInit, answer: Answer) {
+        let PendingInit { frame_id, init: req, candidate } = pending;
         let Some(owner) = self.client(key).and_then(|c| c.owner.clone()) else { return };
         let Some(wt) = WorkerType::parse(&req.worker_type) else { return };
         let id = candidate.id();

@@ -101,9 +101,7 @@ impl Reactor {
         let blocked: Vec<Key> =
             self.sessions.iter().filter(|(_, s)| s.persist.blocked()).map(|(i, s)| s.key(i)).collect();
         for skey in blocked {
-            loop {
-                let Some(s) = self.session_mut(skey) else { break };
-                let Some(op) = s.persist.backlog.pop_front() else { break };
+            while let Some(op) = self.session_mut(skey).and_then(|s| s.persist.backlog.pop_front()) {
                 if let Err(op) = self.shared.store.try_send(op) {
                     if let Some(s) = self.session_mut(skey) {
                         s.persist.backlog.push_front(op);
