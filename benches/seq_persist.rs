@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
                 commit_interval: Duration::from_millis(5),
                 queue_capacity: 65_536,
                 reactors: 1,
+                retention: None,
             };
             let (w, join) = start(conn, cfg, Box::new(NoSink)).expect("writer");
             let sid: Arc<str> = Arc::from("bench-session");

@@ -415,6 +415,13 @@ impl Settings {
                     commit_interval: cfg.store.commit_interval,
                     queue_capacity: cfg.store.queue_capacity.max(1) as usize,
                     reactors,
+                    retention: Some(crate::store::retention::RetentionConfig {
+                        replay_retention: cfg.store.replay_retention,
+                        replay_retention_events: cfg.store.replay_retention_events,
+                        retention: cfg.store.retention,
+                        tombstone_retention: cfg.store.tombstone_retention,
+                        interval: cfg.sessions.gc_interval,
+                    }),
                 },
                 replay_retention: cfg.store.replay_retention,
                 replay_retention_events: cfg.store.replay_retention_events,

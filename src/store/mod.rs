@@ -7,6 +7,7 @@ pub mod ops;
 pub mod reader;
 pub mod recovery;
 pub mod replay;
+pub mod retention;
 pub mod schema;
 pub mod writer;
 

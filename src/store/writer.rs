@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 use super::ops::{Append, CommitSink, SessionRow, SessionUpdate, WriteOp};
+use super::retention::{self, RetentionConfig};
 
 /// Group-commit knobs (`store.batch_max_ops`, `store.commit_interval`).
 #[derive(Clone, Debug)]
@@ -26,6 +27,8 @@ pub struct WriterConfig {
     pub commit_interval: Duration,
     pub queue_capacity: usize,
     pub reactors: usize,
+    /// Retention jobs, run between batches (`None`: never).
+    pub retention: Option<RetentionConfig>,
 }
 
 /// Counters the writer keeps (read by metrics and `/ready`).
@@ -37,6 +40,9 @@ pub struct WriterStats {
     pub deltas_merged: AtomicU64,
     pub errors: AtomicU64,
     pub last_commit_ms: AtomicU64,
+    pub purged_events: AtomicU64,
+    pub purged_sessions: AtomicU64,
+    pub purged_tombstones: AtomicU64,
     /// Set while a transient failure is being retried.
     pub failing: AtomicBool,
 }
@@ -161,10 +167,23 @@ fn classify(e: rusqlite::Error) -> Failure {
 impl Writer {
     fn run(mut self) {
         let mut batch: Vec<WriteOp> = Vec::with_capacity(self.cfg.batch_max_ops);
+        let interval = self.cfg.retention.as_ref().map(|r| r.interval);
+        let mut next_jobs = interval.map(|i| Instant::now() + i);
         loop {
-            let first = match self.rx.recv() {
-                Ok(op) => op,
-                Err(_) => return, // every sender is gone
+            let first = match next_jobs {
+                Some(at) => match self.rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(op) => op,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        self.retention_jobs();
+                        next_jobs = interval.map(|i| Instant::now() + i);
+                        continue;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                },
+                None => match self.rx.recv() {
+                    Ok(op) => op,
+                    Err(_) => return, // every sender is gone
+                },
             };
             batch.push(first);
             let opened = Instant::now();
@@ -200,6 +219,33 @@ impl Writer {
                 self.finish();
                 let _ = reply.send(());
                 return;
+            }
+            if next_jobs.is_some_and(|at| Instant::now() >= at) {
+                self.retention_jobs();
+                next_jobs = interval.map(|i| Instant::now() + i);
+            }
+        }
+    }
+
+    fn retention_jobs(&mut self) {
+        let Some(cfg) = self.cfg.retention.clone() else { return };
+        match retention::run(&mut self.conn, &cfg, crate::protocol::now_ms()) {
+            Ok(p) => {
+                self.stats.purged_events.fetch_add(p.events, Ordering::Relaxed);
+                self.stats.purged_sessions.fetch_add(p.sessions, Ordering::Relaxed);
+                self.stats.purged_tombstones.fetch_add(p.tombstones, Ordering::Relaxed);
+                if p != retention::Purged::default() {
+                    log::info!(
+                        "store retention: events={} sessions={} tombstones={}",
+                        p.events,
+                        p.sessions,
+                        p.tombstones
+                    );
+                }
+            }
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                log::error!("store retention job failed: {e}");
             }
         }
     }
@@ -586,6 +632,7 @@ mod tests {
             commit_interval: Duration::from_millis(5),
             queue_capacity: 4096,
             reactors: 2,
+            retention: None,
         };
         let (h, j) = start(conn, cfg, Box::new(SinkRef(sink.clone()))).unwrap();
         (path, h, sink, j)
