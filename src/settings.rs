@@ -318,7 +318,7 @@ impl Settings {
             );
         }
 
-        let none_mode = sec.auth.modes.iter().any(|m| *m == c::AuthMode::None);
+        let none_mode = sec.auth.modes.contains(&c::AuthMode::None);
         Settings {
             reactors,
             max_connections: g.max_connections as usize,

@@ -396,29 +396,6 @@ pub(crate) fn fchown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()
     cvt(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) }).map(drop)
 }
 
-#[cfg(test)]
-pub(crate) mod test_support {
-    //! Helpers that let unit tests put the gateway into the states the
-    //! spawn path must undo.
-    use super::*;
-
-    /// Sets `sig` to SIG_IGN process-wide.
-    pub(crate) fn ignore_signal(sig: i32) {
-        // SAFETY: installing SIG_IGN has no handler code to be unsafe about.
-        unsafe {
-            libc::signal(sig, libc::SIG_IGN);
-        }
-    }
-
-    /// Clears FD_CLOEXEC so the fd would leak into children without step 9.
-    pub(crate) fn clear_cloexec(fd: BorrowedFd<'_>) {
-        // SAFETY: valid fd for the borrow; F_SETFD with 0 clears FD_CLOEXEC.
-        unsafe {
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0);
-        }
-    }
-}
-
 // ---- gateway process ----------------------------------------------------
 
 /// Wait up to `timeout` for one of the blocked signals SIGTERM, SIGINT or
@@ -489,4 +466,27 @@ pub fn current_user() -> Option<(String, String)> {
         Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
     };
     Some((cstr(pwd.pw_name)?, cstr(pwd.pw_shell).unwrap_or_default()))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Helpers that let unit tests put the gateway into the states the
+    //! spawn path must undo.
+    use super::*;
+
+    /// Sets `sig` to SIG_IGN process-wide.
+    pub(crate) fn ignore_signal(sig: i32) {
+        // SAFETY: installing SIG_IGN has no handler code to be unsafe about.
+        unsafe {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+
+    /// Clears FD_CLOEXEC so the fd would leak into children without step 9.
+    pub(crate) fn clear_cloexec(fd: BorrowedFd<'_>) {
+        // SAFETY: valid fd for the borrow; F_SETFD with 0 clears FD_CLOEXEC.
+        unsafe {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0);
+        }
+    }
 }

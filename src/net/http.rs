@@ -27,17 +27,21 @@ pub struct Request {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
+/// A header that must appear at most once appeared several times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RepeatedHeader;
+
 impl Request {
     /// All values of a header (case-insensitive name).
     pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 
-    /// The single value of a header; `Err(())` if it appears more than once.
-    pub fn header_one<'a>(&'a self, name: &'a str) -> Result<Option<&'a [u8]>, ()> {
+    /// The single value of a header; `Err` if it appears more than once.
+    pub fn header_one<'a>(&'a self, name: &'a str) -> Result<Option<&'a [u8]>, RepeatedHeader> {
         let mut it = self.header_all(name);
         let first = it.next();
-        if it.next().is_some() { Err(()) } else { Ok(first) }
+        if it.next().is_some() { Err(RepeatedHeader) } else { Ok(first) }
     }
 
     /// A header value as trimmed UTF-8 (first occurrence).

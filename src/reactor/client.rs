@@ -457,15 +457,9 @@ impl Reactor {
     pub(super) fn on_client_timer(&mut self, key: Key, kind: TimerKind) {
         let Some(c) = self.client(key) else { return };
         match kind {
-            TimerKind::Handshake => {
-                if c.stage == Stage::Http {
-                    self.drop_client(key);
-                }
-            }
-            TimerKind::Init => {
-                if c.stage == Stage::AwaitInit {
-                    self.close_client(key, close::POLICY, "init timeout", false);
-                }
+            TimerKind::Handshake if c.stage == Stage::Http => self.drop_client(key),
+            TimerKind::Init if c.stage == Stage::AwaitInit => {
+                self.close_client(key, close::POLICY, "init timeout", false)
             }
             TimerKind::Linger => self.drop_client(key),
             TimerKind::Heartbeat => {

@@ -370,14 +370,18 @@ impl Reactor {
     }
 
     pub fn interrupt(&mut self, skey: Key) {
-        self.deny_all_pending(skey, "interrupted");
-        let Some(s) = self.session_mut(skey) else { return };
-        let Some(t) = s.turn.as_mut() else { return };
-        if t.interrupting {
-            return;
+        let first = self
+            .session_mut(skey)
+            .and_then(|s| s.turn.as_mut())
+            .is_some_and(|t| !std::mem::replace(&mut t.interrupting, true));
+        if first {
+            self.with_adapter(skey, |a, out| a.on_interrupt(out));
         }
-        t.interrupting = true;
-        self.with_adapter(skey, |a, out| a.on_interrupt(out));
+        // Pending requests are denied after the interrupt reached the
+        // worker: a deny read first lets the agent carry on and finish the
+        // turn normally (claude withdraws its own request on interrupt and
+        // ignores the late answer).
+        self.deny_all_pending(skey, "interrupted");
     }
 
     /// Stop the worker; `state{terminated}` follows once its group is reaped.
@@ -577,21 +581,17 @@ impl Reactor {
         let Some(s) = self.session(skey) else { return };
         let now = Instant::now();
         match kind {
-            TimerKind::Turn(n) => {
-                if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() {
-                    if let Some(t) = self.session_mut(skey).and_then(|s| s.turn.as_mut()) {
-                        t.timed_out = true;
-                    }
-                    self.emit(skey, Event::error(ErrorCode::WorkerTimeout, "the turn exceeded worker.turn_timeout"));
-                    self.interrupt(skey);
-                    self.timers.after(self.s.worker.kill_grace, Owner::Session(skey.into()), TimerKind::TurnKill(n));
+            TimerKind::Turn(n) if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() => {
+                if let Some(t) = self.session_mut(skey).and_then(|s| s.turn.as_mut()) {
+                    t.timed_out = true;
                 }
+                self.emit(skey, Event::error(ErrorCode::WorkerTimeout, "the turn exceeded worker.turn_timeout"));
+                self.interrupt(skey);
+                self.timers.after(self.s.worker.kill_grace, Owner::Session(skey.into()), TimerKind::TurnKill(n));
             }
-            TimerKind::TurnKill(n) => {
-                if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() {
-                    self.abort_turn(skey, None);
-                    self.begin_termination(skey, TermReason::TurnTimeout);
-                }
+            TimerKind::TurnKill(n) if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() => {
+                self.abort_turn(skey, None);
+                self.begin_termination(skey, TermReason::TurnTimeout);
             }
             TimerKind::Stall => {
                 let Some(stall) = self.s.worker.stall_timeout else { return };

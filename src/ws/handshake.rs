@@ -37,7 +37,7 @@ pub fn check_upgrade(req: &Request, policy: &UpgradePolicy) -> Result<String, Re
         return Err(refuse(400, "bad_request", "Transfer-Encoding is not allowed", "bad_request"));
     }
     match req.header_one("content-length") {
-        Err(()) => return Err(refuse(400, "bad_request", "duplicate Content-Length", "bad_request")),
+        Err(_) => return Err(refuse(400, "bad_request", "duplicate Content-Length", "bad_request")),
         Ok(Some(v)) if v.iter().any(|b| *b != b'0' && !b.is_ascii_whitespace()) => {
             return Err(refuse(400, "bad_request", "an upgrade request has no body", "bad_request"));
         }
@@ -50,7 +50,7 @@ pub fn check_upgrade(req: &Request, policy: &UpgradePolicy) -> Result<String, Re
     let upgrade = match req.header_one("upgrade") {
         Ok(Some(v)) => v,
         Ok(None) => return Err(refuse(400, "bad_request", "missing Upgrade: websocket", "bad_request")),
-        Err(()) => return Err(refuse(400, "bad_request", "duplicate Upgrade header", "bad_request")),
+        Err(_) => return Err(refuse(400, "bad_request", "duplicate Upgrade header", "bad_request")),
     };
     if !has_token(upgrade, "websocket") {
         return Err(refuse(400, "bad_request", "missing Upgrade: websocket", "bad_request"));
