@@ -67,6 +67,19 @@ impl SpawnerClient for SpawnerHandle {
     }
 }
 
+/// Signals the gateway takes synchronously: SIGTERM/SIGINT/SIGHUP in the
+/// signal loop, SIGCHLD through the spawner's signalfd.
+const SYNC_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD];
+
+/// Block [`SYNC_SIGNALS`] in the calling thread. `main` calls it before the
+/// first thread (the log writer) starts, so every thread inherits the mask:
+/// a thread with them unblocked would take a process-directed SIGCHLD away
+/// from the spawner's signalfd (exits then wait for its safety tick) or die
+/// of a SIGTERM outside the signal loop.
+pub fn block_signals() -> std::io::Result<()> {
+    sys::block_signals(&SYNC_SIGNALS)
+}
+
 /// Run the gateway until a shutdown signal; returns the process exit code.
 pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -> i32 {
     if let Err(e) = sys::prepare_process() {

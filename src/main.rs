@@ -63,6 +63,11 @@ fn real_main() -> i32 {
         config::LogFormat::Text => logging::Format::Text,
         config::LogFormat::Json => logging::Format::Json,
     };
+    // Before the first thread starts (threads inherit the signal mask).
+    if let Err(e) = gateway::block_signals() {
+        eprintln!("hotplex: cannot block signals: {e}");
+        return gateway::EXIT_STARTUP;
+    }
     let _log_thread = logging::init(level, format);
     if cfg.dev() {
         log::warn!("dev mode: authentication disabled, listeners on loopback");

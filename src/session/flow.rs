@@ -419,14 +419,18 @@ impl Reactor {
     }
 
     pub fn interrupt(&mut self, skey: Key) {
-        self.deny_all_pending(skey, "interrupted");
-        let Some(s) = self.session_mut(skey) else { return };
-        let Some(t) = s.turn.as_mut() else { return };
-        if t.interrupting {
-            return;
+        let first = self
+            .session_mut(skey)
+            .and_then(|s| s.turn.as_mut())
+            .is_some_and(|t| !std::mem::replace(&mut t.interrupting, true));
+        if first {
+            self.with_adapter(skey, |a, out| a.on_interrupt(out));
         }
-        t.interrupting = true;
-        self.with_adapter(skey, |a, out| a.on_interrupt(out));
+        // Pending requests are denied after the interrupt reached the
+        // worker: a deny read first lets the agent carry on and finish the
+        // turn normally (claude withdraws its own request on interrupt and
+        // ignores the late answer).
+        self.deny_all_pending(skey, "interrupted");
     }
 
     /// Stop the worker; `state{terminated}` follows once its group is reaped.

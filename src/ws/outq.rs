@@ -3,7 +3,10 @@
 //! coalesced while the queue is above its high-water mark. Session frames
 //! are encoded once and shared (`Arc`) by every connection that receives
 //! them; only a coalesced frame is re-encoded, for this connection alone.
-//! Pure memory: the reactor decides when to write.
+//! A single frame counts at most `high_water` bytes toward the bound, so a
+//! large frame alone never makes a reader a slow consumer
+//! (docs/adr/send-queue-accounting.md). Pure memory: the reactor decides
+//! when to write.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -77,8 +80,9 @@ impl SessionFrame {
 }
 
 enum Item {
-    /// A shared session frame; `counted` = counts toward the slow-consumer bound.
-    Shared { frame: SharedFrame, counted: bool },
+    /// A shared session frame; `counted` = its bytes toward the
+    /// slow-consumer bound (0: control priority or replay).
+    Shared { frame: SharedFrame, counted: usize },
     /// Several deltas of one message merged for this connection.
     Coalesced { seq: u64, timestamp_ms: u64, session_id: Arc<str>, delta: Delta, wire: Option<Vec<u8>> },
     /// Bytes that never count: HTTP responses, control frames, connection-local frames.
@@ -97,7 +101,7 @@ impl Item {
     /// Bytes this item counts toward the bound (an estimate for an unencoded merge).
     fn counted_len(&self) -> usize {
         match self {
-            Item::Shared { frame, counted: true } => frame.wire.len(),
+            Item::Shared { counted, .. } => *counted,
             Item::Coalesced { delta, .. } => delta.content.len() + delta.message_id.len() + 160,
             _ => 0,
         }
@@ -166,7 +170,11 @@ impl OutQueue {
                 }
             }
         }
-        let item = Item::Shared { frame: f.clone(), counted: counts };
+        // A frame above the high-water mark counts as high_water: one large
+        // frame (a big tool_result) is not a slow consumer; the frames that
+        // pile up behind it while it is being written are.
+        let counted = if counts { f.wire.len().min(high_water.max(1)) } else { 0 };
+        let item = Item::Shared { frame: f.clone(), counted };
         self.counted += item.counted_len();
         self.total += f.wire.len();
         self.items.push_back(item);
@@ -182,7 +190,7 @@ impl OutQueue {
         let before = tail.counted_len();
         let before_total = tail.bytes().len();
         match tail {
-            Item::Shared { frame: prev, counted: true } => {
+            Item::Shared { frame: prev, counted } if *counted > 0 => {
                 let Some(pd) = &prev.delta else { return false };
                 if pd.message_id != d.message_id || pd.content_type != d.content_type {
                     return false;
@@ -227,7 +235,9 @@ impl OutQueue {
         self.counted = 0;
         self.total = 0;
         if let Some(h) = head {
+            // The head stays counted until `consume` pops it.
             self.total = h.bytes().len() - self.head_off;
+            self.counted = h.counted_len();
             self.items.push_back(h);
         }
     }
@@ -238,7 +248,9 @@ impl OutQueue {
         let mut written_total = 0;
         while !self.items.is_empty() {
             for item in self.items.iter_mut().take(32) {
+                let before = item.bytes().len();
                 item.encode();
+                self.total += item.bytes().len() - before;
             }
             let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(32);
             for (i, item) in self.items.iter().take(32).enumerate() {
@@ -365,6 +377,77 @@ mod tests {
         assert_eq!(fs[1]["event"]["data"]["content"], " world");
         assert_eq!(q.counted_bytes(), 0);
         assert_eq!(q.total_bytes(), 0);
+    }
+
+    #[test]
+    fn clear_pending_keeps_the_head_in_flight_and_its_count() {
+        let mut q = OutQueue::default();
+        q.push_frame(&delta(1, "m", "hello"), 1 << 20, 1 << 20, false);
+        q.push_frame(&delta(2, "m", " world"), 1 << 20, 1 << 20, false);
+        let mut s = Sink { out: vec![], budget: 5 };
+        q.write_to(&mut s).unwrap();
+        q.clear_pending();
+        s.budget = usize::MAX;
+        q.write_to(&mut s).unwrap();
+        assert!(q.is_empty());
+        assert_eq!(q.counted_bytes(), 0);
+        let fs = frames(&s.out);
+        assert_eq!(fs.len(), 1, "the frame in flight is completed, the rest dropped");
+        assert_eq!(fs[0]["event"]["data"]["content"], "hello");
+    }
+
+    /// Random pushes, partial writes and a final slow-consumer clear keep
+    /// both byte counts equal to what the queue holds.
+    #[test]
+    fn accounting_stays_exact_under_merges_and_partial_writes() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |m: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % m
+        };
+        let check = |q: &OutQueue| {
+            let held: usize = q.items.iter().map(|i| i.bytes().len()).sum();
+            assert_eq!(q.total, held - q.head_off);
+            assert_eq!(q.counted, q.items.iter().map(Item::counted_len).sum::<usize>());
+        };
+        for _ in 0..300 {
+            let mut q = OutQueue::default();
+            for seq in 1..80 {
+                match next(10) {
+                    0..6 => {
+                        let text = "x".repeat(next(60) as usize + 1);
+                        q.push_frame(&delta(seq, if next(8) == 0 { "n" } else { "m" }, &text), 200, 1 << 20, false);
+                    }
+                    6..9 => {
+                        q.write_to(&mut Sink { out: vec![], budget: next(400) as usize }).unwrap();
+                    }
+                    _ => q.push_raw(vec![0x8a, 0]),
+                }
+                check(&q);
+            }
+            q.clear_pending();
+            check(&q);
+            q.write_to(&mut Sink { out: vec![], budget: usize::MAX }).unwrap();
+            assert!(q.is_empty());
+            assert_eq!((q.total, q.counted), (0, 0));
+        }
+    }
+
+    #[test]
+    fn a_frame_above_high_water_counts_as_high_water() {
+        let mut q = OutQueue::default();
+        let big = delta(1, "m", &"x".repeat(5000));
+        assert_eq!(q.push_frame(&big, 500, 1000, false), Pushed::Queued);
+        assert_eq!(q.counted_bytes(), 500);
+        // What piles up behind it still closes a consumer that does not read.
+        let mut n = 2;
+        while q.push_frame(&delta(n, &format!("m{n}"), "y"), 500, 1000, false) != Pushed::OverBound {
+            n += 1;
+            assert!(n < 100, "never over the bound");
+        }
+        assert!(q.counted_bytes() >= 1000);
     }
 
     #[test]

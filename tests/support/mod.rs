@@ -17,6 +17,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
+pub mod faults;
 pub mod mock_model;
 pub mod raw;
 
