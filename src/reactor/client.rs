@@ -52,6 +52,8 @@ pub struct Client {
     /// While a replay from the store is in flight: live frames held back
     /// until the replayed ones have been queued (aep-v1.md §5.3).
     pub replay_hold: Option<Vec<crate::ws::outq::SharedFrame>>,
+    /// The next replay page to read once the queue has drained: (session, top, after).
+    pub replay_next: Option<(Key, u64, u64)>,
 }
 
 impl Reactor {
@@ -74,6 +76,7 @@ impl Reactor {
             lingering: false,
             upgraded_at: None,
             replay_hold: None,
+            replay_next: None,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -105,6 +108,7 @@ impl Reactor {
             lingering: false,
             upgraded_at: Some(Instant::now()),
             replay_hold: None,
+            replay_next: None,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -450,6 +454,10 @@ impl Reactor {
         match c.conn.flush() {
             Err(_) => self.drop_client(key),
             Ok(true) => {
+                if c.replay_next.is_some() {
+                    self.continue_replay(key);
+                }
+                let Some(c) = self.clients.get_mut(key.idx).filter(|c| c.generation == key.generation) else { return };
                 if c.conn.write_armed {
                     c.conn.write_armed = false;
                     let _ = self.poll.registry().reregister(&mut c.conn.sock, tok, Reactor::interest(false));
@@ -465,6 +473,10 @@ impl Reactor {
                 }
             }
             Ok(false) => {
+                if c.replay_next.is_some() {
+                    self.continue_replay(key);
+                }
+                let Some(c) = self.clients.get_mut(key.idx).filter(|c| c.generation == key.generation) else { return };
                 if !c.conn.write_armed {
                     c.conn.write_armed = true;
                     let _ = self.poll.registry().reregister(&mut c.conn.sock, tok, Reactor::interest(true));

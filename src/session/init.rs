@@ -23,7 +23,9 @@ use super::replay::{Replay, ReplayRing};
 use super::{Session, Waiter};
 
 /// Rows per replay page read from the store.
-const REPLAY_PAGE: usize = 500;
+const REPLAY_PAGE: usize = 1000;
+/// About this many bytes of event data per replay page.
+const REPLAY_PAGE_BYTES: usize = 1 << 20;
 
 impl Reactor {
     /// First step, on the reactor that read the `init`.
@@ -443,7 +445,12 @@ impl Reactor {
         let Some(s) = self.session(skey) else { return };
         let home = self.shared.reactors[self.id].clone();
         self.shared.readers.submit(
-            Query::Events { session: s.id_str.to_string(), after_seq: after, limit: REPLAY_PAGE },
+            Query::Events {
+                session: s.id_str.to_string(),
+                after_seq: after,
+                limit: REPLAY_PAGE,
+                max_bytes: REPLAY_PAGE_BYTES,
+            },
             Box::new(move |answer| {
                 home.send(Msg::Read(Box::new(ReadDone::Replay {
                     client: key,
@@ -500,8 +507,10 @@ impl Reactor {
                 reached_top = true;
                 break;
             }
-            if let Some(json) = crate::store::replay::envelope(row, &sid, after.max(last)) {
-                out.push(frame::text(&json));
+            if let Some(mut buf) = crate::store::replay::envelope_after(row, &sid, after.max(last), frame::MAX_HEADER) {
+                let off = frame::text_in_place(&mut buf);
+                buf.drain(..off);
+                out.push(buf);
             }
             last = row.seq;
         }
@@ -512,10 +521,26 @@ impl Reactor {
         }
         self.mark_dirty(key);
         if page.has_more && !reached_top && last < top {
-            self.request_replay_page(key, skey, top, last, false);
+            // The next page is read once this one has (mostly) been written.
+            if let Some(c) = self.client_mut(key) {
+                c.replay_next = Some((skey, top, last));
+            }
+            self.continue_replay(key);
         } else {
             self.end_replay(key);
         }
+    }
+
+    /// Read the next replay page if the connection's queue has drained below
+    /// its high-water mark (replay is paged as the client reads).
+    pub fn continue_replay(&mut self, key: Key) {
+        let hw = self.s.send_queue_high_water;
+        let Some(c) = self.client_mut(key) else { return };
+        if c.conn.out.total_bytes() > hw {
+            return;
+        }
+        let Some((skey, top, after)) = c.replay_next.take() else { return };
+        self.request_replay_page(key, skey, top, after, false);
     }
 
     /// Replay done: queue the live frames held meanwhile.

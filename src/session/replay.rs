@@ -27,11 +27,11 @@ impl ReplayRing {
     }
 
     pub fn push(&mut self, f: SharedFrame) {
-        self.bytes += f.wire.len();
+        self.bytes += f.wire().len();
         self.frames.push_back(f);
         while self.frames.len() > self.max_events || (self.bytes > self.max_bytes && self.frames.len() > 1) {
             if let Some(old) = self.frames.pop_front() {
-                self.bytes -= old.wire.len();
+                self.bytes -= old.wire().len();
             }
         }
     }
@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn byte_bound() {
-        let one = f(1).wire.len();
+        let one = f(1).wire().len();
         let mut r = ReplayRing::new(100, one * 2);
         for s in 1..=4 {
             r.push(f(s));

@@ -274,47 +274,62 @@ impl Reactor {
         }
         let skey = s.key(pk.idx);
         match kind {
-            Kind::Stdout if readable => self.read_stdout(skey, STDOUT_BUDGET),
+            Kind::Stdout if readable => self.read_stdout(skey, STDOUT_BUDGET, false),
             Kind::Stderr if readable => self.read_stderr(skey),
             Kind::Stdin if writable => self.flush_stdin(skey),
             _ => {}
         }
     }
 
-    /// Read worker stdout, split lines, feed the adapter. `budget` bounds one call.
-    fn read_stdout(&mut self, skey: Key, budget: usize) {
+    /// Read worker stdout, split lines, feed the adapter. `budget` bounds one
+    /// call. Lines go to the adapter straight from the read buffer or the
+    /// splitter's own buffer (no copy), with the splitter lent out meanwhile.
+    /// `drain` reads even while the store is back-pressuring (the worker
+    /// exited: what is left in the pipe is bounded and must not be lost).
+    fn read_stdout(&mut self, skey: Key, budget: usize, drain: bool) {
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0;
         loop {
-            let Some(w) = self.session_mut(skey).and_then(|s| s.worker.as_mut()) else { return };
+            let Some(s) = self.session_mut(skey) else { return };
+            if s.persist.blocked() && !drain {
+                return; // resumed by on_store_writable
+            }
+            let Some(w) = s.worker.as_mut() else { return };
             let Some(fd) = w.stdout.as_ref() else { return };
-            let n = match sys::read_fd(fd.as_fd(), &mut buf) {
+            let read = sys::read_fd(fd.as_fd(), &mut buf);
+            let mut splitter = std::mem::replace(&mut w.lines, LineSplitter::new(1));
+            let worker_gen = w.generation;
+            let n = match read {
                 Ok(0) => {
-                    let mut lines = Vec::new();
-                    w.lines.finish(|item| lines.push(owned(item)));
+                    splitter.finish(|item| self.handle_line(skey, item));
                     self.close_pipe(skey, Kind::Stdout);
-                    self.handle_lines(skey, lines);
                     return;
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.close_pipe(skey, Kind::Stdout);
-                    return;
+                Err(e) => {
+                    self.put_splitter(skey, worker_gen, splitter);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => return,
+                        io::ErrorKind::Interrupted => continue,
+                        _ => return self.close_pipe(skey, Kind::Stdout),
+                    }
                 }
             };
-            let mut lines = Vec::new();
-            w.lines.feed(&buf[..n], |item| lines.push(owned(item)));
             self.count_output(skey, n as u64);
-            self.handle_lines(skey, lines);
+            splitter.feed(&buf[..n], |item| self.handle_line(skey, item));
+            self.put_splitter(skey, worker_gen, splitter);
             total += n;
             if total >= budget {
-                if let Some(w) = self.session(skey).and_then(|s| s.worker.as_ref()) {
-                    self.again.push((Kind::Stdout, Key { idx: skey.idx, generation: w.generation }));
-                }
+                self.again.push((Kind::Stdout, Key { idx: skey.idx, generation: worker_gen }));
                 return;
             }
+        }
+    }
+
+    /// Give the line splitter back to the worker it was lent from.
+    fn put_splitter(&mut self, skey: Key, worker_gen: u32, splitter: LineSplitter) {
+        if let Some(w) = self.session_mut(skey).and_then(|s| s.worker.as_mut()).filter(|w| w.generation == worker_gen) {
+            w.lines = splitter;
         }
     }
 
@@ -334,22 +349,20 @@ impl Reactor {
         }
     }
 
-    fn handle_lines(&mut self, skey: Key, lines: Vec<Line>) {
-        for line in lines {
-            match line {
-                Line::Complete(bytes) => self.with_adapter(skey, |a, out| a.on_line(&bytes, out)),
-                Line::Oversize(len) => {
-                    log::warn!("worker output line over worker.max_line_bytes dropped len={len}");
-                    self.emit(
-                        skey,
-                        Event::error(
-                            ErrorCode::WorkerOutputLimit,
-                            "a worker output line exceeded worker.max_line_bytes and was dropped",
-                        ),
-                    );
-                    if self.session(skey).is_some_and(|s| s.turn.is_some()) {
-                        self.interrupt(skey);
-                    }
+    fn handle_line(&mut self, skey: Key, item: LineItem<'_>) {
+        match item {
+            LineItem::Line(bytes) => self.with_adapter(skey, |a, out| a.on_line(bytes, out)),
+            LineItem::Oversize { len } => {
+                log::warn!("worker output line over worker.max_line_bytes dropped len={len}");
+                self.emit(
+                    skey,
+                    Event::error(
+                        ErrorCode::WorkerOutputLimit,
+                        "a worker output line exceeded worker.max_line_bytes and was dropped",
+                    ),
+                );
+                if self.session(skey).is_some_and(|s| s.turn.is_some()) {
+                    self.interrupt(skey);
                 }
             }
         }
@@ -441,7 +454,7 @@ impl Reactor {
             return;
         }
         // Everything the worker wrote before dying is in the pipe now.
-        self.read_stdout(skey, usize::MAX);
+        self.read_stdout(skey, usize::MAX, true);
         self.read_stderr(skey);
         let Some(s) = self.sessions.get_mut(skey.idx).filter(|s| s.generation == skey.generation) else { return };
         let Some(mut w) = s.worker.take() else { return };
@@ -543,19 +556,6 @@ pub fn worker_env(
         }
     }
     out
-}
-
-/// An owned copy of one framed stdout item.
-enum Line {
-    Complete(Vec<u8>),
-    Oversize(usize),
-}
-
-fn owned(item: LineItem<'_>) -> Line {
-    match item {
-        LineItem::Line(l) => Line::Complete(l.to_vec()),
-        LineItem::Oversize { len } => Line::Oversize(len),
-    }
 }
 
 #[cfg(test)]

@@ -37,8 +37,16 @@ pub struct EventsPage {
 #[derive(Debug)]
 pub enum Query {
     Session(String),
-    Events { session: String, after_seq: u64, limit: usize },
-    CountStored { owner: String },
+    /// At most `limit` rows and about `max_bytes` of data (at least one row).
+    Events {
+        session: String,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    },
+    CountStored {
+        owner: String,
+    },
 }
 
 #[derive(Debug)]
@@ -101,7 +109,9 @@ fn serve(conn: Connection, rx: Receiver<ReadRequest>) {
 fn run(conn: &Connection, q: Query) -> rusqlite::Result<Answer> {
     Ok(match q {
         Query::Session(id) => Answer::Session(load_session(conn, &id)?.map(Box::new)),
-        Query::Events { session, after_seq, limit } => Answer::Events(events_after(conn, &session, after_seq, limit)?),
+        Query::Events { session, after_seq, limit, max_bytes } => {
+            Answer::Events(events_after(conn, &session, after_seq, limit, max_bytes)?)
+        }
         Query::CountStored { owner } => Answer::Count(conn.query_row(
             "SELECT COUNT(*) FROM sessions WHERE owner = ?1 AND state != 'deleted'",
             params![owner],
@@ -154,7 +164,13 @@ pub fn load_session(conn: &Connection, id: &str) -> rusqlite::Result<Option<Sess
 
 /// Up to `limit` rows with `seq > after_seq` (a merged row whose range
 /// contains `after_seq + 1` is included), in seq order.
-pub fn events_after(conn: &Connection, session: &str, after_seq: u64, limit: usize) -> rusqlite::Result<EventsPage> {
+pub fn events_after(
+    conn: &Connection,
+    session: &str,
+    after_seq: u64,
+    limit: usize,
+    max_bytes: usize,
+) -> rusqlite::Result<EventsPage> {
     let oldest: Option<i64> = conn.query_row(
         "SELECT MIN(COALESCE(seq_first, seq)) FROM events WHERE session_id = ?1",
         params![session],
@@ -176,9 +192,20 @@ pub fn events_after(conn: &Connection, session: &str, after_seq: u64, limit: usi
             })
         })?
         .collect::<Result<_, _>>()?;
-    let has_more = rows.len() > limit;
+    let mut has_more = rows.len() > limit;
     let mut rows = rows;
     rows.truncate(limit);
+    let mut bytes = 0;
+    if let Some(cut) = rows.iter().position(|r| {
+        bytes += r.data.len();
+        bytes > max_bytes
+    }) {
+        // keep the row that crossed the bound (a page always makes progress)
+        if cut + 1 < rows.len() {
+            rows.truncate(cut + 1);
+            has_more = true;
+        }
+    }
     let oldest_seq = oldest.map(|v| v as u64);
     let mut snapshots = Vec::new();
     if oldest_seq.is_some_and(|o| after_seq + 1 < o) {

@@ -15,10 +15,17 @@ fn is_control(event_type: &str) -> bool {
 /// The JSON envelope for one stored row, or `None` when nothing of it lies
 /// after `after_seq` (a merged row fully seen already).
 pub fn envelope(row: &EventRow, session_id: &str, after_seq: u64) -> Option<Vec<u8>> {
+    envelope_after(row, session_id, after_seq, 0)
+}
+
+/// [`envelope`] written after `reserve` leading bytes (room for a WebSocket
+/// header, see `ws::frame::text_in_place`), so a large row is copied once.
+pub fn envelope_after(row: &EventRow, session_id: &str, after_seq: u64, reserve: usize) -> Option<Vec<u8>> {
     if row.seq <= after_seq {
         return None;
     }
-    let data = match (row.seq_first, &row.splits) {
+    let cut;
+    let data: &str = match (row.seq_first, &row.splits) {
         (Some(first), Some(splits)) if after_seq >= first => {
             // Skip the parts the client already has (their seqs are first..=after_seq).
             let seen = (after_seq - first + 1) as usize;
@@ -27,28 +34,36 @@ pub fn envelope(row: &EventRow, session_id: &str, after_seq: u64) -> Option<Vec<
             let content = v.get("content")?.as_str()?;
             let rest = content.get(skip..)?.to_owned();
             v["content"] = serde_json::Value::String(rest);
-            v.to_string()
+            cut = v.to_string();
+            &cut
         }
-        _ => row.data.clone(),
+        _ => &row.data,
     };
-    Some(envelope_raw(row.seq, &row.event_type, row.ts, &data, session_id))
+    let mut out = vec![0u8; reserve];
+    write_envelope(&mut out, row.seq, &row.event_type, row.ts, data, session_id);
+    Some(out)
 }
 
 /// An envelope around an already-serialised `data` object.
 pub fn envelope_raw(seq: u64, event_type: &str, ts: u64, data: &str, session_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 200);
+    write_envelope(&mut out, seq, event_type, ts, data, session_id);
+    out
+}
+
+fn write_envelope(out: &mut Vec<u8>, seq: u64, event_type: &str, ts: u64, data: &str, session_id: &str) {
+    out.reserve(data.len() + 200);
     let _ = write!(out, "{{\"version\":\"aep/v1\",\"id\":\"{}\",\"seq\":{seq}", new_event_id());
     if is_control(event_type) {
         out.extend_from_slice(b",\"priority\":\"control\"");
     }
     out.extend_from_slice(b",\"session_id\":");
-    let _ = serde_json::to_writer(&mut out, session_id);
+    let _ = serde_json::to_writer(&mut *out, session_id);
     let _ = write!(out, ",\"timestamp\":{ts},\"event\":{{\"type\":");
-    let _ = serde_json::to_writer(&mut out, event_type);
+    let _ = serde_json::to_writer(&mut *out, event_type);
     out.extend_from_slice(b",\"data\":");
     out.extend_from_slice(data.as_bytes());
     out.extend_from_slice(b"}}");
-    out
 }
 
 #[cfg(test)]

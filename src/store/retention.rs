@@ -186,7 +186,7 @@ mod tests {
         let p = run(&mut c, &cfg, 10_000_000).unwrap();
         // the newest 8 (13..=20) are kept; of the rest only old ones (ts 1000) go: 1..=12
         assert_eq!(p.events, 12);
-        let page = events_after(&c, "s", 0, 100).unwrap();
+        let page = events_after(&c, "s", 0, 100, usize::MAX).unwrap();
         assert_eq!(page.oldest_seq, Some(13));
         let snap: (i64, String) = c
             .query_row("SELECT last_seq, content FROM message_snapshots WHERE message_id = 'm'", [], |r| {
@@ -194,7 +194,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(snap, (6, "p3 p4 p5 p6 ".to_string()));
-        let expired = events_after(&c, "s", 2, 100).unwrap();
+        let expired = events_after(&c, "s", 2, 100, usize::MAX).unwrap();
         assert_eq!(expired.snapshots.len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }

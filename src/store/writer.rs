@@ -673,7 +673,7 @@ mod tests {
         }
         h.barrier();
         let conn = rusqlite::Connection::open(&path).unwrap();
-        let page = events_after(&conn, "s1", 0, 100).unwrap();
+        let page = events_after(&conn, "s1", 0, 100, usize::MAX).unwrap();
         let seqs: Vec<u64> = page.rows.iter().map(|r| r.seq).collect();
         let text: String = page
             .rows

@@ -34,6 +34,24 @@ pub fn close(code: u16, reason: &str) -> Vec<u8> {
     frame(OpCode::Control(Control::Close), &payload)
 }
 
+/// Bytes to reserve in front of a payload for [`text_in_place`].
+pub const MAX_HEADER: usize = 10;
+
+/// Turn `buf` — [`MAX_HEADER`] reserved bytes followed by a UTF-8 payload —
+/// into a text frame without copying the payload: the header is written
+/// right before it. Returns the offset where the frame starts.
+pub fn text_in_place(buf: &mut [u8]) -> usize {
+    let len = buf.len().saturating_sub(MAX_HEADER);
+    let hlen = header_len(len);
+    let off = MAX_HEADER - hlen;
+    let header = FrameHeader { opcode: OpCode::Data(Data::Text), ..FrameHeader::default() };
+    let mut h = Vec::with_capacity(hlen);
+    // Writing into a Vec cannot fail.
+    let _ = header.format(len as u64, &mut h);
+    buf[off..MAX_HEADER].copy_from_slice(&h);
+    off
+}
+
 /// Length of the frame header that precedes a payload of `len` bytes.
 pub fn header_len(len: usize) -> usize {
     match len {
@@ -54,6 +72,13 @@ mod tests {
         assert_eq!(text(&vec![b'a'; 70000]).len(), 70010);
         for n in [0, 125, 126, 65535, 65536] {
             assert_eq!(text(&vec![b'x'; n]).len(), header_len(n) + n);
+        }
+        for n in [0, 125, 126, 65535, 65536] {
+            let payload = vec![b'y'; n];
+            let mut buf = vec![0u8; MAX_HEADER];
+            buf.extend_from_slice(&payload);
+            let off = text_in_place(&mut buf);
+            assert_eq!(&buf[off..], &text(&payload)[..]);
         }
         let c = close(1008, "slow consumer");
         assert_eq!(c[0], 0x88);

@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
-use crate::protocol::envelope::encode_with_data;
 use crate::protocol::{Event, Priority, encode};
+use crate::protocol::{encode_into, new_event_id};
 
 use super::frame;
 
@@ -33,8 +33,9 @@ pub struct SessionFrame {
     pub session_id: Arc<str>,
     pub type_name: &'static str,
     pub priority: Priority,
-    /// Header + JSON payload.
-    pub wire: Vec<u8>,
+    /// Reserved header space, then the JSON payload; the frame starts at `off`.
+    buf: Vec<u8>,
+    off: usize,
     pub payload_len: usize,
     /// Range of `event.data` inside the JSON payload.
     pub data_range: std::ops::Range<usize>,
@@ -46,7 +47,12 @@ pub type SharedFrame = Arc<SessionFrame>;
 impl SessionFrame {
     /// Encode `event` as the session event `seq`.
     pub fn new(seq: u64, timestamp_ms: u64, session_id: Arc<str>, event: &Event) -> SessionFrame {
-        let (json, data_range) = encode_with_data(seq, &session_id, timestamp_ms, event);
+        // One buffer: header space, then the envelope (no copy into a frame).
+        let mut buf = vec![0u8; frame::MAX_HEADER];
+        let range = encode_into(&mut buf, &new_event_id(), seq, &session_id, timestamp_ms, event);
+        let data_range = range.start - frame::MAX_HEADER..range.end - frame::MAX_HEADER;
+        let payload_len = buf.len() - frame::MAX_HEADER;
+        let off = frame::text_in_place(&mut buf);
         let delta = match event {
             Event::MessageDelta { message_id, content, content_type } => Some(Delta {
                 message_id: message_id.clone(),
@@ -61,16 +67,22 @@ impl SessionFrame {
             session_id,
             type_name: event.type_name(),
             priority: event.priority(),
-            payload_len: json.len(),
-            wire: frame::text(&json),
+            payload_len,
+            buf,
+            off,
             data_range,
             delta,
         }
     }
 
+    /// The complete WebSocket frame.
+    pub fn wire(&self) -> &[u8] {
+        &self.buf[self.off..]
+    }
+
     /// The JSON envelope without the WebSocket header.
     pub fn json(&self) -> &[u8] {
-        &self.wire[self.wire.len() - self.payload_len..]
+        &self.buf[frame::MAX_HEADER..]
     }
 
     /// `event.data` as sent (JSON object text).
@@ -92,7 +104,7 @@ enum Item {
 impl Item {
     fn bytes(&self) -> &[u8] {
         match self {
-            Item::Shared { frame, .. } => &frame.wire,
+            Item::Shared { frame, .. } => frame.wire(),
             Item::Coalesced { wire, .. } => wire.as_deref().unwrap_or(&[]),
             Item::Raw(b) => b,
         }
@@ -173,10 +185,10 @@ impl OutQueue {
         // A frame above the high-water mark counts as high_water: one large
         // frame (a big tool_result) is not a slow consumer; the frames that
         // pile up behind it while it is being written are.
-        let counted = if counts { f.wire.len().min(high_water.max(1)) } else { 0 };
+        let counted = if counts { f.wire().len().min(high_water.max(1)) } else { 0 };
         let item = Item::Shared { frame: f.clone(), counted };
         self.counted += item.counted_len();
-        self.total += f.wire.len();
+        self.total += f.wire().len();
         self.items.push_back(item);
         Pushed::Queued
     }
