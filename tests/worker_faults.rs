@@ -110,9 +110,6 @@ fn oversize_line_is_dropped_and_the_session_survives() {
 /// the worker's own end-of-turn `result` (`stream 2000 1024` writes its 2 MB
 /// text again in the `assistant` and `result` lines).
 #[test]
-#[ignore = "gateway bug: an oversize end-of-turn line (claude `result`) is dropped and the interrupt reaches an \
-            idle worker, so the turn never gets its done (until worker.turn_timeout); the adapter is not told what \
-            was dropped"]
 fn oversize_end_of_turn_line_still_ends_the_turn() {
     let gw = Gateway::start_yaml("worker:\n  max_line_bytes: \"1MiB\"\n  kill_grace: \"2s\"\n");
     let mut c = gw.connect();

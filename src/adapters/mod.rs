@@ -201,10 +201,11 @@ pub trait Adapter: Send {
     /// The worker exited; stdout has been fully drained before this call.
     fn on_exit(&mut self, _exit: &ExitInfo, _out: &mut Out) {}
     /// The gateway ends the running turn itself (terminate, reset, delete,
-    /// turn timeout, failed resume) and stops the worker: emit whatever
-    /// closes what the turn left open (a started text message gets its
-    /// `message.end` + `message`, workers.md §1.2) — after this call the
-    /// turn's `done` is sent and later worker output is dropped.
+    /// turn timeout, failed resume — the worker is then stopped — or an
+    /// output-limit interrupt the agent did not answer, where the worker
+    /// stays): emit whatever closes what the turn left open (a started text
+    /// message gets its `message.end` + `message`, workers.md §1.2) and
+    /// forget the turn. After this call the turn's `done` is sent.
     fn on_turn_aborted(&mut self, _out: &mut Out) {}
 }
 

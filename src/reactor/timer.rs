@@ -29,6 +29,9 @@ pub enum TimerKind {
     Adapter(u32),
     /// Interrupt after turn_timeout did not end the turn within kill_grace.
     TurnKill(u64),
+    /// An output-limit interrupt did not end the turn within kill_grace: the
+    /// gateway closes it (the worker stays).
+    TurnClose(u64),
     /// Periodic GC sweep of this reactor's sessions.
     Gc,
 }

@@ -215,7 +215,7 @@ impl Reactor {
 
     /// End a running turn from the gateway side: the adapter closes open
     /// messages, then optional error, then `done{success:false}`.
-    fn abort_turn(&mut self, skey: Key, error: Option<(ErrorCode, &str, Option<Value>)>) {
+    pub(super) fn abort_turn(&mut self, skey: Key, error: Option<(ErrorCode, &str, Option<Value>)>) {
         if self.session(skey).is_none_or(|s| s.turn.is_none()) {
             return;
         }
@@ -662,6 +662,10 @@ impl Reactor {
                 self.emit(skey, Event::error(ErrorCode::WorkerTimeout, "the turn exceeded worker.turn_timeout"));
                 self.interrupt(skey);
                 self.timers.after(self.s.worker.kill_grace, Owner::Session(skey.into()), TimerKind::TurnKill(n));
+            }
+            TimerKind::TurnClose(n) if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() => {
+                self.abort_turn(skey, None);
+                self.emit_state(skey, SessionState::Idle, None);
             }
             TimerKind::TurnKill(n) if s.turn.as_ref().is_some_and(|t| t.n == n) && s.ending.is_none() => {
                 self.abort_turn(skey, None);

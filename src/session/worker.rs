@@ -16,6 +16,7 @@ use crate::child::supervisor::{Command, Notice, SpawnPlan};
 use crate::child::{LineItem, LineSplitter, SpawnError, SpawnedWorker, TailBuffer, WorkDirRequest};
 use crate::protocol::{ErrorCode, Event, Mode, SessionState};
 use crate::reactor::Reactor;
+use crate::reactor::timer::{Owner, TimerKind};
 use crate::reactor::token::{self, Key, Kind};
 use crate::sys;
 
@@ -345,7 +346,7 @@ impl Reactor {
                 skey,
                 Event::error(ErrorCode::WorkerOutputLimit, "the turn's output exceeded limits.max_turn_output_bytes"),
             );
-            self.interrupt(skey);
+            self.interrupt_for_output_limit(skey);
         }
     }
 
@@ -361,11 +362,20 @@ impl Reactor {
                         "a worker output line exceeded worker.max_line_bytes and was dropped",
                     ),
                 );
-                if self.session(skey).is_some_and(|s| s.turn.is_some()) {
-                    self.interrupt(skey);
-                }
+                self.interrupt_for_output_limit(skey);
             }
         }
+    }
+
+    /// WORKER_OUTPUT_LIMIT interrupts the turn. The dropped line may have
+    /// been the agent's own end of turn (then the interrupt reaches an idle
+    /// agent and nothing more comes): if the turn is still open after
+    /// `kill_grace`, the gateway closes it (`TimerKind::TurnClose`).
+    fn interrupt_for_output_limit(&mut self, skey: Key) {
+        let Some(n) = self.session(skey).and_then(|s| s.turn.as_ref()).map(|t| t.n) else { return };
+        self.interrupt(skey);
+        let grace = self.s.worker.kill_grace;
+        self.timers.after(grace, Owner::Session(skey.into()), TimerKind::TurnClose(n));
     }
 
     fn read_stderr(&mut self, skey: Key) {

@@ -435,6 +435,9 @@ impl Adapter for ClaudeAdapter {
     /// Close open message brackets before the gateway's own `done`.
     fn on_turn_aborted(&mut self, out: &mut Out) {
         self.assembler.flush(out);
+        // The worker may live on (output-limit close): forget the turn, so a
+        // late `result` of it is not taken for the next one's.
+        self.turn = None;
     }
 
     /// Close open message brackets and withdraw pending prompts; the
