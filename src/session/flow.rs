@@ -328,6 +328,10 @@ impl Reactor {
         };
         let p = s.perms.remove(pos);
         s.last_active = Instant::now();
+        // The stall clock was paused while the agent waited for this answer.
+        if let Some(t) = s.turn.as_mut() {
+            t.last_output = Instant::now();
+        }
         let remember = remember && allowed && self.s.policy.may_remember(&p.tool_name);
         let reply = PermissionReply { id, allow: allowed, reason, remember };
         self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
@@ -700,6 +704,9 @@ impl Reactor {
                 }
                 let Some(s) = self.session_mut(skey) else { return };
                 let p = s.perms.remove(pos);
+                if let Some(t) = s.turn.as_mut() {
+                    t.last_output = Instant::now();
+                }
                 let reply = PermissionReply { id: p.id, allow: false, reason: Some("timeout".into()), remember: false };
                 self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
             }
