@@ -126,52 +126,6 @@ impl Settings {
     }
 }
 
-/// Code-loading variables never passed to a worker unless the operator
-/// accepts them in `security.env.allow_dangerous` (security.md §5.3).
-pub const DANGEROUS_ENV: &[&str] = &[
-    "GLIBC_TUNABLES",
-    "GCONV_PATH",
-    "HOSTALIASES",
-    "LOCALDOMAIN",
-    "RES_OPTIONS",
-    "NODE_OPTIONS",
-    "NODE_PATH",
-    "BASH_ENV",
-    "ENV",
-    "PS4",
-    "PROMPT_COMMAND",
-    "IFS",
-    "PYTHONSTARTUP",
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "PERL5OPT",
-    "PERL5LIB",
-    "PERLLIB",
-    "RUBYOPT",
-    "RUBYLIB",
-    "JAVA_TOOL_OPTIONS",
-    "_JAVA_OPTIONS",
-    "GIT_SSH",
-    "GIT_SSH_COMMAND",
-    "GIT_ASKPASS",
-    "GIT_EXEC_PATH",
-    "SSH_ASKPASS",
-    "SSH_AUTH_SOCK",
-    "CLAUDECODE",
-    "CLAUDE_CODE_ENTRYPOINT",
-    "CLAUDE_CODE_SESSION_ID",
-    "CLAUDE_CODE_SSE_PORT",
-    "OPENCODE_PID",
-    "OPENCODE_SERVER_PASSWORD",
-];
-
-/// Prefixes of code-loading variables (`LD_*`, `DYLD_*`, `GIT_CONFIG_*`).
-pub const DANGEROUS_PREFIXES: &[&str] = &["LD_", "DYLD_", "GIT_CONFIG_"];
-
-fn is_dangerous(name: &str) -> bool {
-    DANGEROUS_ENV.contains(&name) || DANGEROUS_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
 /// `PATH` for workers: configured, or the gateway's with empty, `.` and
 /// relative entries and duplicates removed (security.md §5.2).
 pub fn sanitize_path(path: &str) -> String {
@@ -229,7 +183,8 @@ impl Settings {
             }
         }
         for (k, _) in env {
-            if (is_dangerous(k) && !sec.env.allow_dangerous.contains(k)) || k.starts_with("HOTPLEX_") {
+            let code_loading = crate::policy::env::is_code_loading(k) && !sec.env.allow_dangerous.contains(k);
+            if code_loading || crate::policy::env::AGENT_MARKERS.contains(&k.as_str()) || k.starts_with("HOTPLEX_") {
                 denied_env.push(k.clone());
             }
         }
@@ -457,13 +412,5 @@ mod tests {
     fn passthrough_prefixes() {
         let env = vec![("OTEL_A".to_string(), "1".to_string()), ("LANG".into(), "C".into()), ("X".into(), "2".into())];
         assert_eq!(passthrough(&["OTEL_*".into(), "LANG".into()], &env).len(), 2);
-    }
-
-    #[test]
-    fn dangerous_names() {
-        assert!(is_dangerous("LD_PRELOAD"));
-        assert!(is_dangerous("NODE_OPTIONS"));
-        assert!(is_dangerous("GIT_CONFIG_GLOBAL"));
-        assert!(!is_dangerous("ANTHROPIC_API_KEY"));
     }
 }

@@ -19,40 +19,7 @@ use crate::adapters::WorkerType;
 /// Auth modes this build implements. S3/S4 replace the refusal when jwt/api_key land.
 pub const AVAILABLE_AUTH_MODES: &[AuthMode] = &[AuthMode::None];
 
-/// Code-loading variable names never passed to a worker unless allowed (security.md §5.3).
-const DANGEROUS_NAMES: &[&str] = &[
-    "GLIBC_TUNABLES",
-    "GCONV_PATH",
-    "HOSTALIASES",
-    "LOCALDOMAIN",
-    "RES_OPTIONS",
-    "NODE_OPTIONS",
-    "NODE_PATH",
-    "BASH_ENV",
-    "ENV",
-    "PS4",
-    "PROMPT_COMMAND",
-    "IFS",
-    "PYTHONSTARTUP",
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "PERL5OPT",
-    "PERL5LIB",
-    "PERLLIB",
-    "RUBYOPT",
-    "RUBYLIB",
-    "JAVA_TOOL_OPTIONS",
-    "_JAVA_OPTIONS",
-    "GIT_SSH",
-    "GIT_SSH_COMMAND",
-    "GIT_ASKPASS",
-    "GIT_EXEC_PATH",
-    "SSH_ASKPASS",
-    "SSH_AUTH_SOCK",
-    "CLAUDECODE",
-];
-/// Code-loading name prefixes (`LD_*`, …).
-const DANGEROUS_PREFIXES: &[&str] = &["LD_", "DYLD_", "GIT_CONFIG_"];
+use crate::policy::env::{CODE_LOADING as DANGEROUS_NAMES, CODE_LOADING_PREFIXES as DANGEROUS_PREFIXES};
 /// Every gateway variable with this prefix is a secret name (S13).
 const GATEWAY_PREFIX: &str = "HOTPLEX_";
 

@@ -4,6 +4,8 @@
 //! reason. Pure: no I/O; work-dir confinement is checked by the spawner on
 //! the opened directory.
 
+pub mod env;
+
 use crate::adapters::{LaunchSpec, SystemPromptMode, WorkerType};
 use crate::protocol::InitConfig;
 

@@ -18,8 +18,7 @@ use crate::ws::frame;
 use crate::ws::outq::Pushed;
 
 use super::identity;
-use super::persist::Persist;
-use super::replay::{Replay, ReplayRing};
+use super::replay::Replay;
 use super::{Session, Waiter};
 
 /// Rows per replay page read from the store.
@@ -152,53 +151,24 @@ impl Reactor {
             .apply(Some(&config), wt, ws.model.as_deref(), ws.permission_mode.as_deref())
             .map_err(|_| "the session's stored config is no longer allowed")?;
         let id = uuid::Uuid::parse_str(&row.id).map_err(|_| "bad stored session id")?;
-        let limits = self.s.sessions.clone();
         let generation = self.next_gen();
-        let now = Instant::now();
-        let session = Session {
-            generation,
-            id,
-            id_str: Arc::from(row.id.as_str()),
-            owner_hash: identity::owner_hash(&row.owner),
-            owner: Arc::from(row.owner.as_str()),
-            worker_type: wt,
-            client_key: row.client_session_id,
-            state: SessionState::Terminated,
-            seq: row.last_seq,
-            config,
-            launch,
-            requested_work_dir,
-            work_dir: Some(PathBuf::from(&row.work_dir)).filter(|p| !p.as_os_str().is_empty()),
-            agent_session_id: row.worker_session_id,
-            completed_turns: row.turns,
-            adapter,
-            worker: None,
-            worker_gen: 0,
-            spawning: false,
-            driver: None,
-            observers: Vec::new(),
-            turn: None,
-            turns_started: row.turns,
-            perms: Vec::new(),
-            perm_serial: 0,
-            replay: ReplayRing::new(limits.replay_events, limits.replay_bytes),
-            ending: None,
-            waiters: Vec::new(),
-            last_active: now,
-            live_since: now,
-            detached_since: Some(now),
-            terminated_at: Some(now),
-            last_turn_agent_error: false,
-            counted: false,
-            resume_next: false,
-            persist: Persist { committed: row.last_seq, ..Persist::default() },
-            created_ms: row.created_at,
-            totals: row.totals,
-            state_reason: row.state_reason,
-            live_since_ms: None,
-            terminated_ms: row.terminated_at,
-            term_replies: Vec::new(),
-        };
+        let owner: Arc<str> = Arc::from(row.owner.as_str());
+        let mut session = Session::new(generation, id, owner, wt, adapter, config, launch, &self.s.sessions);
+        session.requested_work_dir = requested_work_dir;
+        session.client_key = row.client_session_id;
+        session.state = SessionState::Terminated;
+        session.seq = row.last_seq;
+        session.persist.committed = row.last_seq;
+        session.work_dir = Some(PathBuf::from(&row.work_dir)).filter(|p| !p.as_os_str().is_empty());
+        session.agent_session_id = row.worker_session_id;
+        session.completed_turns = row.turns;
+        session.turns_started = row.turns;
+        session.detached_since = Some(session.last_active);
+        session.terminated_at = Some(session.last_active);
+        session.created_ms = row.created_at;
+        session.totals = row.totals;
+        session.state_reason = row.state_reason;
+        session.terminated_ms = row.terminated_at;
         let idx = self.sessions.insert(session);
         self.by_id.insert(id, idx);
         Ok(idx)
@@ -234,51 +204,12 @@ impl Reactor {
             return self.fail_init(key, ErrorCode::GatewayOverload, "session limit reached", frame_id);
         }
         let generation = self.next_gen();
-        let now = Instant::now();
-        let session = Session {
-            generation,
-            id,
-            id_str: Arc::from(id.to_string()),
-            owner_hash: identity::owner_hash(&owner),
-            owner,
-            worker_type: wt,
-            client_key,
-            state: SessionState::Created,
-            seq: 0,
-            config: req.config.clone().unwrap_or_default(),
-            launch,
-            requested_work_dir: work_dir,
-            work_dir: None,
-            agent_session_id: None,
-            completed_turns: 0,
-            adapter,
-            worker: None,
-            worker_gen: 0,
-            spawning: false,
-            driver: None,
-            observers: Vec::new(),
-            turn: None,
-            turns_started: 0,
-            perms: Vec::new(),
-            perm_serial: 0,
-            replay: ReplayRing::new(limits.replay_events, limits.replay_bytes),
-            ending: None,
-            term_replies: Vec::new(),
-            waiters: vec![Waiter { client: key, frame_id, last_seq: req.last_seq, resumed: false }],
-            last_active: now,
-            live_since: now,
-            detached_since: None,
-            terminated_at: None,
-            last_turn_agent_error: false,
-            counted: true,
-            resume_next: false,
-            persist: Persist::default(),
-            created_ms: crate::protocol::now_ms(),
-            totals: Default::default(),
-            state_reason: None,
-            live_since_ms: None,
-            terminated_ms: None,
-        };
+        let config = req.config.clone().unwrap_or_default();
+        let mut session = Session::new(generation, id, owner, wt, adapter, config, launch, &limits);
+        session.requested_work_dir = work_dir;
+        session.client_key = client_key;
+        session.counted = true;
+        session.waiters.push(Waiter { client: key, frame_id, last_seq: req.last_seq, resumed: false });
         let idx = self.sessions.insert(session);
         self.by_id.insert(id, idx);
         let skey = Key { idx, generation };

@@ -174,6 +174,65 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session record in `created` with nothing attached and no worker.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        generation: u32,
+        id: uuid::Uuid,
+        owner: Arc<str>,
+        worker_type: WorkerType,
+        adapter: Box<dyn Adapter>,
+        config: InitConfig,
+        launch: LaunchSpec,
+        limits: &crate::settings::SessionLimits,
+    ) -> Session {
+        let now = Instant::now();
+        Session {
+            generation,
+            id,
+            id_str: Arc::from(id.to_string()),
+            owner_hash: identity::owner_hash(&owner),
+            owner,
+            worker_type,
+            client_key: None,
+            state: SessionState::Created,
+            seq: 0,
+            config,
+            launch,
+            requested_work_dir: None,
+            work_dir: None,
+            agent_session_id: None,
+            completed_turns: 0,
+            adapter,
+            worker: None,
+            worker_gen: 0,
+            spawning: false,
+            driver: None,
+            observers: Vec::new(),
+            turn: None,
+            turns_started: 0,
+            perms: Vec::new(),
+            perm_serial: 0,
+            replay: ReplayRing::new(limits.replay_events, limits.replay_bytes),
+            ending: None,
+            term_replies: Vec::new(),
+            waiters: Vec::new(),
+            last_active: now,
+            live_since: now,
+            detached_since: None,
+            terminated_at: None,
+            last_turn_agent_error: false,
+            counted: false,
+            resume_next: false,
+            persist: persist::Persist::default(),
+            created_ms: crate::protocol::now_ms(),
+            totals: Default::default(),
+            state_reason: None,
+            live_since_ms: None,
+            terminated_ms: None,
+        }
+    }
+
     pub fn key(&self, idx: usize) -> Key {
         Key { idx, generation: self.generation }
     }
