@@ -34,6 +34,8 @@ pub struct SessionLimits {
 #[derive(Clone, Debug)]
 pub struct WorkerLimits {
     pub kill_grace: Duration,
+    /// Startup handshake bound (`worker.start_timeout`).
+    pub start_timeout: Duration,
     pub turn_timeout: Option<Duration>,
     pub stall_timeout: Option<Duration>,
     pub permission_timeout: Duration,
@@ -331,6 +333,7 @@ impl Settings {
             },
             worker: WorkerLimits {
                 kill_grace: cfg.worker.kill_grace,
+                start_timeout: cfg.worker.start_timeout,
                 turn_timeout: opt(cfg.worker.turn_timeout),
                 stall_timeout: opt(cfg.worker.stall_timeout),
                 permission_timeout: cfg.worker.permission_timeout,

@@ -52,6 +52,24 @@ impl WorkerType {
     }
 }
 
+/// How an agent's processes relate to a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessModel {
+    /// One process for the session's live period (claude, ACP agents, pi, `opencode serve`).
+    Persistent,
+    /// One process per turn (`opencode run`): none between turns; the
+    /// adapter ends the turn when that process exits.
+    PerTurn,
+}
+
+/// What the adapter learns when its process is running.
+#[derive(Clone, Copy, Debug)]
+pub struct Started<'a> {
+    /// The canonical work dir the process runs in.
+    pub work_dir: &'a std::path::Path,
+    pub pid: i32,
+}
+
 /// What an adapter can do; reported in `init_ack.server_caps`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caps {
@@ -156,8 +174,12 @@ pub enum Action {
     Stdin(Vec<u8>),
     /// Close the worker's stdin.
     CloseStdin,
-    /// Stop the worker process (group kill with the normal grace).
+    /// Stop the worker process (SIGTERM to its group, SIGKILL after
+    /// `worker.kill_grace`, then the sweep of escaped descendants).
     Kill,
+    /// The startup handshake is done (for adapters whose `needs_ready` is
+    /// true): the session becomes `idle` and waiting `init`s are answered.
+    Ready,
     /// Call [`Adapter::on_timer`] with `id` after `after`.
     Timer { id: u32, after: Duration },
 }
@@ -185,10 +207,20 @@ impl Out {
 pub trait Adapter: Send {
     fn worker_type(&self) -> WorkerType;
     fn caps(&self) -> Caps;
-    /// Command-line arguments and env for a new worker process.
+    /// One process per session (default) or per turn.
+    fn process_model(&self) -> ProcessModel {
+        ProcessModel::Persistent
+    }
+    /// The worker must answer a startup handshake (`Action::Ready`) before
+    /// the session is `idle`; bounded by `worker.start_timeout`.
+    fn needs_ready(&self) -> bool {
+        false
+    }
+    /// Command-line arguments and env for a new worker process (for
+    /// `PerTurn` adapters: the process of the turn being started).
     fn launch(&mut self, spec: &LaunchSpec) -> Launch;
     /// The process is running and its pipes are connected.
-    fn on_started(&mut self, _out: &mut Out) {}
+    fn on_started(&mut self, _started: &Started<'_>, _out: &mut Out) {}
     /// Start one turn with the client's input.
     fn on_input(&mut self, text: &str, out: &mut Out);
     /// Deliver a permission decision for a pending request.

@@ -47,7 +47,7 @@ use slab::Slab;
 use super::procfs;
 use super::spawn::{RunAs, SpawnError, SpawnRequest, SpawnedWorker, WorkerLimits, spawn};
 use super::sweep::{self, LiveWorker, SESSION_ENV, Snapshot, Target};
-use super::workdir::{WorkDirRequest, ensure_private_dir_owned, open_work_dir};
+use super::workdir::{WorkDir, WorkDirRequest, ensure_private_dir_owned, open_work_dir};
 use crate::sys;
 
 /// Name of the supervisor thread (PDEATHSIG is tied to it).
@@ -113,6 +113,10 @@ pub enum Command {
     Terminate { reactor: usize, tag: u64, pid: i32, grace: Duration },
     /// SIGKILL the group now (+ sweep). Escalates a running `Terminate`.
     Kill { reactor: usize, tag: u64, pid: i32 },
+    /// Everything a spawn does before `fork` (HOME, TMPDIR, the work-dir
+    /// check) without starting a process: answered by one `Notice::Prepared`.
+    /// Used by agents that start one process per turn.
+    Prepare { reactor: usize, tag: u64, plan: Box<SpawnPlan> },
 }
 
 /// Messages from the spawner to a reactor, in order: for one tag,
@@ -121,6 +125,8 @@ pub enum Command {
 pub enum Notice {
     /// Result of `Command::Spawn`, with the canonical work dir on success.
     Spawned { tag: u64, result: Result<(SpawnedWorker, PathBuf), SpawnError> },
+    /// Result of `Command::Prepare`: the canonical work dir.
+    Prepared { tag: u64, result: Result<PathBuf, SpawnError> },
     /// The worker is gone: leader reaped, group SIGKILLed, sweep done.
     Exited {
         tag: u64,
@@ -504,6 +510,10 @@ impl Spawner {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Spawn { reactor, tag, plan } => self.on_spawn(reactor, tag, plan),
+            Command::Prepare { reactor, tag, plan } => {
+                let result = prepare(&plan).map(|wd| wd.path);
+                self.notify(reactor, Notice::Prepared { tag, result });
+            }
             Command::Terminate { reactor, tag, pid, grace } => {
                 // An exit that already happened is handled first, so it is
                 // not blamed on a signal sent afterwards.
@@ -727,8 +737,8 @@ impl Spawner {
     }
 }
 
-/// HOME, work dir, env, fork: everything for one `Command::Spawn`.
-fn start_worker(plan: &SpawnPlan) -> Result<(SpawnedWorker, PathBuf), SpawnError> {
+/// HOME, TMPDIR and the checked work dir of a plan (everything before `fork`).
+fn prepare(plan: &SpawnPlan) -> Result<WorkDir, SpawnError> {
     let owner = plan.run_as.as_ref().map(|r| (r.uid, r.gid));
     if let Some(home) = &plan.home_dir {
         ensure_private_dir_owned(home, owner).map_err(SpawnError::Home)?;
@@ -740,7 +750,12 @@ fn start_worker(plan: &SpawnPlan) -> Result<(SpawnedWorker, PathBuf), SpawnError
     if wd_req.owner.is_none() {
         wd_req.owner = owner;
     }
-    let wd = open_work_dir(&wd_req).map_err(SpawnError::WorkDir)?;
+    open_work_dir(&wd_req).map_err(SpawnError::WorkDir)
+}
+
+/// HOME, work dir, env, fork: everything for one `Command::Spawn`.
+fn start_worker(plan: &SpawnPlan) -> Result<(SpawnedWorker, PathBuf), SpawnError> {
+    let wd = prepare(plan)?;
     let mut env: Vec<(OsString, OsString)> =
         plan.env.iter().filter(|(k, _)| k != "PWD" && k != SESSION_ENV).cloned().collect();
     env.push(("PWD".into(), wd.path.clone().into_os_string()));

@@ -32,6 +32,8 @@ pub enum TimerKind {
     /// An output-limit interrupt did not end the turn within kill_grace: the
     /// gateway closes it (the worker stays).
     TurnClose(u64),
+    /// A worker's startup handshake deadline (`worker.start_timeout`; its generation).
+    StartTimeout(u32),
     /// Periodic GC sweep of this reactor's sessions.
     Gc,
 }

@@ -40,7 +40,7 @@ impl Reactor {
     }
 
     /// A state change: update the session (and its stored row), then announce it.
-    fn emit_state(&mut self, skey: Key, state: SessionState, message: Option<&str>) {
+    pub(super) fn emit_state(&mut self, skey: Key, state: SessionState, message: Option<&str>) {
         if let Some(s) = self.session_mut(skey) {
             s.state = state;
             match state {
@@ -94,7 +94,8 @@ impl Reactor {
                 Action::ResumeFailed { message } => self.resume_failed(skey, message),
                 Action::Stdin(bytes) => self.write_stdin(skey, bytes),
                 Action::CloseStdin => self.close_stdin(skey),
-                Action::Kill => self.stop_worker(skey, true),
+                Action::Kill => self.stop_worker(skey, false),
+                Action::Ready => self.worker_ready(skey),
                 Action::Timer { id, after } => {
                     self.timers.after(after, Owner::Session(skey.into()), TimerKind::Adapter(id))
                 }
@@ -151,7 +152,7 @@ impl Reactor {
                 None,
             );
         }
-        if s.turn.is_some() || s.state != SessionState::Idle || s.ending.is_some() || s.spawning || s.worker.is_none() {
+        if !s.can_take_input() {
             return self.send_error(client, ErrorCode::SessionBusy, "a turn is already running", frame_id, None);
         }
         let now = Instant::now();
@@ -183,6 +184,9 @@ impl Reactor {
             self.store_op(skey, op);
         }
         self.with_adapter(skey, |a, out| a.on_input(&content, out));
+        if self.session(skey).is_some_and(|s| s.adapter.process_model() == crate::adapters::ProcessModel::PerTurn) {
+            self.spawn_turn_process(skey);
+        }
         let w = &self.s.worker;
         if let Some(t) = w.turn_timeout {
             self.timers.after(t, Owner::Session(skey.into()), TimerKind::Turn(n));
@@ -711,6 +715,7 @@ impl Reactor {
                 self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
             }
             TimerKind::Adapter(id) => self.with_adapter(skey, |a, out| a.on_timer(id, out)),
+            TimerKind::StartTimeout(worker_gen) => self.start_timed_out(skey, worker_gen),
             _ => {}
         }
     }

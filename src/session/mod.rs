@@ -134,6 +134,8 @@ pub struct Session {
     pub worker_gen: u32,
     /// A spawn request is in flight.
     pub spawning: bool,
+    /// The worker runs but has not finished its startup handshake.
+    pub awaiting_ready: bool,
     pub driver: Option<Key>,
     pub observers: Vec<Key>,
     pub turn: Option<Turn>,
@@ -207,6 +209,7 @@ impl Session {
             worker: None,
             worker_gen: 0,
             spawning: false,
+            awaiting_ready: false,
             driver: None,
             observers: Vec::new(),
             turn: None,
@@ -243,6 +246,16 @@ impl Session {
         v.extend(self.driver);
         v.extend(self.observers.iter().copied());
         v
+    }
+
+    /// Whether the session can take an input now: a running worker (or,
+    /// for a per-turn agent, no process between turns), nothing starting.
+    pub fn can_take_input(&self) -> bool {
+        let worker_ok = match self.adapter.process_model() {
+            crate::adapters::ProcessModel::Persistent => self.worker.is_some() && !self.awaiting_ready,
+            crate::adapters::ProcessModel::PerTurn => self.worker.is_none() && self.work_dir.is_some(),
+        };
+        worker_ok && self.state == SessionState::Idle && self.turn.is_none() && self.ending.is_none() && !self.spawning
     }
 
     pub fn has_connections(&self) -> bool {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use mio::unix::SourceFd;
 use serde_json::{Value, json};
 
-use crate::adapters::{ExitInfo, WorkerType};
+use crate::adapters::{ExitInfo, ProcessModel, Started, WorkerType};
 use crate::child::supervisor::{Command, Notice, SpawnPlan};
 use crate::child::{LineItem, LineSplitter, SpawnError, SpawnedWorker, TailBuffer, WorkDirRequest};
 use crate::protocol::{ErrorCode, Event, Mode, SessionState};
@@ -62,25 +62,44 @@ fn code_json(c: Option<i32>) -> Value {
 }
 
 impl Reactor {
-    /// Ask the spawner for a worker for this session (new, resumed or reset).
+    /// Make the session live (new, resumed or reset): spawn its worker, or
+    /// for a per-turn agent only prepare HOME and the work dir.
     pub fn spawn_worker(&mut self, skey: Key) {
+        let per_turn = self.session(skey).is_some_and(|s| s.adapter.process_model() == ProcessModel::PerTurn);
+        self.send_spawn(skey, per_turn);
+    }
+
+    /// Start the process of a per-turn agent's turn.
+    pub fn spawn_turn_process(&mut self, skey: Key) {
+        self.send_spawn(skey, false);
+    }
+
+    fn send_spawn(&mut self, skey: Key, prepare_only: bool) {
         let s_settings = self.s.clone();
         let Some(s) = self.session_mut(skey) else { return };
         let Some(ws) = s_settings.worker(s.worker_type) else { return };
-        let mut launch = s.launch.clone();
-        launch.resume = if s.resume_next { s.agent_session_id.clone() } else { None };
-        if launch.resume.is_none() {
-            s.agent_session_id = None;
-        }
-        launch.work_dir = s.work_dir.clone().unwrap_or_default();
-        launch.mcp_config = ws.mcp_config.clone();
-        let l = s.adapter.launch(&launch);
-        if let Some(id) = &l.agent_session_id {
-            s.agent_session_id = Some(id.clone());
-        }
-        let mut args = l.args;
-        args.extend(ws.args.iter().cloned());
-        let env = worker_env(&s_settings, s.worker_type, &s.owner_hash, &s.id_str, &l.env);
+        let per_turn = s.adapter.process_model() == ProcessModel::PerTurn;
+        let (args, adapter_env) = if prepare_only {
+            (Vec::new(), Vec::new())
+        } else {
+            let mut launch = s.launch.clone();
+            // Per-turn agents continue their conversation on every turn;
+            // persistent ones resume only a terminated session.
+            launch.resume = if per_turn || s.resume_next { s.agent_session_id.clone() } else { None };
+            if launch.resume.is_none() {
+                s.agent_session_id = None;
+            }
+            launch.work_dir = s.work_dir.clone().unwrap_or_default();
+            launch.mcp_config = ws.mcp_config.clone();
+            let l = s.adapter.launch(&launch);
+            if let Some(id) = &l.agent_session_id {
+                s.agent_session_id = Some(id.clone());
+            }
+            let mut args = l.args;
+            args.extend(ws.args.iter().cloned());
+            (args, l.env)
+        };
+        let env = worker_env(&s_settings, s.worker_type, &s.owner_hash, &s.id_str, &adapter_env);
         let sandbox = &s_settings.sandbox;
         let roots: Vec<PathBuf> =
             sandbox.work_dir_roots.iter().map(|r| PathBuf::from(expand(r, &s.owner_hash, &s.id_str))).collect();
@@ -113,13 +132,16 @@ impl Reactor {
             session_id: s.id_str.to_string(),
         };
         s.spawning = true;
-        let tag = tag_of(skey);
-        self.shared.spawner.send(Command::Spawn { reactor: self.id, tag, plan: Box::new(plan) });
+        let (reactor, tag, plan) = (self.id, tag_of(skey), Box::new(plan));
+        let cmd =
+            if prepare_only { Command::Prepare { reactor, tag, plan } } else { Command::Spawn { reactor, tag, plan } };
+        self.shared.spawner.send(cmd);
     }
 
     pub fn on_child_notice(&mut self, n: Notice) {
         match n {
             Notice::Spawned { tag, result } => self.on_spawned(key_of(tag), result),
+            Notice::Prepared { tag, result } => self.on_prepared(key_of(tag), result),
             Notice::Exited { tag, pid, code, signal, gateway_signal } => {
                 self.on_exited(key_of(tag), pid, code, signal, gateway_signal)
             }
@@ -178,15 +200,70 @@ impl Reactor {
         s.worker = Some(worker);
         s.live_since = now;
         log::info!("worker started session_id={} worker_type={} pid={}", s.id_str, s.worker_type.as_str(), w.pid);
-        self.with_adapter(skey, |a, out| a.on_started(out));
+        let per_turn = s.adapter.process_model() == ProcessModel::PerTurn;
+        let needs_ready = !per_turn && s.adapter.needs_ready();
+        // Set before on_started: an adapter may finish its handshake at once.
+        s.awaiting_ready = needs_ready;
+        if let Some(work_dir) = s.work_dir.clone() {
+            let started = Started { work_dir: &work_dir, pid: w.pid };
+            self.with_adapter(skey, |a, out| a.on_started(&started, out));
+        }
+        // Unread output may already be waiting.
+        self.again.push((Kind::Stdout, pk));
+        if per_turn {
+            return; // a turn's process: the turn is already running
+        }
+        let ending = self.session(skey).and_then(|s| s.ending);
+        if let Some(Ending::Terminate(_)) | Some(Ending::Delete) = ending {
+            // terminate/delete arrived while spawning
+            return self.stop_worker(skey, false);
+        }
+        if needs_ready {
+            if self.session(skey).is_some_and(|s| s.awaiting_ready) {
+                let t = self.s.worker.start_timeout;
+                self.timers.after(t, Owner::Session(skey.into()), TimerKind::StartTimeout(wgen));
+            }
+            return; // live once the adapter reports `Ready`
+        }
+        self.session_live(skey);
+    }
 
+    /// A per-turn agent's session was prepared (HOME, work dir): it is live.
+    fn on_prepared(&mut self, skey: Key, result: Result<PathBuf, SpawnError>) {
+        let Some(s) = self.session_mut(skey) else { return };
+        s.spawning = false;
+        match result {
+            Ok(work_dir) => {
+                s.work_dir = Some(work_dir);
+                s.live_since = std::time::Instant::now();
+                self.session_live(skey);
+            }
+            Err(e) => self.spawn_failed(skey, e),
+        }
+    }
+
+    /// The adapter finished its startup handshake.
+    pub fn worker_ready(&mut self, skey: Key) {
+        let Some(s) = self.session_mut(skey) else { return };
+        if !s.awaiting_ready {
+            return;
+        }
+        s.awaiting_ready = false;
+        self.session_live(skey);
+    }
+
+    /// The worker (or, per-turn, the prepared work dir) is ready: `idle`,
+    /// answer waiting inits, announce a resume or reset.
+    fn session_live(&mut self, skey: Key) {
         let Some(s) = self.session_mut(skey) else { return };
         let was = s.state;
         let ending = s.ending;
         if let Some(Ending::Terminate(_)) | Some(Ending::Delete) = ending {
-            // terminate/delete arrived while spawning
-            self.stop_worker(skey, false);
-            return;
+            // terminate/delete arrived while starting
+            if s.worker.is_some() {
+                return self.stop_worker(skey, false);
+            }
+            return self.finish_ending(skey, None);
         }
         let reset = ending == Some(Ending::Reset);
         s.ending = None;
@@ -206,8 +283,16 @@ impl Reactor {
         } else if was == SessionState::Terminated {
             self.emit(skey, Event::state(SessionState::Idle, None));
         }
-        // Unread output may already be waiting.
-        self.again.push((Kind::Stdout, pk));
+    }
+
+    /// The startup handshake did not finish within `worker.start_timeout`.
+    pub fn start_timed_out(&mut self, skey: Key, worker_gen: u32) {
+        let Some(s) = self.session(skey) else { return };
+        if !s.awaiting_ready || s.worker.as_ref().is_none_or(|w| w.generation != worker_gen) {
+            return;
+        }
+        log::warn!("worker start timed out session_id={}", s.id_str);
+        self.stop_worker(skey, true);
     }
 
     fn spawn_failed(&mut self, skey: Key, e: SpawnError) {
@@ -490,40 +575,37 @@ impl Reactor {
             }
         }
         self.with_adapter(skey, |a, out| a.on_exit(&info, out));
-        let Some(s) = self.session(skey) else { return };
-        let crash = if s.ending.is_none() { Some(classify_exit(code, signal, None)) } else { None };
-        if let (Some(super::Ending::Terminate(super::TermReason::Shutdown)), Some(libc::SIGKILL)) = (s.ending, signal) {
-            // the grace ran out during shutdown
+        let Some(s) = self.session_mut(skey) else { return };
+        if std::mem::take(&mut s.awaiting_ready) {
+            return self
+                .spawn_failed(skey, SpawnError::Setup(io::Error::other("the worker exited during its startup")));
+        }
+        if s.adapter.process_model() == ProcessModel::PerTurn && s.ending.is_none() {
+            // A turn's process ended; the session stays live. If the adapter
+            // did not end the turn, the process died under it.
             if s.turn.is_some() {
-                let details = json!({"signal": libc::SIGKILL});
-                self.emit(
-                    skey,
-                    Event::Error {
-                        code: ErrorCode::ProcessSigkill,
-                        message: "worker killed at shutdown".into(),
-                        event_id: None,
-                        details: Some(details),
-                    },
-                );
-                self.end_turn_silently(skey);
+                let error = if signalled {
+                    None
+                } else {
+                    let (code, details) = classify_exit(code, signal, None);
+                    Some((code, "the worker exited unexpectedly", Some(details)))
+                };
+                self.abort_turn(skey, error);
+                self.emit_state(skey, SessionState::Idle, None);
             }
+            return;
+        }
+        let crash = if s.ending.is_none() { Some(classify_exit(code, signal, None)) } else { None };
+        let shutdown_kill = matches!(
+            (s.ending, signal),
+            (Some(super::Ending::Terminate(super::TermReason::Shutdown)), Some(libc::SIGKILL))
+        );
+        if shutdown_kill && s.turn.is_some() {
+            // the grace ran out during shutdown
+            let details = Some(json!({"signal": libc::SIGKILL}));
+            self.abort_turn(skey, Some((ErrorCode::ProcessSigkill, "worker killed at shutdown", details)));
         }
         self.finish_ending(skey, crash);
-        let _ = WorkerType::ClaudeCode;
-    }
-
-    fn end_turn_silently(&mut self, skey: Key) {
-        if let Some(s) = self.session_mut(skey) {
-            if let Some(t) = s.turn.take() {
-                s.completed_turns += 1;
-                let stats = crate::protocol::Stats {
-                    duration_ms: Some(t.started.elapsed().as_millis() as u64),
-                    tool_calls: Some(t.tool_calls),
-                    ..Default::default()
-                };
-                self.emit(skey, Event::Done { success: false, stats: Some(stats) });
-            }
-        }
     }
 }
 
