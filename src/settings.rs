@@ -58,6 +58,8 @@ pub struct WorkerSettings {
     pub model: Option<String>,
     pub permission_mode: Option<String>,
     pub mcp_config: Option<PathBuf>,
+    /// `workers.opencode_cli.agent` / `workers.opencode_server.agent` when set.
+    pub agent: Option<String>,
     /// `CLAUDE_CONFIG_DIR` / `PI_CODING_AGENT_DIR` template (`{owner_hash}` allowed).
     pub state_dir: Option<String>,
 }
@@ -287,6 +289,12 @@ impl Settings {
                     model: model.filter(|m| !m.is_empty()),
                     permission_mode: mode,
                     mcp_config: mcp.filter(|p| !p.as_os_str().is_empty()),
+                    agent: match t {
+                        WorkerType::OpencodeCli => Some(cfg.workers.opencode_cli.agent.clone()),
+                        WorkerType::OpencodeServer => Some(cfg.workers.opencode_server.agent.clone()),
+                        _ => None,
+                    }
+                    .filter(|a| !a.is_empty()),
                     state_dir: state_dir.filter(|d| !d.is_empty()),
                 },
             );

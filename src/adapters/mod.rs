@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::protocol::{Event, Stats};
 
 pub mod claude;
+pub mod opencode_cli;
 
 /// The five worker types (aep-v1.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,6 +108,12 @@ pub struct LaunchSpec {
     pub resume: Option<String>,
     /// `workers.<type>.mcp_config` when set.
     pub mcp_config: Option<PathBuf>,
+    /// `workers.<type>.agent` when set (opencode's `--agent`).
+    pub agent: Option<String>,
+    /// The configured values (security.md §5.1 rows 3–4) of the variables
+    /// named by [`Adapter::merged_env`], for the adapter to merge into its
+    /// own value of them. May hold secrets: never log a `LaunchSpec`.
+    pub merge_env: Vec<(String, String)>,
 }
 
 /// The adapter's part of a spawn: arguments after the program name and the
@@ -216,6 +223,13 @@ pub trait Adapter: Send {
     fn needs_ready(&self) -> bool {
         false
     }
+    /// Environment variables the adapter computes FROM their configured
+    /// value (given in [`LaunchSpec::merge_env`]): its own value replaces the
+    /// configured one instead of being overridden by it (opencode's
+    /// `OPENCODE_CONFIG_CONTENT`, merged with the tool policy).
+    fn merged_env(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Command-line arguments and env for a new worker process (for
     /// `PerTurn` adapters: the process of the turn being started).
     fn launch(&mut self, spec: &LaunchSpec) -> Launch;
@@ -229,6 +243,9 @@ pub trait Adapter: Send {
     fn on_interrupt(&mut self, out: &mut Out);
     /// One stdout line without its `\n` (and without a trailing `\r`).
     fn on_line(&mut self, line: &[u8], out: &mut Out);
+    /// Bytes the worker wrote to stderr, as read (any chunking). Some CLIs
+    /// report a refused resume only there (opencode "Session not found").
+    fn on_stderr(&mut self, _bytes: &[u8], _out: &mut Out) {}
     fn on_timer(&mut self, _id: u32, _out: &mut Out) {}
     /// The worker exited; stdout has been fully drained before this call.
     fn on_exit(&mut self, _exit: &ExitInfo, _out: &mut Out) {}
@@ -245,6 +262,7 @@ pub trait Adapter: Send {
 pub fn create(worker_type: WorkerType) -> Option<Box<dyn Adapter>> {
     match worker_type {
         WorkerType::ClaudeCode => Some(Box::new(claude::ClaudeAdapter::new())),
+        WorkerType::OpencodeCli => Some(Box::new(opencode_cli::OpencodeCliAdapter::new())),
         _ => None,
     }
 }

@@ -68,19 +68,39 @@ fn refused(key: &str) -> Refused {
 #[derive(Clone, Copy, Debug)]
 struct Support {
     tools: bool,
-    modes: bool,
+    /// The permission modes a client may name (empty = the key is refused).
+    modes: &'static [&'static str],
     system_prompt: bool,
     max_turns: bool,
 }
 
+/// opencode enforces tools through its permission config only: mode `default`.
+const DEFAULT_MODE_ONLY: &[&str] = &["default"];
+
 fn support(t: WorkerType) -> Support {
     match t {
-        WorkerType::ClaudeCode => Support { tools: true, modes: true, system_prompt: true, max_turns: true },
-        WorkerType::OpencodeCli | WorkerType::OpencodeServer => {
-            Support { tools: true, modes: false, system_prompt: true, max_turns: false }
+        WorkerType::ClaudeCode => {
+            Support { tools: true, modes: &PERMISSION_MODES, system_prompt: true, max_turns: true }
         }
-        WorkerType::Acpx => Support { tools: false, modes: false, system_prompt: false, max_turns: false },
-        WorkerType::Pi => Support { tools: false, modes: false, system_prompt: true, max_turns: false },
+        // `opencode run` has no system-prompt flag; its config `instructions`
+        // takes file paths, not text (workers.md §7.1 marks it UNVERIFIED).
+        WorkerType::OpencodeCli => {
+            Support { tools: true, modes: DEFAULT_MODE_ONLY, system_prompt: false, max_turns: false }
+        }
+        WorkerType::OpencodeServer => {
+            Support { tools: true, modes: DEFAULT_MODE_ONLY, system_prompt: true, max_turns: false }
+        }
+        WorkerType::Acpx => Support { tools: false, modes: &[], system_prompt: false, max_turns: false },
+        WorkerType::Pi => Support { tools: false, modes: &[], system_prompt: true, max_turns: false },
+    }
+}
+
+/// Whether every entry of a client tool list can be expressed by the
+/// worker type's own permission scheme (opencode: workers.md §3.5 table).
+fn tools_expressible(t: WorkerType, list: &[String]) -> bool {
+    match t {
+        WorkerType::OpencodeCli => crate::adapters::opencode_cli::permission::first_unsupported(list).is_none(),
+        _ => true,
     }
 }
 
@@ -175,7 +195,11 @@ impl Policy {
 
         for (key, list) in [("allowed_tools", &c.allowed_tools), ("disallowed_tools", &c.disallowed_tools)] {
             if let Some(l) = list {
-                if !sup.tools || l.len() > self.max_tools || !l.iter().all(|t| valid_tool(t)) {
+                if !sup.tools
+                    || l.len() > self.max_tools
+                    || !l.iter().all(|t| valid_tool(t))
+                    || !tools_expressible(worker_type, l)
+                {
                     return Err(refused(key));
                 }
             }
@@ -200,7 +224,7 @@ impl Policy {
 
         let mode = match &c.permission_mode {
             Some(m) => {
-                if !sup.modes
+                if !sup.modes.contains(&m.as_str())
                     || !PERMISSION_MODES.contains(&m.as_str())
                     || !self.permission_modes.iter().any(|a| a == m)
                 {
@@ -208,7 +232,7 @@ impl Policy {
                 }
                 Some(m.clone())
             }
-            None => default_mode.filter(|m| !m.is_empty() && sup.modes).map(str::to_owned),
+            None => default_mode.filter(|m| !m.is_empty() && sup.modes.contains(m)).map(str::to_owned),
         };
         spec.permission_mode = mode;
 

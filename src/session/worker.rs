@@ -91,6 +91,9 @@ impl Reactor {
             }
             launch.work_dir = s.work_dir.clone().unwrap_or_default();
             launch.mcp_config = ws.mcp_config.clone();
+            launch.agent = ws.agent.clone();
+            let merged = s.adapter.merged_env();
+            launch.merge_env = ws.env.iter().filter(|(k, _)| merged.contains(&k.as_str())).cloned().collect();
             let l = s.adapter.launch(&launch);
             if let Some(id) = &l.agent_session_id {
                 s.agent_session_id = Some(id.clone());
@@ -99,7 +102,8 @@ impl Reactor {
             args.extend(ws.args.iter().cloned());
             (args, l.env)
         };
-        let env = worker_env(&s_settings, s.worker_type, &s.owner_hash, &s.id_str, &adapter_env);
+        let merged = s.adapter.merged_env();
+        let env = worker_env(&s_settings, s.worker_type, &s.owner_hash, &s.id_str, &adapter_env, merged);
         let sandbox = &s_settings.sandbox;
         let roots: Vec<PathBuf> =
             sandbox.work_dir_roots.iter().map(|r| PathBuf::from(expand(r, &s.owner_hash, &s.id_str))).collect();
@@ -173,6 +177,7 @@ impl Reactor {
             stdin: Some(w.stdin),
             stdin_buf: Vec::new(),
             stdin_armed: false,
+            stdin_close: false,
             stdout: Some(w.stdout),
             stderr: Some(w.stderr),
             lines: LineSplitter::new(max_line),
@@ -198,9 +203,17 @@ impl Reactor {
         let now = std::time::Instant::now();
         let Some(s) = self.session_mut(skey) else { return };
         s.worker = Some(worker);
-        s.live_since = now;
-        log::info!("worker started session_id={} worker_type={} pid={}", s.id_str, s.worker_type.as_str(), w.pid);
         let per_turn = s.adapter.process_model() == ProcessModel::PerTurn;
+        if !per_turn {
+            // A per-turn session's live period began when it was prepared.
+            s.live_since = now;
+        }
+        log::info!("worker started session_id={} worker_type={} pid={}", s.id_str, s.worker_type.as_str(), w.pid);
+        if per_turn && s.ending.is_some() {
+            // terminate/reset/delete arrived while the turn's process was
+            // spawning (its turn is already closed): do not give it the prompt.
+            return self.stop_worker(skey, false);
+        }
         let needs_ready = !per_turn && s.adapter.needs_ready();
         // Set before on_started: an adapter may finish its handshake at once.
         s.awaiting_ready = needs_ready;
@@ -308,6 +321,18 @@ impl Reactor {
             s.worker_type.as_str(),
             e.reason()
         );
+        if s.adapter.process_model() == ProcessModel::PerTurn && s.state != SessionState::Created {
+            // A turn's process (the session itself was prepared): the turn
+            // fails, the session stays as it was (or completes its ending).
+            let (ending, running) = (s.ending, s.turn.is_some());
+            if running {
+                self.abort_turn(skey, Some((code, msg, None)));
+            }
+            return match ending {
+                Some(_) => self.finish_ending(skey, None),
+                None => self.emit_state(skey, SessionState::Idle, None),
+            };
+        }
         let created = s.state == SessionState::Created;
         let reset = s.ending == Some(Ending::Reset);
         s.ending = None;
@@ -473,6 +498,7 @@ impl Reactor {
                 Ok(n) => {
                     w.stderr_tail.push(&buf[..n]);
                     log::debug!("worker stderr: {}", String::from_utf8_lossy(&buf[..n]).trim_end());
+                    self.with_adapter(skey, |a, out| a.on_stderr(&buf[..n], out));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -531,6 +557,15 @@ impl Reactor {
         let tok = token::make(Kind::Stdin, Key { idx: skey.idx, generation: w.generation });
         let raw = fd.as_raw_fd();
         let reg = self.poll.registry();
+        if !want && w.stdin_close {
+            // everything queued is written: the deferred close (close_stdin)
+            if w.stdin_armed {
+                let _ = reg.deregister(&mut SourceFd(&raw));
+                w.stdin_armed = false;
+            }
+            w.stdin = None;
+            return;
+        }
         if want && !w.stdin_armed {
             w.stdin_armed = reg.register(&mut SourceFd(&raw), tok, mio::Interest::WRITABLE).is_ok();
         } else if !want && w.stdin_armed {
@@ -539,8 +574,12 @@ impl Reactor {
         }
     }
 
+    /// Close the worker's stdin once everything queued for it is written
+    /// (a prompt larger than the pipe buffer is still being flushed).
     pub fn close_stdin(&mut self, skey: Key) {
-        self.close_pipe(skey, Kind::Stdin);
+        let Some(w) = self.session_mut(skey).and_then(|s| s.worker.as_mut()) else { return };
+        w.stdin_close = true;
+        self.flush_stdin(skey);
     }
 
     fn on_exited(&mut self, skey: Key, pid: i32, code: Option<i32>, signal: Option<i32>, gateway_signal: Option<i32>) {
@@ -610,12 +649,16 @@ impl Reactor {
 }
 
 /// The worker environment (security.md §5.1), later rows overriding earlier.
+/// `merged` names variables the adapter computed from their configured
+/// value ([`crate::adapters::Adapter::merged_env`]): the configured value
+/// does not override the adapter's.
 pub fn worker_env(
     s: &crate::settings::Settings,
     wt: WorkerType,
     owner_hash: &str,
     session_id: &str,
     adapter_env: &[(String, String)],
+    merged: &[&str],
 ) -> Vec<(String, String)> {
     let sb = &s.sandbox;
     let mut env: Vec<(String, String)> = sb.base_env.clone();
@@ -629,7 +672,7 @@ pub fn worker_env(
     env.push(("TERM".into(), "dumb".into()));
     env.extend(adapter_env.iter().cloned());
     if let Some(ws) = s.worker(wt) {
-        env.extend(ws.env.iter().cloned());
+        env.extend(ws.env.iter().filter(|(k, _)| !merged.contains(&k.as_str())).cloned());
     }
     env.retain(|(k, _)| !sb.denied_env.iter().any(|d| d == k) && !k.starts_with("HOTPLEX_"));
     env.push(("HOTPLEX_SESSION_ID".into(), session_id.into()));
