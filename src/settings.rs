@@ -249,7 +249,8 @@ impl Settings {
             }
         }
 
-        let data_dir = if cfg.store.path.as_os_str() == ":memory:" {
+        let memory = cfg.store.path.as_os_str() == crate::store::MEMORY;
+        let data_dir = if memory {
             std::env::temp_dir().join(format!("hotplex-{}", std::process::id()))
         } else {
             cfg.store.path.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from("."))
@@ -270,7 +271,7 @@ impl Settings {
             core_bytes: nz(rl.rlimit_core_bytes),
         };
         let mut denied_paths = vec![data_dir.clone()];
-        if let Some(p) = cfg.store.path.parent() {
+        if let Some(p) = cfg.store.path.parent().filter(|_| !memory) {
             denied_paths.push(p.to_path_buf());
         }
 
