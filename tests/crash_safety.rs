@@ -20,6 +20,8 @@ use support::store::{self, Stored};
 use support::*;
 
 const SESSIONS: usize = 20;
+/// Kill/restart cycles (`HOTPLEX_CRASH_ITERATIONS` overrides; operations.md
+/// §3.7 asks for 20 in a long run, three keep the default run short).
 const ITERATIONS: usize = 3;
 const WARM_UP: &str = "say warm-up before the flood";
 
@@ -268,7 +270,8 @@ fn sigkill_under_load_loses_nothing_any_client_saw() {
         conns.push(Conn { client: c, from: 0 });
     }
 
-    for iteration in 0..ITERATIONS {
+    let iterations = std::env::var("HOTPLEX_CRASH_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(ITERATIONS);
+    for iteration in 0..iterations {
         let threads: Vec<_> =
             conns.into_iter().enumerate().map(|(i, c)| std::thread::spawn(move || flood(c, script(i)))).collect();
         let delay = Duration::from_millis(300 + rng.next() % 2700);
@@ -282,6 +285,8 @@ fn sigkill_under_load_loses_nothing_any_client_saw() {
         println!("iteration {iteration}: killed after {delay:?}, {frames} frames received");
 
         let before = check_after_kill(dir.path(), &sids, &done);
+        let open = before.iter().filter(|b| b.2).count();
+        println!("iteration {iteration}: {open} of {SESSIONS} sessions had a turn open in the log");
         drop(done);
 
         gw = Gateway::start_in(dir, opts());
@@ -295,5 +300,5 @@ fn sigkill_under_load_loses_nothing_any_client_saw() {
         check_recovered(gw.dir.path(), &sids, &before);
         conns = resume_all(&gw, &sids, &before);
     }
-    println!("crash_safety: {ITERATIONS} iterations in {:?}", t_start.elapsed());
+    println!("crash_safety: {iterations} iterations in {:?}", t_start.elapsed());
 }

@@ -143,6 +143,20 @@ fn reconnect_after_the_turn_finished_while_away() {
     // the session goes on: the next turn continues the seq
     let next = b.turn("say more");
     assert_eq!(seq(&next[0]), top + 1, "{next:#?}");
+    let now_top = seq(next.last().unwrap());
+    drop(b);
+
+    // A resume point above the log position (a client of an earlier
+    // incarnation) replays the whole log from seq 1 (aep-v1.md §5.3).
+    let mut c = gw.connect();
+    let ack = c.init(json!({"worker_type": "claude_code", "session_id": id, "last_seq": now_top + 1000}));
+    assert_eq!(data(&ack)["last_seq"], now_top);
+    let all = c.until(WAIT, |v| seq(v) == now_top);
+    let events = session_events(&all);
+    assert_eq!(events.len(), all.len());
+    assert_seq_order(0, &events);
+    assert_matches_log(gw.dir.path(), &id, 0, &events);
+    assert_eq!(delta_text(&all), format!("{SLOW_TEXT}more"));
 }
 
 /// The same after the session left memory: terminated without connections,
