@@ -94,6 +94,9 @@ pub struct StoreSettings {
     pub writer: crate::store::WriterConfig,
     pub replay_retention: Duration,
     pub replay_retention_events: u64,
+    /// `:memory:` only: the private data directory made for this process
+    /// (homes, per-session tmp), removed at exit like the database.
+    pub temp_data_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -403,6 +406,7 @@ impl Settings {
             },
             workers,
             store: StoreSettings {
+                temp_data_dir: memory.then(|| data_dir.clone()),
                 path: cfg.store.path.clone(),
                 options: crate::store::StoreOptions {
                     synchronous_full: cfg.store.synchronous == c::Synchronous::Full,

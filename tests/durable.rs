@@ -10,7 +10,7 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::faults::{shape, sid};
@@ -420,9 +420,13 @@ fn memory_store_is_a_temp_file_removed_at_exit() {
     assert_eq!(delta_text(&replay), "one two three");
     drop(b);
 
+    // The process's private data directory (homes, session tmp) is temporary too.
+    let data_dir = temp.join(format!("hotplex-{}", gw.pid()));
+    assert!(data_dir.join("homes").is_dir(), "worker homes under {}", data_dir.display());
+
     let (status, _dir) = gw.stop(Duration::from_secs(30));
     assert_eq!(status.and_then(|s| s.code()), Some(0));
-    let t0 = Instant::now();
     let left = db_files();
-    assert!(left.is_empty(), "temp database files left after exit ({:?}): {left:?}", t0.elapsed());
+    assert!(left.is_empty(), "temp database files left after exit: {left:?}");
+    assert!(!data_dir.exists(), "temp data directory left after exit: {}", data_dir.display());
 }
