@@ -113,6 +113,7 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
     }
     // The store first: recovery runs before anything accepts (operations.md §2.5).
     let st = &settings.store;
+    let temp_data_dir = st.temp_data_dir.clone();
     let router = Box::new(CommitRouter(handles.clone()));
     let (store, recovered) = match Store::open(&st.path, &st.options, st.read_connections, st.writer.clone(), router) {
         Ok(v) => v,
@@ -210,6 +211,9 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
     }
     drop(shared);
     store.close(Duration::from_secs(10));
+    if let Some(d) = temp_data_dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
     log::info!("stopped");
     crate::logging::flush();
     EXIT_OK

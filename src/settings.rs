@@ -96,6 +96,9 @@ pub struct StoreSettings {
     pub writer: crate::store::WriterConfig,
     pub replay_retention: Duration,
     pub replay_retention_events: u64,
+    /// `:memory:` only: the private data directory made for this process
+    /// (homes, per-session tmp), removed at exit like the database.
+    pub temp_data_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -206,7 +209,8 @@ impl Settings {
             }
         }
 
-        let data_dir = if cfg.store.path.as_os_str() == ":memory:" {
+        let memory = cfg.store.path.as_os_str() == crate::store::MEMORY;
+        let data_dir = if memory {
             std::env::temp_dir().join(format!("hotplex-{}", std::process::id()))
         } else {
             cfg.store.path.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from("."))
@@ -227,7 +231,7 @@ impl Settings {
             core_bytes: nz(rl.rlimit_core_bytes),
         };
         let mut denied_paths = vec![data_dir.clone()];
-        if let Some(p) = cfg.store.path.parent() {
+        if let Some(p) = cfg.store.path.parent().filter(|_| !memory) {
             denied_paths.push(p.to_path_buf());
         }
 
@@ -360,6 +364,7 @@ impl Settings {
             },
             workers,
             store: StoreSettings {
+                temp_data_dir: memory.then(|| data_dir.clone()),
                 path: cfg.store.path.clone(),
                 options: crate::store::StoreOptions {
                     synchronous_full: cfg.store.synchronous == c::Synchronous::Full,

@@ -569,3 +569,16 @@ fn load_options_debug_hides_values() {
     let text = format!("{opts:?}");
     assert!(text.contains("HOTPLEX_ADMIN_TOKEN") && !text.contains("very-secret"));
 }
+
+/// `store.path: ":memory:"` names a temp database (operations.md §3.1): it is
+/// neither made absolute against the config's directory nor taken as the
+/// data directory that work dirs must stay out of.
+#[test]
+fn memory_store_path_is_kept_as_is() {
+    let (r, _cwd) = load_yaml(&format!("{NONE_MODE}store: {{path: ':memory:'}}\n"), &[]);
+    let loaded = r.unwrap_or_else(|e| panic!("{:?}", lines(&e)));
+    assert_eq!(loaded.config.store.path, PathBuf::from(":memory:"));
+    let s = crate::settings::Settings::from_config(&loaded.config, &[]);
+    assert!(s.store.temp_data_dir.as_ref().is_some_and(|d| d.starts_with(std::env::temp_dir())), "{:?}", s.store);
+    assert!(s.sandbox.denied_paths.iter().all(|p| !p.as_os_str().is_empty()), "{:?}", s.sandbox.denied_paths);
+}

@@ -196,6 +196,8 @@ fn store(cfg: &Config, ctx: &mut Ctx) {
     let s = &cfg.store;
     if s.path.as_os_str().is_empty() {
         ctx.err("store.path", "must not be empty");
+    } else if s.path.as_os_str() == crate::store::MEMORY {
+        // a temp file in the system temp directory (operations.md §3.1)
     } else if s.path.is_dir() {
         ctx.err("store.path", format!("{} is a directory; name the database file", s.path.display()));
     } else if let Some(parent) = s.path.parent() {
@@ -298,7 +300,9 @@ fn work_dir_roots(cfg: &Config, ctx: &mut Ctx) {
     if w.work_dir_roots.is_empty() {
         ctx.err("worker.work_dir_roots", "must list at least one directory (S11)");
     }
-    let data_dir = cfg.store.path.parent().map(canonical_lenient);
+    let data_dir = (cfg.store.path.as_os_str() != crate::store::MEMORY)
+        .then(|| cfg.store.path.parent().map(canonical_lenient))
+        .flatten();
     let mut protected: Vec<(String, PathBuf)> = Vec::new();
     if let Some(d) = &data_dir {
         protected.push(("the gateway's data directory".to_string(), d.clone()));

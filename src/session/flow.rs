@@ -18,9 +18,6 @@ use crate::ws::outq::SessionFrame;
 use super::{Ending, PendingPermission, Session, TermReason, Turn};
 use crate::store::WriteOp;
 
-/// A terminated session without connections stays in memory this long.
-const EVICT_AFTER: Duration = Duration::from_secs(60);
-
 impl Reactor {
     pub fn session(&self, key: Key) -> Option<&Session> {
         self.sessions.get(key.idx).filter(|s| s.generation == key.generation)
@@ -750,7 +747,8 @@ impl Reactor {
         for k in idle {
             self.begin_termination(k, TermReason::IdleTimeout);
         }
-        // Terminated sessions without connections leave memory (the store has
+        // Terminated sessions without connections leave memory at the first
+        // sweep at least one `gc_interval` after termination (the store has
         // them; a later init loads them back); old tombstones are forgotten.
         let purge: Vec<Key> = self
             .sessions
@@ -763,11 +761,14 @@ impl Reactor {
                     && s.waiters.is_empty()
                     && s.persist.pending.is_empty()
                     && !s.persist.blocked()
-                    && s.terminated_at.is_some_and(|t| now.duration_since(t) >= EVICT_AFTER)
+                    && s.terminated_at.is_some_and(|t| now.duration_since(t) >= limits.gc_interval)
             })
             .map(|(i, s)| s.key(i))
             .collect();
         for k in purge {
+            if let Some(s) = self.session(k) {
+                log::debug!("session evicted from memory session_id={}", s.id_str);
+            }
             self.forget_session(k);
         }
         self.tombstones.retain(|_, at| now.duration_since(*at) < limits.tombstone_retention);

@@ -20,6 +20,7 @@ use tungstenite::{Message, WebSocket};
 pub mod faults;
 pub mod mock_model;
 pub mod raw;
+pub mod store;
 
 /// Default deadline for one expected frame.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -269,6 +270,15 @@ impl Gateway {
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
         wait_child(&mut self.child, timeout)
+    }
+
+    /// SIGTERM the gateway, wait for its exit (deadline `timeout`) and return
+    /// the exit status (`None`: it did not exit in time and was SIGKILLed)
+    /// and its directory for a restart.
+    pub fn stop(mut self, timeout: Duration) -> (Option<ExitStatus>, TempDir) {
+        let status = self.signal_and_wait(libc::SIGTERM, timeout);
+        let dir = self.kill9();
+        (status, dir)
     }
 
     /// SIGKILL the gateway and return its directory for a restart.
