@@ -154,6 +154,7 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
         store: store.writer.clone(),
         readers: store.readers.clone(),
         counters: Counters::default(),
+        limiter: Default::default(),
         shutting_down: AtomicBool::new(false),
     });
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);

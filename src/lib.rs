@@ -11,6 +11,7 @@ pub mod logging;
 pub mod net;
 pub mod policy;
 pub mod protocol;
+pub mod rate;
 pub mod reactor;
 pub mod session;
 pub mod settings;

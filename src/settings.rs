@@ -86,6 +86,29 @@ pub struct Sandbox {
     pub denied_env: Vec<String>,
 }
 
+/// Connection and rate limits (security.md §9.3; `limits.*`, `limits.rate.*`).
+#[derive(Clone, Debug)]
+pub struct RateSettings {
+    pub conn_per_sec: f64,
+    pub conn_burst: f64,
+    pub owner_per_sec: f64,
+    pub owner_burst: f64,
+    pub control_per_sec: f64,
+    pub control_burst: f64,
+    pub handshakes_per_sec: f64,
+    pub handshakes_burst: f64,
+    pub inputs_per_min: f64,
+    pub creates_per_min: f64,
+    pub throttle_threshold: f64,
+    pub max_violations_per_min: usize,
+    pub max_connections_per_ip: usize,
+    pub max_preinit: usize,
+    pub max_preinit_per_ip: usize,
+    pub max_connections_per_owner: usize,
+    pub trusted_proxies: Vec<crate::config::Cidr>,
+    pub client_ip_header: String,
+}
+
 /// Storage (`store.*`).
 #[derive(Clone, Debug)]
 pub struct StoreSettings {
@@ -123,6 +146,7 @@ pub struct Settings {
     pub workers: HashMap<WorkerType, WorkerSettings>,
     pub sandbox: Sandbox,
     pub store: StoreSettings,
+    pub rate: RateSettings,
 }
 
 impl Settings {
@@ -363,6 +387,26 @@ impl Settings {
                 max_turns_ceiling: l.max_turns_ceiling as u64,
             },
             workers,
+            rate: RateSettings {
+                conn_per_sec: l.rate.conn_frames_per_sec as f64,
+                conn_burst: l.rate.conn_burst as f64,
+                owner_per_sec: l.rate.owner_frames_per_sec as f64,
+                owner_burst: l.rate.owner_burst as f64,
+                control_per_sec: l.rate.control_per_sec as f64,
+                control_burst: l.rate.control_burst as f64,
+                handshakes_per_sec: l.rate.handshakes_per_ip_per_sec as f64,
+                handshakes_burst: l.rate.handshakes_burst as f64,
+                inputs_per_min: l.rate.inputs_per_min_per_owner as f64,
+                creates_per_min: l.rate.session_creates_per_min_per_owner as f64,
+                throttle_threshold: l.rate.throttle_threshold,
+                max_violations_per_min: l.rate.max_violations_per_min as usize,
+                max_connections_per_ip: l.max_connections_per_ip as usize,
+                max_preinit: l.max_preinit_connections as usize,
+                max_preinit_per_ip: l.max_preinit_per_ip as usize,
+                max_connections_per_owner: l.max_connections_per_owner as usize,
+                trusted_proxies: g.trusted_proxies.clone(),
+                client_ip_header: g.client_ip_header.clone(),
+            },
             store: StoreSettings {
                 temp_data_dir: memory.then(|| data_dir.clone()),
                 path: cfg.store.path.clone(),

@@ -2,4 +2,5 @@
 //! request-head parsing. No protocol decisions beyond HTTP itself.
 
 pub mod acceptor;
+pub mod client_ip;
 pub mod http;

@@ -17,6 +17,7 @@ use crate::ws::conn::{Conn, HttpRead, Phase, ReadEnd};
 use crate::ws::{frame, handshake};
 
 use super::Reactor;
+use super::limits::FrameClass;
 use super::shared::{Adoption, Candidate};
 use super::timer::{Owner, TimerKind};
 use super::token::{self, Key, Kind};
@@ -54,6 +55,8 @@ pub struct Client {
     pub replay_hold: Option<Vec<crate::ws::outq::SharedFrame>>,
     /// The next replay page to read once the queue has drained: (session, top, after).
     pub replay_next: Option<(Key, u64, u64)>,
+    /// Rate buckets and the limiter slots this connection holds.
+    pub rate: super::limits::ClientRate,
 }
 
 impl Reactor {
@@ -66,6 +69,15 @@ impl Reactor {
     }
 
     pub(super) fn accept(&mut self, sock: TcpStream, peer: SocketAddr) {
+        let r = &self.shared.settings.rate;
+        let peer_ip = crate::net::client_ip::normalize(peer.ip());
+        let per_ip = (!crate::net::client_ip::is_trusted(peer_ip, &r.trusted_proxies)).then_some(peer_ip);
+        if self.shared.limiter.accept(per_ip, r).is_err() {
+            log::debug!("pre-init connection limit reached: closing at once");
+            return; // dropping the socket closes it
+        }
+        let mut rate = super::limits::ClientRate::new(r, Instant::now());
+        rate.preinit = Some(per_ip);
         let generation = self.next_gen();
         let client = Client {
             generation,
@@ -77,6 +89,7 @@ impl Reactor {
             upgraded_at: None,
             replay_hold: None,
             replay_next: None,
+            rate,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -98,7 +111,7 @@ impl Reactor {
     /// A connection handed over by another reactor after its `init`.
     pub(super) fn adopt(&mut self, a: Adoption) {
         let generation = self.next_gen();
-        let Adoption { conn, owner, frame_id, init, candidate, deferred } = a;
+        let Adoption { conn, owner, frame_id, init, candidate, deferred, rate } = a;
         let client = Client {
             generation,
             conn,
@@ -109,6 +122,7 @@ impl Reactor {
             upgraded_at: Some(Instant::now()),
             replay_hold: None,
             replay_next: None,
+            rate,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -182,6 +196,18 @@ impl Reactor {
             let resp = http::error_response(503, "draining", "server shutting down", &[("Retry-After", "2")]);
             return self.respond(key, resp);
         }
+        let r = &self.shared.settings.rate;
+        let peer = match self.client(key) {
+            Some(c) => c.conn.peer.ip(),
+            None => return,
+        };
+        let ip = match crate::net::client_ip::client_ip(peer, &r.trusted_proxies, req.header_all(&r.client_ip_header)) {
+            Ok(ip) => ip,
+            Err(()) => {
+                let resp = http::error_response(400, "bad_request", "malformed client IP header", &[]);
+                return self.respond(key, resp);
+            }
+        };
         match handshake::check_upgrade(&req, &self.s.upgrade) {
             Err(refusal) => {
                 log::debug!("upgrade refused: {} {}", refusal.status, refusal.message);
@@ -193,7 +219,15 @@ impl Reactor {
                 );
                 self.respond(key, resp);
             }
+            Ok(_) if self.shared.limiter.upgrade(ip, r).is_err() => {
+                let resp =
+                    http::error_response(429, "rate_limit_exceeded", "too many connections", &[("Retry-After", "1")]);
+                self.respond(key, resp);
+            }
             Ok(accept) => {
+                if let Some(c) = self.client_mut(key) {
+                    c.rate.open_ip = Some(ip);
+                }
                 let max = self.s.max_message_bytes;
                 let Some(c) = self.client_mut(key) else { return };
                 c.conn.out.push_raw(handshake::accept_response(&accept));
@@ -284,6 +318,21 @@ impl Reactor {
 
     fn on_frame(&mut self, key: Key, bytes: &[u8]) {
         let decoded = protocol::decode(bytes, &self.s.decode);
+        // Rate limits run before anything else (security.md §9.3).
+        let (class, event_id) = match &decoded {
+            Ok(f) => (
+                match f.event {
+                    ClientEvent::Control { .. } | ClientEvent::PermissionResponse { .. } => FrameClass::Control,
+                    ClientEvent::Input { .. } => FrameClass::Input,
+                    _ => FrameClass::Data,
+                },
+                f.id.clone(),
+            ),
+            Err(e) => (FrameClass::Data, e.event_id.clone()),
+        };
+        if !self.admit_frame(key, class, event_id) {
+            return;
+        }
         let Some(c) = self.client(key) else { return };
         match c.stage.clone() {
             Stage::AwaitInit => match decoded {
@@ -442,6 +491,7 @@ impl Reactor {
         }
         let mut c = self.clients.remove(key.idx);
         let _ = self.poll.registry().deregister(&mut c.conn.sock);
+        c.rate.release(&self.shared.limiter);
         if c.upgraded_at.is_some() {
             self.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
         }
@@ -535,7 +585,7 @@ impl Reactor {
         let _ = self.poll.registry().deregister(&mut c.conn.sock);
         c.conn.write_armed = false;
         let owner = c.owner.clone().unwrap_or_else(|| Arc::from(identity::ANONYMOUS));
-        let adoption = Adoption { conn: c.conn, owner, frame_id, init, candidate, deferred: c.deferred };
+        let adoption = Adoption { conn: c.conn, owner, frame_id, init, candidate, deferred: c.deferred, rate: c.rate };
         self.shared.reactors[home].send(super::shared::Msg::Adopt(Box::new(adoption)));
     }
 }

@@ -4,6 +4,7 @@
 //! channels. Nothing here blocks: no disk, no DNS, no `wait()`.
 
 pub mod client;
+pub mod limits;
 pub mod shared;
 pub mod timer;
 pub mod token;

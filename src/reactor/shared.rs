@@ -88,6 +88,7 @@ pub struct Adoption {
     pub candidate: Candidate,
     /// Frames that arrived after `init`, to run once it completes.
     pub deferred: Vec<tungstenite::Bytes>,
+    pub rate: super::limits::ClientRate,
 }
 
 /// A reactor's inbox.
@@ -159,5 +160,6 @@ pub struct Shared {
     pub store: crate::store::WriterHandle,
     pub readers: crate::store::Readers,
     pub counters: Counters,
+    pub limiter: super::limits::Limiter,
     pub shutting_down: AtomicBool,
 }

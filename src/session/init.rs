@@ -58,6 +58,16 @@ impl Reactor {
         };
         c.stage = Stage::InitPending;
         c.conn.read_paused = true;
+        // Init received: the pre-init phase is over; the owner's connection cap applies.
+        if let Some(p) = c.rate.preinit.take() {
+            self.shared.limiter.end_preinit(p);
+        }
+        if !self.shared.limiter.owner_attach(&owner, &self.shared.settings.rate) {
+            return self.fail_init(key, ErrorCode::GatewayOverload, "too many connections for this owner", frame_id);
+        }
+        if let Some(c) = self.client_mut(key) {
+            c.rate.owner = Some(owner.clone());
+        }
         if identity::home(&candidate.id(), self.shared.reactors.len()) == self.id {
             self.init_on_home(key, frame_id, req, candidate);
         } else {
@@ -200,6 +210,9 @@ impl Reactor {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "worker_type not supported", frame_id);
         };
         let limits = self.s.sessions.clone();
+        if !self.shared.limiter.owner_create(&owner, &self.shared.settings.rate) {
+            return self.fail_init(key, ErrorCode::GatewayOverload, "session creation rate exceeded", frame_id);
+        }
         if !self.shared.counters.try_add_session(&owner, limits.max_total, limits.max_per_owner) {
             return self.fail_init(key, ErrorCode::GatewayOverload, "session limit reached", frame_id);
         }

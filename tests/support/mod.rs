@@ -85,7 +85,9 @@ pub struct Gateway {
     log: Arc<Mutex<String>>,
 }
 
-/// The base config every test starts from; `sections` maps a top-level key
+/// The base config every test starts from (every test client connects from
+/// 127.0.0.1, so per-IP and per-owner limits are lifted here; tests of those
+/// limits pin their own values); `sections` maps a top-level key
 /// to extra YAML lines (indented by the caller with two spaces).
 pub fn base_config(dir: &Path, opts: &Options) -> String {
     format!(
@@ -102,6 +104,20 @@ security:
     modes: [none]
 log:
   level: debug
+limits:
+  max_connections_per_ip: 100000
+  max_preinit_connections: 100000
+  max_preinit_per_ip: 100000
+  max_connections_per_owner: 100000
+  rate:
+    handshakes_per_ip_per_sec: 100000
+    handshakes_burst: 100000
+    session_creates_per_min_per_owner: 100000
+    inputs_per_min_per_owner: 100000
+    owner_frames_per_sec: 100000
+    owner_burst: 100000
+    conn_frames_per_sec: 100000
+    conn_burst: 100000
 workers:
   claude_code:
     enabled: true
@@ -119,6 +135,7 @@ fn merge_yaml(base: &str, extra: &str) -> String {
     let mut sections: Vec<(String, Vec<String>)> = Vec::new();
     for doc in [base, extra] {
         let mut current: Option<usize> = None;
+        let mut insert_at: Option<usize> = None;
         for line in doc.lines() {
             if line.trim().is_empty() {
                 continue;
@@ -133,12 +150,13 @@ fn merge_yaml(base: &str, extra: &str) -> String {
                     }
                 };
                 current = Some(idx);
+                insert_at = None;
             } else if let Some(i) = current {
                 let key = line.trim_start().split(':').next().unwrap_or("").to_string();
                 let indent = line.len() - line.trim_start().len();
                 let body = &mut sections[i].1;
-                // replace a two-space key (and its nested lines) if it already exists
                 if indent == 2 {
+                    // replace a two-space key (and its nested lines) if it already exists
                     if let Some(pos) = body.iter().position(|l| {
                         l.len() - l.trim_start().len() == 2 && l.trim_start().split(':').next() == Some(key.as_str())
                     }) {
@@ -148,10 +166,17 @@ fn merge_yaml(base: &str, extra: &str) -> String {
                         }
                         body.drain(pos..end);
                         body.insert(pos, line.to_string());
-                        continue;
+                        insert_at = Some(pos + 1);
+                    } else {
+                        body.push(line.to_string());
+                        insert_at = Some(body.len());
                     }
+                } else {
+                    // nested lines stay with the key they belong to
+                    let at = insert_at.unwrap_or(body.len()).min(body.len());
+                    body.insert(at, line.to_string());
+                    insert_at = Some(at + 1);
                 }
-                body.push(line.to_string());
             }
         }
     }
