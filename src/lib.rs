@@ -12,6 +12,7 @@ pub mod net;
 pub mod policy;
 pub mod protocol;
 pub mod reactor;
+pub mod security;
 pub mod session;
 pub mod settings;
 pub mod store;
