@@ -13,6 +13,7 @@ pub mod policy;
 pub mod protocol;
 pub mod rate;
 pub mod reactor;
+pub mod security;
 pub mod session;
 pub mod settings;
 pub mod store;
