@@ -37,13 +37,17 @@ fn parse_entry(s: &str) -> Option<IpAddr> {
     host.parse().ok()
 }
 
+/// A forwarding header entry that is not an IP address (→ HTTP 400).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MalformedEntry;
+
 /// The client IP, or `Err` (→ HTTP 400) when a malformed entry is reached.
 /// `header_values` are all instances of the configured header, in order.
 pub fn client_ip<'a>(
     peer: IpAddr,
     proxies: &[Cidr],
     header_values: impl Iterator<Item = &'a [u8]>,
-) -> Result<IpAddr, ()> {
+) -> Result<IpAddr, MalformedEntry> {
     let peer = normalize(peer);
     if !is_trusted(peer, proxies) {
         return Ok(peer);
@@ -57,7 +61,7 @@ pub fn client_ip<'a>(
     let examined = &entries[start..];
     let mut leftmost = None;
     for e in examined.iter().rev() {
-        let ip = normalize(parse_entry(e).ok_or(())?);
+        let ip = normalize(parse_entry(e).ok_or(MalformedEntry)?);
         if !is_trusted(ip, proxies) {
             return Ok(ip);
         }
@@ -90,7 +94,7 @@ mod tests {
         let h = [b"7.7.7.7, 8.8.8.8:443".as_slice(), b"10.1.1.1".as_slice()];
         assert_eq!(client_ip(ip("10.0.0.2"), &p, h.into_iter()), Ok(ip("8.8.8.8")));
         assert_eq!(client_ip(ip("10.0.0.2"), &p, [b"10.2.2.2, 10.3.3.3".as_slice()].into_iter()), Ok(ip("10.2.2.2")));
-        assert_eq!(client_ip(ip("10.0.0.2"), &p, [b"nonsense".as_slice()].into_iter()), Err(()));
+        assert_eq!(client_ip(ip("10.0.0.2"), &p, [b"nonsense".as_slice()].into_iter()), Err(MalformedEntry));
         assert_eq!(client_ip(ip("10.0.0.2"), &p, [b"[2001:db8::1]:80".as_slice()].into_iter()), Ok(ip("2001:db8::1")));
         assert_eq!(client_ip(ip("::ffff:10.0.0.2"), &p, std::iter::empty()), Ok(ip("10.0.0.2")));
     }

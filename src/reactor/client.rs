@@ -203,7 +203,7 @@ impl Reactor {
         };
         let ip = match crate::net::client_ip::client_ip(peer, &r.trusted_proxies, req.header_all(&r.client_ip_header)) {
             Ok(ip) => ip,
-            Err(()) => {
+            Err(_) => {
                 let resp = http::error_response(400, "bad_request", "malformed client IP header", &[]);
                 return self.respond(key, resp);
             }
