@@ -54,7 +54,7 @@ pub fn client_ip<'a>(
     }
     let mut entries: Vec<&str> = Vec::new();
     for v in header_values {
-        let Ok(text) = std::str::from_utf8(v) else { return Err(()) };
+        let Ok(text) = std::str::from_utf8(v) else { return Err(MalformedEntry) };
         entries.extend(text.split(',').map(str::trim).filter(|e| !e.is_empty()));
     }
     let start = entries.len().saturating_sub(MAX_ENTRIES);
