@@ -80,8 +80,15 @@ pub fn block_signals() -> std::io::Result<()> {
     sys::block_signals(&SYNC_SIGNALS)
 }
 
+/// Authentication state built from the config at startup.
+pub struct SecurityState {
+    pub auth: crate::security::Authenticator,
+    pub lockout: crate::security::Lockout,
+    pub revocations: Arc<crate::security::RevocationTable>,
+}
+
 /// Run the gateway until a shutdown signal; returns the process exit code.
-pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -> i32 {
+pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shutdown_timeout: Duration) -> i32 {
     if let Err(e) = sys::prepare_process() {
         log::error!("process setup failed: {e}");
         return EXIT_STARTUP;
@@ -155,6 +162,9 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
         readers: store.readers.clone(),
         counters: Counters::default(),
         limiter: Default::default(),
+        auth: std::sync::RwLock::new(Arc::new(security.auth)),
+        lockout: security.lockout,
+        revocations: security.revocations,
         shutting_down: AtomicBool::new(false),
     });
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);

@@ -106,15 +106,6 @@ fn real_main() -> i32 {
         _ => {}
     }
     let cfg = loaded.config;
-    // Interim interlock: until the upgrade/init path calls `security::Authenticator`, every
-    // connection is `anonymous`; never run a jwt/api_key config that way (fail closed).
-    if cfg.security.auth.modes != [config::AuthMode::None] {
-        eprintln!(
-            "hotplex: security.auth.modes: jwt and api_key are validated but not yet enforced by this build; \
-             refusing to start"
-        );
-        return config::ConfigErrors::EXIT_CODE;
-    }
     let level = match cfg.log.level {
         config::LogLevel::Error => log::LevelFilter::Error,
         config::LogLevel::Warn => log::LevelFilter::Warn,
@@ -140,6 +131,19 @@ fn real_main() -> i32 {
         log::info!("worker enabled worker_type={} program={}", w.worker_type.as_str(), w.program.display());
     }
     let settings = Settings::from_config(&cfg, &env);
+    let revocations = std::sync::Arc::new(hotplex::security::RevocationTable::new());
+    let auth = match hotplex::security::Authenticator::from_config(&cfg, revocations.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("cannot set up authentication: {e:?}");
+            return gateway::EXIT_STARTUP;
+        }
+    };
+    let security = gateway::SecurityState {
+        auth,
+        lockout: hotplex::security::Lockout::new(hotplex::security::LockoutPolicy::from_limits(&cfg.limits)),
+        revocations,
+    };
     let shutdown = cfg.gateway.shutdown_timeout;
-    gateway::run(settings, cfg.gateway.listen, shutdown)
+    gateway::run(settings, security, cfg.gateway.listen, shutdown)
 }

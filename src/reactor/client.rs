@@ -21,6 +21,7 @@ use super::limits::FrameClass;
 use super::shared::{Adoption, Candidate};
 use super::timer::{Owner, TimerKind};
 use super::token::{self, Key, Kind};
+use crate::security::AuthDecision;
 
 /// Messages read per wake-up before yielding to other sources.
 const READ_BUDGET: usize = 64;
@@ -57,6 +58,8 @@ pub struct Client {
     pub replay_next: Option<(Key, u64, u64)>,
     /// Rate buckets and the limiter slots this connection holds.
     pub rate: super::limits::ClientRate,
+    /// Who authenticated (at upgrade, then at init); `None` = pre-auth.
+    pub principal: Option<crate::security::Principal>,
 }
 
 impl Reactor {
@@ -90,6 +93,7 @@ impl Reactor {
             replay_hold: None,
             replay_next: None,
             rate,
+            principal: None,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -111,7 +115,7 @@ impl Reactor {
     /// A connection handed over by another reactor after its `init`.
     pub(super) fn adopt(&mut self, a: Adoption) {
         let generation = self.next_gen();
-        let Adoption { conn, owner, frame_id, init, candidate, deferred, rate } = a;
+        let Adoption { conn, owner, frame_id, init, candidate, deferred, rate, principal } = a;
         let client = Client {
             generation,
             conn,
@@ -123,6 +127,7 @@ impl Reactor {
             replay_hold: None,
             replay_next: None,
             rate,
+            principal,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -219,6 +224,13 @@ impl Reactor {
                 );
                 self.respond(key, resp);
             }
+            Ok(_) if self.shared.lockout.check(ip, Instant::now()).is_err() => {
+                let resp = match self.shared.lockout.check(ip, Instant::now()) {
+                    Err(locked) => locked.response(),
+                    Ok(()) => http::error_response(429, "rate_limit_exceeded", "locked out", &[]),
+                };
+                self.respond(key, resp);
+            }
             Ok(_) if self.shared.limiter.upgrade(ip, r).is_err() => {
                 let resp =
                     http::error_response(429, "rate_limit_exceeded", "too many connections", &[("Retry-After", "1")]);
@@ -228,14 +240,24 @@ impl Reactor {
                 if let Some(c) = self.client_mut(key) {
                     c.rate.open_ip = Some(ip);
                 }
+                // Credentials last (security.md §1.2 rule 10).
+                let principal = match self.shared.auth().upgrade(&req, crate::security::UnixTime::now()) {
+                    AuthDecision::Authenticated(p) => Some(p),
+                    AuthDecision::PreAuth => None,
+                    AuthDecision::Refused(f) => {
+                        log::warn!("authentication failed at upgrade reason={} ip={ip}", f.label());
+                        self.shared.lockout.record_failure(ip, Instant::now());
+                        return self.respond(key, f.http_response());
+                    }
+                };
                 let max = self.s.max_message_bytes;
                 let Some(c) = self.client_mut(key) else { return };
                 c.conn.out.push_raw(handshake::accept_response(&accept));
                 c.conn.upgrade(rest, max);
                 c.stage = Stage::AwaitInit;
                 c.upgraded_at = Some(Instant::now());
-                // Mode `none`: every connection is the anonymous owner.
-                c.owner = Some(Arc::from(identity::ANONYMOUS));
+                c.owner = principal.as_ref().map(|p| p.owner.clone());
+                c.principal = principal;
                 self.mark_dirty(key);
                 if !self.admit_connection() {
                     // gateway.max_connections: the upgrade completes, then GATEWAY_OVERLOAD (operations.md §4.4)
@@ -585,7 +607,16 @@ impl Reactor {
         let _ = self.poll.registry().deregister(&mut c.conn.sock);
         c.conn.write_armed = false;
         let owner = c.owner.clone().unwrap_or_else(|| Arc::from(identity::ANONYMOUS));
-        let adoption = Adoption { conn: c.conn, owner, frame_id, init, candidate, deferred: c.deferred, rate: c.rate };
+        let adoption = Adoption {
+            conn: c.conn,
+            owner,
+            frame_id,
+            init,
+            candidate,
+            deferred: c.deferred,
+            rate: c.rate,
+            principal: c.principal,
+        };
         self.shared.reactors[home].send(super::shared::Msg::Adopt(Box::new(adoption)));
     }
 }

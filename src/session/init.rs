@@ -13,6 +13,7 @@ use crate::reactor::Reactor;
 use crate::reactor::client::Stage;
 use crate::reactor::shared::{Candidate, Msg, PendingInit, ReadDone};
 use crate::reactor::token::Key;
+use crate::security::{AuthDecision, UnixTime};
 use crate::store::{Answer, Query, SessionRow, WriteOp};
 use crate::ws::frame;
 use crate::ws::outq::Pushed;
@@ -29,6 +30,29 @@ const REPLAY_PAGE_BYTES: usize = 1 << 20;
 impl Reactor {
     /// First step, on the reactor that read the `init`.
     pub fn begin_init(&mut self, key: Key, frame_id: Option<String>, req: Box<InitRequest>) {
+        // Authentication first: the init's credential (or the upgrade's) names the owner.
+        let mode = req.mode.unwrap_or(Mode::Drive);
+        let Some(c) = self.client(key) else { return };
+        let decision = self.shared.auth().init(c.principal.as_ref(), req.auth_token.as_deref(), mode, UnixTime::now());
+        let ip = c.rate.open_ip;
+        match decision {
+            AuthDecision::Authenticated(p) => {
+                if let Some(c) = self.client_mut(key) {
+                    c.owner = Some(p.owner.clone());
+                    c.principal = Some(p);
+                }
+            }
+            AuthDecision::PreAuth => {
+                return self.fail_init(key, ErrorCode::AuthRequired, "a credential is required", frame_id);
+            }
+            AuthDecision::Refused(f) => {
+                log::warn!("authentication failed at init reason={}", f.label());
+                if let Some(ip) = ip {
+                    self.shared.lockout.record_failure(ip, std::time::Instant::now());
+                }
+                return self.fail_init(key, f.aep_code(), f.client_message(), frame_id);
+            }
+        }
         let Some(wt) = WorkerType::parse(&req.worker_type).filter(|t| self.s.worker(*t).is_some()) else {
             let msg = format!("worker_type {:?} is not enabled on this server", truncate(&req.worker_type, 64));
             return self.fail_init(key, ErrorCode::ConfigInvalid, &msg, frame_id);
