@@ -80,6 +80,8 @@ pub struct Sandbox {
     pub rlimits: crate::child::WorkerLimits,
     /// Never usable as a work dir, even inside a root (data dir, config, secrets).
     pub denied_paths: Vec<PathBuf>,
+    /// `security.worker.run_as` given as uid/gid (a `{user}` name is resolved at startup).
+    pub run_as: Option<crate::child::RunAs>,
     /// Rows 1–2 of security.md §5.1: base passthrough values and PATH, USER…
     pub base_env: Vec<(String, String)>,
     /// Names that must never reach a worker (gateway secrets, deny list).
@@ -135,6 +137,8 @@ pub struct Settings {
     pub max_message_bytes: usize,
     pub send_queue_bytes: usize,
     pub send_queue_high_water: usize,
+    /// Data pending and the socket took nothing for this long → close.
+    pub write_stall_timeout: Duration,
     pub emit_raw: bool,
     pub reconnect_delay: Duration,
     pub head_limits: HeadLimits,
@@ -331,6 +335,7 @@ impl Settings {
             max_message_bytes: g.max_message_bytes as usize,
             send_queue_bytes: g.send_queue_bytes as usize,
             send_queue_high_water: g.send_queue_high_water as usize,
+            write_stall_timeout: l.write_stall_timeout,
             emit_raw: g.emit_raw,
             reconnect_delay: g.reconnect_delay,
             head_limits: HeadLimits {
@@ -445,6 +450,13 @@ impl Settings {
                 base_env,
                 denied_env,
                 denied_paths,
+                run_as: sec.worker.run_as.as_ref().and_then(|r| {
+                    let (uid, gid) = match (r.uid, r.gid) {
+                        (Some(u), Some(g)) => (u, g),
+                        _ => crate::sys::user_ids(r.user.as_deref()?)?,
+                    };
+                    Some(crate::child::RunAs { uid, gid, groups: r.groups.clone() })
+                }),
             },
         }
     }

@@ -569,6 +569,11 @@ impl Reactor {
                 if c.conn.is_closing() || !c.conn.is_ws() {
                     return;
                 }
+                if c.conn.write_stalled(self.s.write_stall_timeout) {
+                    // slow-read defence (limits.write_stall_timeout)
+                    self.close_client(key, close::POLICY, "write stalled", true);
+                    return;
+                }
                 let silence = c.conn.last_rx.elapsed();
                 let limit = self.s.ping_interval * self.s.missed_pongs;
                 if silence >= limit {

@@ -279,10 +279,17 @@ impl Reactor {
     fn permission_asked(&mut self, skey: Key, ask: crate::adapters::PermissionAsk) {
         let max = self.s.worker.max_pending_permissions;
         let timeout = self.s.worker.permission_timeout;
+        let denied_tool = self.s.policy.tools_denied.iter().any(|d| crate::policy::covered(&ask.tool_name, d));
         let Some(s) = self.session_mut(skey) else { return };
-        if s.ending.is_some() || s.perms.len() >= max || s.perms.iter().any(|p| p.id == ask.id) {
+        if denied_tool || s.ending.is_some() || s.perms.len() >= max || s.perms.iter().any(|p| p.id == ask.id) {
             let id = ask.id.clone();
-            let reason = if s.ending.is_some() { "session ending" } else { "too_many_pending" };
+            let reason = if denied_tool {
+                "tool denied by policy"
+            } else if s.ending.is_some() {
+                "session ending"
+            } else {
+                "too_many_pending"
+            };
             let reply = PermissionReply { id, allow: false, reason: Some(reason.into()), remember: false };
             return self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
         }

@@ -126,7 +126,7 @@ impl Reactor {
             program: ws.program.clone(),
             args: args.into_iter().map(OsString::from).collect(),
             env: env.into_iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect(),
-            run_as: None,
+            run_as: sandbox.run_as.clone(),
             limits: sandbox.rlimits.clone(),
             umask: sandbox.umask,
             session_id: s.id_str.to_string(),
