@@ -141,6 +141,10 @@ pub struct Settings {
     pub write_stall_timeout: Duration,
     pub emit_raw: bool,
     pub reconnect_delay: Duration,
+    /// After `control.reconnect`: connections still open are closed (RECONNECT_REQUIRED).
+    pub reconnect_deadline: Duration,
+    /// At shutdown, running turns may finish for this long.
+    pub drain_timeout: Duration,
     pub head_limits: HeadLimits,
     pub decode: DecodeLimits,
     pub upgrade: UpgradePolicy,
@@ -338,6 +342,8 @@ impl Settings {
             write_stall_timeout: l.write_stall_timeout,
             emit_raw: g.emit_raw,
             reconnect_delay: g.reconnect_delay,
+            reconnect_deadline: g.reconnect_deadline,
+            drain_timeout: g.drain_timeout,
             head_limits: HeadLimits {
                 max_request_line: l.http_max_request_line_bytes as usize,
                 max_header_bytes: l.http_max_header_bytes as usize,

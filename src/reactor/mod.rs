@@ -110,8 +110,15 @@ impl Reactor {
             }
             self.fire_timers();
             self.flush_dirty();
-            if self.stopping && self.sessions.is_empty() && self.clients.is_empty() {
-                return;
+            if self.stopping && self.sessions.is_empty() {
+                // Nothing left to drain: the remaining connections had their notice.
+                if !self.clients.is_empty() && self.dirty.is_empty() {
+                    self.close_for_reconnect();
+                    self.flush_dirty();
+                }
+                if self.clients.is_empty() {
+                    return;
+                }
             }
         }
     }
@@ -146,12 +153,20 @@ impl Reactor {
             match owner {
                 Owner::Conn(k) => self.on_client_timer(k.into(), kind),
                 Owner::Session(k) => self.on_session_timer(k.into(), kind),
-                Owner::Reactor => {
-                    if kind == TimerKind::Gc {
+                Owner::Reactor => match kind {
+                    TimerKind::Gc if !self.stopping => {
                         self.gc_sweep();
                         self.timers.after(self.s.sessions.gc_interval, Owner::Reactor, TimerKind::Gc);
                     }
-                }
+                    TimerKind::DrainDeadline => {
+                        let keys: Vec<Key> = self.sessions.iter().map(|(i, s)| s.key(i)).collect();
+                        for k in keys {
+                            self.shutdown_session(k);
+                        }
+                    }
+                    TimerKind::ReconnectDeadline => self.close_for_reconnect(),
+                    _ => {}
+                },
             }
         }
     }
@@ -173,19 +188,49 @@ impl Reactor {
         if writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE }
     }
 
+    /// Graceful shutdown (operations.md §2.4): every connection gets
+    /// `control.reconnect`; idle sessions stop now, running turns may finish
+    /// until `gateway.drain_timeout`; connections still open at
+    /// `gateway.reconnect_deadline` get RECONNECT_REQUIRED and close 1001.
     fn begin_shutdown(&mut self) {
         if self.stopping {
             return;
         }
         self.stopping = true;
         self.shared.shutting_down.store(true, Ordering::Relaxed);
-        let keys: Vec<Key> = self.sessions.iter().map(|(i, s)| s.key(i)).collect();
-        for k in keys {
-            self.shutdown_session(k);
-        }
+        let notice = crate::protocol::Event::reconnect("server_maintenance", self.s.reconnect_delay.as_millis() as u64);
         let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, generation: c.generation }).collect();
         for k in clients {
-            self.close_client(k, crate::protocol::close::GOING_AWAY, "server shutting down", false);
+            match self.client(k).map(|c| c.stage.clone()) {
+                Some(client::Stage::Http) => self.drop_client(k),
+                Some(client::Stage::Closing) | None => {}
+                Some(_) => self.send_local(k, &notice),
+            }
+        }
+        let keys: Vec<Key> = self.sessions.iter().map(|(i, s)| s.key(i)).collect();
+        for k in keys {
+            if self.session(k).is_some_and(|s| s.turn.is_none()) {
+                self.shutdown_session(k);
+            }
+        }
+        self.timers.after(self.s.drain_timeout, Owner::Reactor, TimerKind::DrainDeadline);
+        self.timers.after(self.s.reconnect_deadline, Owner::Reactor, TimerKind::ReconnectDeadline);
+    }
+
+    /// Close every connection that is still open with RECONNECT_REQUIRED (1001).
+    fn close_for_reconnect(&mut self) {
+        let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, generation: c.generation }).collect();
+        for k in clients {
+            if self.client(k).is_some_and(|c| c.stage != client::Stage::Closing) {
+                self.send_error(
+                    k,
+                    crate::protocol::ErrorCode::ReconnectRequired,
+                    "reconnect to another server",
+                    None,
+                    None,
+                );
+                self.close_client(k, crate::protocol::close::GOING_AWAY, "server shutting down", false);
+            }
         }
     }
 }

@@ -36,6 +36,10 @@ pub enum TimerKind {
     StartTimeout(u32),
     /// Periodic GC sweep of this reactor's sessions.
     Gc,
+    /// Shutdown: running turns had their time; stop every worker.
+    DrainDeadline,
+    /// Shutdown: connections that ignored `control.reconnect` are closed.
+    ReconnectDeadline,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -139,6 +139,11 @@ impl Reactor {
         content: String,
         _metadata: Option<Value>,
     ) {
+        if self.stopping {
+            // operations.md §2.4: any input after the reconnect notice
+            self.send_error(client, ErrorCode::ReconnectRequired, "reconnect to another server", frame_id, None);
+            return self.close_client(client, close::GOING_AWAY, "server shutting down", false);
+        }
         let Some(s) = self.session(skey) else { return };
         if s.state == SessionState::Terminated && s.ending.is_none() && !s.spawning {
             return self.send_error(
@@ -211,6 +216,10 @@ impl Reactor {
         let live = self.session(skey).is_some_and(|s| s.ending.is_none());
         if live {
             self.emit_state(skey, SessionState::Idle, None);
+            if self.stopping {
+                // draining: the turn is done, the worker can stop now
+                self.shutdown_session(skey);
+            }
         }
     }
 
@@ -646,13 +655,17 @@ impl Reactor {
 
     /// Gateway shutdown: end the turn, stop the worker.
     pub fn shutdown_session(&mut self, skey: Key) {
-        self.fail_waiters(skey, ErrorCode::InternalError, "server shutting down");
+        self.fail_waiters(skey, ErrorCode::ReconnectRequired, "server shutting down");
         let Some(s) = self.session(skey) else { return };
-        if s.ending.is_some() && s.worker.is_some() {
+        if s.ending.is_some() && (s.worker.is_some() || s.spawning) {
             return; // already stopping; completes through the exit path
         }
-        if s.worker.is_none() && !s.spawning {
-            return self.forget_session(skey);
+        if !s.state.is_live() || (s.worker.is_none() && !s.spawning && s.work_dir.is_none()) {
+            // nothing runs: leave memory once the log has what is pending
+            if s.persist.pending.is_empty() {
+                return self.forget_session(skey);
+            }
+            return;
         }
         self.deny_all_pending(skey, "server shutting down");
         if let Some(s) = self.session_mut(skey) {

@@ -30,6 +30,10 @@ const REPLAY_PAGE_BYTES: usize = 1 << 20;
 impl Reactor {
     /// First step, on the reactor that read the `init`.
     pub fn begin_init(&mut self, key: Key, frame_id: Option<String>, req: Box<InitRequest>) {
+        if self.stopping {
+            self.send_error(key, ErrorCode::ReconnectRequired, "server shutting down", frame_id, None);
+            return self.close_client(key, close::GOING_AWAY, "server shutting down", false);
+        }
         // Authentication first: the init's credential (or the upgrade's) names the owner.
         let mode = req.mode.unwrap_or(Mode::Drive);
         let Some(c) = self.client(key) else { return };

@@ -306,6 +306,11 @@ impl Gateway {
         (status, dir)
     }
 
+    /// Wait for the gateway to exit on its own.
+    pub fn child_wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_child(&mut self.child, timeout)
+    }
+
     /// SIGKILL the gateway and return its directory for a restart.
     pub fn kill9(mut self) -> TempDir {
         let _ = self.child.kill();
