@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN_DIR="$(scripts/install-agents.sh)"
+BIN_DIR="$(scripts/install-agents.sh all)"
 export PATH="$BIN_DIR:$PATH"
 command -v python3 >/dev/null || { echo "test.sh: python3 is required (mock model server)" >&2; exit 1; }
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::protocol::{Event, Stats};
 
+pub mod acp;
 pub mod claude;
 
 /// The five worker types (aep-v1.md §4).
@@ -245,6 +246,7 @@ pub trait Adapter: Send {
 pub fn create(worker_type: WorkerType) -> Option<Box<dyn Adapter>> {
     match worker_type {
         WorkerType::ClaudeCode => Some(Box::new(claude::ClaudeAdapter::new())),
+        WorkerType::Acpx => Some(Box::new(acp::AcpAdapter::new())),
         _ => None,
     }
 }

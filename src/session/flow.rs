@@ -266,19 +266,34 @@ impl Reactor {
         let details =
             json!({"worker_type": self.session(skey).map(|s| s.worker_type.as_str()), "subtype": "resume_failed"});
         let running = self.session(skey).is_some_and(|s| s.turn.is_some());
+        // Refused during the startup handshake (ACP session/resume|load):
+        // the waiting inits never get an init_ack for a session with no
+        // agent behind it; they fail like a start failure, with the subtype.
+        let starting = self.session(skey).is_some_and(|s| s.awaiting_ready);
         if running {
-            self.abort_turn(skey, Some((ErrorCode::AgentError, &message, Some(details))));
+            self.abort_turn(skey, Some((ErrorCode::AgentError, &message, Some(details.clone()))));
         } else {
-            self.emit(
-                skey,
-                Event::Error { code: ErrorCode::AgentError, message, event_id: None, details: Some(details) },
-            );
+            let ev =
+                Event::Error { code: ErrorCode::AgentError, message, event_id: None, details: Some(details.clone()) };
+            self.emit(skey, ev);
         }
         if let Some(s) = self.session_mut(skey) {
             // The agent lost this conversation: the next resume starts a fresh one.
             s.agent_session_id = None;
             s.completed_turns = 0;
-            s.last_turn_agent_error = true;
+            // No turn is open during a handshake: nothing to mark for the next one.
+            s.last_turn_agent_error = !starting;
+            // The handshake is over; the exit then completes a termination
+            // (state{terminated}, the cleared id persisted) instead of a start failure.
+            s.awaiting_ready = false;
+        }
+        if starting {
+            let waiters = self.session_mut(skey).map(|s| std::mem::take(&mut s.waiters)).unwrap_or_default();
+            for w in waiters {
+                let code = ErrorCode::WorkerStartFailed;
+                self.send_error(w.client, code, "the worker could not be started", w.frame_id, Some(details.clone()));
+                self.close_client(w.client, code.init_close_code(), "init failed", false);
+            }
         }
         self.begin_termination(skey, TermReason::WorkerExit);
     }
