@@ -274,7 +274,12 @@ impl Reactor {
             s.completed_turns = 0;
             s.last_turn_agent_error = true;
         }
-        self.begin_termination(skey, TermReason::WorkerExit);
+        // Reported from `on_exit` (the agent refused by exiting): the exit
+        // path that called the adapter completes the termination itself, as
+        // a worker exit whose crash error the AGENT_ERROR above replaces.
+        if self.session(skey).is_some_and(|s| s.worker.is_some()) {
+            self.begin_termination(skey, TermReason::WorkerExit);
+        }
     }
 
     // ---- permissions ---------------------------------------------------
