@@ -137,6 +137,13 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         recovered.created_removed
     );
     kill_orphans(&recovered);
+    if let Some(ws) = settings.worker(crate::adapters::WorkerType::Pi) {
+        let path = &ws.adapter.pi.extension;
+        if let Err(e) = install_pi_extension(path) {
+            log::error!("cannot write the pi permission-gate extension {}: {e}", path.display());
+            return EXIT_STARTUP;
+        }
+    }
     let sinks: Vec<Box<dyn NoticeSink>> =
         handles.iter().map(|h| Box::new(Sink(h.clone())) as Box<dyn NoticeSink>).collect();
     let supervisor = match Supervisor::start(sinks) {
@@ -228,6 +235,27 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
     log::info!("stopped");
     crate::logging::flush();
     EXIT_OK
+}
+
+/// Write pi's permission-gate extension (embedded in the binary, so it
+/// always matches the adapter answering it) to `path`, unless it already
+/// holds exactly that text. Written to a temporary file and renamed, so a
+/// pi starting meanwhile never loads half a file; readable by workers.
+pub fn install_pi_extension(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let source = crate::adapters::pi::PERMISSION_GATE_SOURCE;
+    if std::fs::read(path).is_ok_and(|b| b == source.as_bytes()) {
+        return Ok(());
+    }
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("the extension path has no directory"))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+    let tmp = dir.join(format!(".{}.{}", crate::adapters::pi::PERMISSION_GATE_FILE, std::process::id()));
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
+    f.write_all(source.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
 
 /// Worker groups recorded for sessions that were live when the previous

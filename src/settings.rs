@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::adapters::WorkerType;
+use crate::adapters::{AdapterConfig, WorkerType};
 use crate::net::http::HeadLimits;
 use crate::policy::Policy;
 use crate::protocol::DecodeLimits;
@@ -60,6 +60,8 @@ pub struct WorkerSettings {
     pub mcp_config: Option<PathBuf>,
     /// `CLAUDE_CONFIG_DIR` / `PI_CODING_AGENT_DIR` template (`{owner_hash}` allowed).
     pub state_dir: Option<String>,
+    /// Agent-specific values the adapter formats (`adapters::create`).
+    pub adapter: AdapterConfig,
 }
 
 /// Where workers live on disk and what they may see.
@@ -161,6 +163,13 @@ impl Settings {
     pub fn worker(&self, t: WorkerType) -> Option<&WorkerSettings> {
         self.workers.get(&t)
     }
+}
+
+/// Where the gateway writes pi's permission-gate extension at startup
+/// (`gateway::install_pi_extension`): `<data dir>/pi/<file>`, the data dir
+/// being the store's directory.
+pub fn pi_extension_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("pi").join(crate::adapters::pi::PERMISSION_GATE_FILE)
 }
 
 /// `PATH` for workers: configured, or the gateway's with empty, `.` and
@@ -276,6 +285,7 @@ impl Settings {
                     wenv.push((k.clone(), secret.expose().to_owned()));
                 }
             }
+            let mut adapter = AdapterConfig::default();
             let (args, model, mode, mcp, state_dir) = match t {
                 WorkerType::ClaudeCode => {
                     let w = &cfg.workers.claude_code;
@@ -305,6 +315,12 @@ impl Settings {
                 }
                 WorkerType::Pi => {
                     let w = &cfg.workers.pi;
+                    adapter.pi = crate::adapters::pi::PiConfig {
+                        mode: w.mode.clone(),
+                        provider: Some(w.provider.clone()).filter(|p| !p.is_empty()),
+                        gated_tools: w.gated_tools.clone(),
+                        extension: pi_extension_path(&data_dir),
+                    };
                     (
                         w.args.clone(),
                         Some(w.model.clone()),
@@ -324,6 +340,7 @@ impl Settings {
                     permission_mode: mode,
                     mcp_config: mcp.filter(|p| !p.as_os_str().is_empty()),
                     state_dir: state_dir.filter(|d| !d.is_empty()),
+                    adapter,
                 },
             );
         }

@@ -15,6 +15,7 @@ use crate::protocol::{Event, Stats};
 
 pub mod acp;
 pub mod claude;
+pub mod pi;
 
 /// The five worker types (aep-v1.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -108,6 +109,18 @@ pub struct LaunchSpec {
     pub resume: Option<String>,
     /// `workers.<type>.mcp_config` when set.
     pub mcp_config: Option<PathBuf>,
+    /// Turns this session started before this process (its stored `turns`):
+    /// lets an adapter number what it makes (message ids) uniquely within
+    /// the session across processes and gateway restarts.
+    pub turn_base: u64,
+}
+
+/// Gateway configuration an adapter needs beyond [`LaunchSpec`]: values of
+/// `workers.<type>` that only one agent understands. Never client input.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AdapterConfig {
+    /// `workers.pi` (provider, gated tools, the permission-gate extension).
+    pub pi: pi::PiConfig,
 }
 
 /// The adapter's part of a spawn: arguments after the program name and the
@@ -243,10 +256,11 @@ pub trait Adapter: Send {
 }
 
 /// Build the adapter for a worker type, or `None` if this build has none.
-pub fn create(worker_type: WorkerType) -> Option<Box<dyn Adapter>> {
+pub fn create(worker_type: WorkerType, config: &AdapterConfig) -> Option<Box<dyn Adapter>> {
     match worker_type {
         WorkerType::ClaudeCode => Some(Box::new(claude::ClaudeAdapter::new())),
         WorkerType::Acpx => Some(Box::new(acp::AcpAdapter::new())),
+        WorkerType::Pi => Some(Box::new(pi::PiAdapter::new(config.pi.clone()))),
         _ => None,
     }
 }

@@ -455,6 +455,23 @@ fn pi_needs_unrestricted_tools_and_acpx_agent_must_exist() {
 }
 
 #[test]
+fn pi_mode_provider_and_gated_tools_are_checked() {
+    let (cwd, path) = sandbox("pi-values", &["pi"]);
+    let file = write_config(
+        &cwd,
+        &format!(
+            "{NONE_MODE}workers: {{pi: {{enabled: true, unrestricted_tools: true, mode: json, provider: 'a b', gated_tools: [bash, 'x,y', '*']}}}}\n"
+        ),
+    );
+    let err = load_in(&LoadOptions { path: Some(file), dev: false, env: env(&[("PATH", &path)]) }, &cwd).unwrap_err();
+    let l = lines(&err);
+    assert!(l.iter().any(|x| x.starts_with("config error: workers.pi.mode: \"json\" is not supported")), "{l:#?}");
+    assert!(l.iter().any(|x| x.starts_with("config error: workers.pi.provider: \"a b\"")), "{l:#?}");
+    assert!(l.iter().any(|x| x.starts_with("config error: workers.pi.gated_tools: \"x,y\"")), "{l:#?}");
+    assert_eq!(l.len(), 3, "{l:#?}");
+}
+
+#[test]
 fn secrets_are_redacted_everywhere() {
     let token = "tok_0123456789abcdefghijklmnopqrstuvwxyz";
     let (cwd, path) = sandbox("secret", &[]);

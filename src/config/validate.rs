@@ -465,6 +465,9 @@ fn workers(cfg: &mut Config, ctx: &mut Ctx) {
             "workers.pi.enabled",
         );
     }
+    if is_on(WorkerType::Pi) {
+        pi_values(&cfg.workers.pi, ctx);
+    }
     if is_on(WorkerType::ClaudeCode)
         && !cfg.security.tools.permission_modes.contains(&cfg.workers.claude_code.permission_mode)
     {
@@ -485,6 +488,24 @@ fn workers(cfg: &mut Config, ctx: &mut Ctx) {
         ctx.warn("workers", "no worker type is enabled: every init will fail with CONFIG_INVALID");
     }
     cfg.resolved.workers = resolved;
+}
+
+/// `workers.pi` values that reach pi's argv or the gate's tool list (workers.md §6).
+fn pi_values(pi: &super::types_workers::Pi, ctx: &mut Ctx) {
+    if pi.mode != "rpc" {
+        ctx.err("workers.pi.mode", format!("{:?} is not supported: the pi adapter speaks only \"rpc\"", pi.mode));
+    }
+    let name_ok = |s: &str, extra: &[u8]| {
+        !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    };
+    if !pi.provider.is_empty() && !name_ok(&pi.provider, b"._-") {
+        ctx.err("workers.pi.provider", format!("{:?} is not a provider name ([A-Za-z0-9._-])", pi.provider));
+    }
+    for t in &pi.gated_tools {
+        if t != "*" && !name_ok(t, b"_-") {
+            ctx.err("workers.pi.gated_tools", format!("{t:?} is not a tool name ([A-Za-z0-9_-], or \"*\" for all)"));
+        }
+    }
 }
 
 fn tracing(cfg: &Config, ctx: &mut Ctx) {

@@ -295,7 +295,12 @@ impl Reactor {
                 self.close_client(w.client, code.init_close_code(), "init failed", false);
             }
         }
-        self.begin_termination(skey, TermReason::WorkerExit);
+        // Reported from `on_exit` (the agent refused by exiting): the exit
+        // path that called the adapter completes the termination itself, as
+        // a worker exit whose crash error the AGENT_ERROR above replaces.
+        if self.session(skey).is_some_and(|s| s.worker.is_some()) {
+            self.begin_termination(skey, TermReason::WorkerExit);
+        }
     }
 
     // ---- permissions ---------------------------------------------------

@@ -57,11 +57,12 @@ impl Reactor {
                 return self.fail_init(key, f.aep_code(), f.client_message(), frame_id);
             }
         }
-        let Some(wt) = WorkerType::parse(&req.worker_type).filter(|t| self.s.worker(*t).is_some()) else {
+        let Some((wt, ws)) = WorkerType::parse(&req.worker_type).and_then(|t| self.s.worker(t).map(|ws| (t, ws)))
+        else {
             let msg = format!("worker_type {:?} is not enabled on this server", truncate(&req.worker_type, 64));
             return self.fail_init(key, ErrorCode::ConfigInvalid, &msg, frame_id);
         };
-        if adapters::create(wt).is_none() {
+        if adapters::create(wt, &ws.adapter).is_none() {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "worker_type not supported by this build", frame_id);
         }
         let max_key = self.s.decode.max_id_bytes;
@@ -179,8 +180,8 @@ impl Reactor {
     /// Bring a stored (terminated) session back into memory.
     fn materialize(&mut self, row: SessionRow) -> Result<usize, &'static str> {
         let wt = WorkerType::parse(&row.worker_type).ok_or("the session's worker_type is unknown")?;
-        let adapter = adapters::create(wt).ok_or("the session's worker_type is not supported")?;
         let ws = self.s.worker(wt).ok_or("the session's worker_type is not enabled")?;
+        let adapter = adapters::create(wt, &ws.adapter).ok_or("the session's worker_type is not supported")?;
         let config = Session::config_from_json(&row.config_json);
         // Resume never bypasses policy: the stored config is checked against today's.
         let (launch, requested_work_dir) = self
@@ -234,7 +235,7 @@ impl Reactor {
                 Ok(v) => v,
                 Err(r) => return self.fail_init(key, ErrorCode::ConfigInvalid, &r.message, frame_id),
             };
-        let Some(adapter) = adapters::create(wt) else {
+        let Some(adapter) = adapters::create(wt, &ws.adapter) else {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "worker_type not supported", frame_id);
         };
         let limits = self.s.sessions.clone();

@@ -91,6 +91,7 @@ impl Reactor {
             }
             launch.work_dir = s.work_dir.clone().unwrap_or_default();
             launch.mcp_config = ws.mcp_config.clone();
+            launch.turn_base = s.turns_started;
             let l = s.adapter.launch(&launch);
             if let Some(id) = &l.agent_session_id {
                 s.agent_session_id = Some(id.clone());
@@ -632,6 +633,9 @@ pub fn worker_env(
         env.extend(ws.env.iter().cloned());
     }
     env.retain(|(k, _)| !sb.denied_env.iter().any(|d| d == k) && !k.starts_with("HOTPLEX_"));
+    // The adapter's own `HOTPLEX_*` variables (built from gateway config,
+    // e.g. pi's gated tool list) survive; config and passthrough ones never do.
+    env.extend(adapter_env.iter().filter(|(k, _)| k.starts_with("HOTPLEX_")).cloned());
     env.push(("HOTPLEX_SESSION_ID".into(), session_id.into()));
     env.push(("HOTPLEX_WORKER_TYPE".into(), wt.as_str().into()));
     if let Some(dir) = s.worker(wt).and_then(|w| w.state_dir.as_ref()) {
