@@ -482,7 +482,31 @@ impl Reactor {
     }
 
     /// Close with a WebSocket close code (after queued frames, unless `drop_pending`).
+    ///
+    /// A normal close of an attached connection waits behind the session's
+    /// frames still awaiting commit, like any connection-local frame (so an
+    /// error sent just before it is not overtaken by the close).
     pub fn close_client(&mut self, key: Key, code: u16, reason: &str, drop_pending: bool) {
+        if !drop_pending {
+            let session = match self.client(key).map(|c| (&c.stage, c.conn.is_closing())) {
+                Some((Stage::Attached { session, .. }, false)) => Some(*session),
+                _ => None,
+            };
+            if let Some(s) = session.and_then(|sk| self.session_mut(sk)) {
+                if !s.persist.pending.is_empty() {
+                    s.persist.pending.push_back(crate::session::persist::Pending::Close(key, code, reason.to_owned()));
+                    if let Some(c) = self.client_mut(key) {
+                        c.conn.read_paused = true;
+                    }
+                    return;
+                }
+            }
+        }
+        self.close_now(key, code, reason, drop_pending);
+    }
+
+    /// Queue the close frame now and stop using the connection.
+    pub fn close_now(&mut self, key: Key, code: u16, reason: &str, drop_pending: bool) {
         self.detach_client(key);
         let Some(c) = self.client_mut(key) else { return };
         if c.conn.is_closing() {

@@ -23,6 +23,8 @@ pub enum Pending {
     Frame(SharedFrame),
     /// A connection-local frame for one connection (released with the frames before it).
     Local(Key, Vec<u8>),
+    /// Close one connection (after the frames before it).
+    Close(Key, u16, String),
 }
 
 /// The store-facing state of one session.
@@ -126,7 +128,7 @@ impl Reactor {
             let Some(s) = self.session_mut(skey) else { return };
             let ready = match s.persist.pending.front() {
                 Some(Pending::Frame(f)) => f.seq <= s.persist.committed,
-                Some(Pending::Local(..)) => true,
+                Some(Pending::Local(..)) | Some(Pending::Close(..)) => true,
                 None => false,
             };
             if !ready {
@@ -147,6 +149,7 @@ impl Reactor {
                         }
                     }
                 }
+                Some(Pending::Close(ck, code, reason)) => self.close_now(ck, code, &reason, false),
                 None => break,
             }
         }
