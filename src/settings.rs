@@ -84,6 +84,9 @@ pub struct Sandbox {
     pub base_env: Vec<(String, String)>,
     /// Names that must never reach a worker (gateway secrets, deny list).
     pub denied_env: Vec<String>,
+    /// Loaded API keys and admin tokens: a worker env value containing one of
+    /// them refuses the spawn (security.md §5.3 "Secret values").
+    pub secret_values: Vec<crate::config::Secret>,
 }
 
 /// Connection and rate limits (security.md §9.3; `limits.*`, `limits.rate.*`).
@@ -445,6 +448,16 @@ impl Settings {
                 base_env,
                 denied_env,
                 denied_paths,
+                secret_values: sec
+                    .api_keys
+                    .iter()
+                    .filter_map(|k| k.value.clone())
+                    .chain(cfg.admin.tokens.iter().filter_map(|t| match &t.credential {
+                        Some(c::AdminCredential::Token(v)) => Some(v.clone()),
+                        _ => None,
+                    }))
+                    .filter(|v| !v.expose().is_empty())
+                    .collect(),
             },
         }
     }
