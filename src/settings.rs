@@ -88,6 +88,9 @@ pub struct Sandbox {
     pub base_env: Vec<(String, String)>,
     /// Names that must never reach a worker (gateway secrets, deny list).
     pub denied_env: Vec<String>,
+    /// Loaded API keys and admin tokens: a worker env value containing one of
+    /// them refuses the spawn (security.md §5.3 "Secret values").
+    pub secret_values: Vec<crate::config::Secret>,
 }
 
 /// Connection and rate limits (security.md §9.3; `limits.*`, `limits.rate.*`).
@@ -480,6 +483,16 @@ impl Settings {
                     };
                     Some(crate::child::RunAs { uid, gid, groups: r.groups.clone() })
                 }),
+                secret_values: sec
+                    .api_keys
+                    .iter()
+                    .filter_map(|k| k.value.clone())
+                    .chain(cfg.admin.tokens.iter().filter_map(|t| match &t.credential {
+                        Some(c::AdminCredential::Token(v)) => Some(v.clone()),
+                        _ => None,
+                    }))
+                    .filter(|v| !v.expose().is_empty())
+                    .collect(),
             },
         }
     }

@@ -134,13 +134,20 @@ impl Snapshot {
 }
 
 /// Everything that still belongs to a finished worker: the snapshot, every
-/// own-uid process carrying its session id, and their live descendants.
-/// `exclude` = pids that must never be touched (other workers' leaders).
+/// own-uid process carrying its session id that descends from this gateway,
+/// and their live descendants. `exclude` = pids that must never be touched
+/// (other workers' leaders).
+///
+/// Session ids of client keys are deterministic (aep-v1.md §4.1), so another
+/// gateway of the same uid on the host may run a worker with the same
+/// `HOTPLEX_SESSION_ID`; only this gateway's descendants (it is a subreaper,
+/// so escaped ones are re-parented to it) are attributed by that variable.
 pub(crate) fn collect_targets(snapshot: &Snapshot, session_id: &str, exclude: &HashSet<i32>) -> Vec<Target> {
     let me = std::process::id() as i32;
     let mut want: HashMap<i32, u64> = snapshot.iter().collect();
-    want.extend(procfs::processes_with_env(SESSION_ENV, session_id));
     if let Ok(procs) = procfs::scan() {
+        let ours: HashSet<(i32, u64)> = procfs::descendants_in(&procs, me).into_iter().collect();
+        want.extend(procfs::processes_with_env(SESSION_ENV, session_id).into_iter().filter(|p| ours.contains(p)));
         let roots: Vec<i32> = want.keys().copied().collect();
         for root in roots {
             if procs.iter().any(|p| p.pid == root && want.get(&root) == Some(&p.starttime)) {

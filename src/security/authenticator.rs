@@ -378,7 +378,7 @@ impl Authenticator {
         if self.open {
             return AuthDecision::Authenticated(Principal::anonymous());
         }
-        let principal = match (upgraded, token.and_then(|t| extract_init(t, self.modes))) {
+        let principal = match (upgraded, token.map(|t| extract_init(t, self.modes))) {
             (None, None) => return AuthDecision::Refused(AuthFailure::new(Reason::Missing)),
             (Some(p), None) => p.clone(),
             (before, Some((slot, presented))) => {

@@ -200,18 +200,17 @@ pub fn extract_upgrade(req: &Request, modes: Modes, allow_query: bool) -> Result
 }
 
 /// Slot I: `init.data.auth.token` with surrounding ASCII whitespace trimmed and one leading
-/// `Bearer ` (case-insensitive, one space) removed. Empty → `None` (no credential).
-pub fn extract_init(token: &str, modes: Modes) -> Option<(Slot, Presented)> {
+/// `Bearer ` (case-insensitive, one space) removed. A present token is always evaluated,
+/// even when nothing is left (an empty value is a malformed credential, not a missing one:
+/// fixture `empty.jwt` → `UNAUTHORIZED`); only an absent `auth.token` is "no credential".
+pub fn extract_init(token: &str, modes: Modes) -> (Slot, Presented) {
     let t = token.trim_ascii();
     let t = match t.as_bytes().split_at_checked(7) {
         Some((scheme, _)) if scheme.eq_ignore_ascii_case(b"bearer ") => &t[7..],
         _ => t,
     };
-    if t.is_empty() {
-        return None;
-    }
     let p = Presented { value: Secret::new(t.to_string()), source: Source::Init };
-    Some((classify(t, modes), p))
+    (classify(t, modes), p)
 }
 
 #[cfg(test)]
@@ -317,16 +316,20 @@ mod tests {
 
     #[test]
     fn init_token() {
-        let (slot, p) = extract_init(&format!("  Bearer {JWT}\n"), BOTH).unwrap();
+        let (slot, p) = extract_init(&format!("  Bearer {JWT}\n"), BOTH);
         assert_eq!((slot, p.value.expose(), p.source), (Slot::Jwt, JWT, Source::Init));
-        let (slot, p) = extract_init(&format!("bEaReR {KEY}"), BOTH).unwrap();
+        let (slot, p) = extract_init(&format!("bEaReR {KEY}"), BOTH);
         assert_eq!((slot, p.value.expose()), (Slot::Key, KEY));
-        let (_, p) = extract_init(&format!("Bearer  {JWT}"), BOTH).unwrap();
+        let (_, p) = extract_init(&format!("Bearer  {JWT}"), BOTH);
         assert_eq!(p.value.expose(), format!(" {JWT}"), "only one space is part of the prefix");
-        assert!(extract_init("   ", BOTH).is_none());
+        // present but empty: still evaluated (and fails), never "no credential"
+        assert_eq!(
+            extract_init("   ", JWT_ONLY),
+            (Slot::Jwt, Presented { value: Secret::new(String::new()), source: Source::Init })
+        );
         // trimmed first: "Bearer " becomes "Bearer", which is then evaluated (and fails)
-        assert_eq!(extract_init("Bearer ", BOTH).unwrap().1.value.expose(), "Bearer");
-        assert_eq!(extract_init("not-a-jwt", JWT_ONLY).unwrap().0, Slot::Jwt);
+        assert_eq!(extract_init("Bearer ", BOTH).1.value.expose(), "Bearer");
+        assert_eq!(extract_init("not-a-jwt", JWT_ONLY).0, Slot::Jwt);
     }
 
     #[test]

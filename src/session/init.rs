@@ -149,8 +149,7 @@ impl Reactor {
                     return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
                 }
                 if *row.owner != *owner {
-                    log::info!("foreign session probe session_id={id}");
-                    return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
+                    return self.foreign_probe(key, &id.to_string(), frame_id);
                 }
                 match self.materialize(*row) {
                     Ok(idx) => self.attach_existing(key, idx, frame_id, req, &owner),
@@ -265,8 +264,8 @@ impl Reactor {
         let Some(s) = self.sessions.get(idx) else { return };
         let skey = s.key(idx);
         if &*s.owner != owner {
-            log::info!("foreign session probe session_id={}", s.id_str);
-            return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
+            let id = s.id_str.clone();
+            return self.foreign_probe(key, &id, frame_id);
         }
         if s.worker_type.as_str() != WorkerType::parse(&req.worker_type).map(|t| t.as_str()).unwrap_or("") {
             return self.fail_init(
@@ -319,6 +318,16 @@ impl Reactor {
         }
         let state = s.state;
         self.complete_attach(key, skey, waiter.frame_id, waiter.last_seq, true, Mode::Drive, state);
+    }
+
+    /// An `init` naming another owner's session: answered exactly like a
+    /// nonexistent id, and counted toward the client IP's lockout (security.md §2.3).
+    fn foreign_probe(&mut self, key: Key, session_id: &str, frame_id: Option<String>) {
+        log::info!("foreign session probe session_id={session_id}");
+        if let Some(ip) = self.client(key).and_then(|c| c.rate.open_ip) {
+            self.shared.lockout.record_failure(ip, Instant::now());
+        }
+        self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id)
     }
 
     /// `init_ack`, replay, then live events (aep-v1.md §4.2, §5.3).

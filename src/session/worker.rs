@@ -133,6 +133,25 @@ impl Reactor {
             session_id: s.id_str.to_string(),
         };
         s.spawning = true;
+        // security.md §5.3: a loaded API key or admin token in any env value (an
+        // operator copied one into a provider variable) refuses the spawn; the
+        // log names the variable, never the value. Answered like any spawn failure.
+        let secret_in = |v: &OsString| {
+            let v = v.to_string_lossy();
+            sandbox.secret_values.iter().any(|sec| v.contains(sec.expose()))
+        };
+        let leak = if prepare_only { None } else { plan.env.iter().find(|(_, v)| secret_in(v)) };
+        if let Some((name, _)) = leak {
+            log::error!(
+                "worker env variable {} contains a gateway secret; spawn refused session_id={}",
+                name.to_string_lossy(),
+                s.id_str
+            );
+            let result = Err(SpawnError::InvalidRequest("a worker env value contains a gateway secret"));
+            let notice = Notice::Spawned { tag: tag_of(skey), result };
+            self.shared.reactors[self.id].send(crate::reactor::shared::Msg::Child(notice));
+            return;
+        }
         let (reactor, tag, plan) = (self.id, tag_of(skey), Box::new(plan));
         let cmd =
             if prepare_only { Command::Prepare { reactor, tag, plan } } else { Command::Spawn { reactor, tag, plan } };

@@ -20,6 +20,7 @@ use tungstenite::{Message, WebSocket};
 pub mod faults;
 pub mod mock_model;
 pub mod raw;
+pub mod sec;
 pub mod store;
 
 /// Default deadline for one expected frame.
