@@ -60,6 +60,8 @@ pub struct WorkerSettings {
     pub mcp_config: Option<PathBuf>,
     /// `CLAUDE_CONFIG_DIR` / `PI_CODING_AGENT_DIR` template (`{owner_hash}` allowed).
     pub state_dir: Option<String>,
+    /// `workers.opencode_*.agent` (opencode's agent name).
+    pub agent: Option<String>,
 }
 
 /// Where workers live on disk and what they may see.
@@ -292,6 +294,12 @@ impl Settings {
                     permission_mode: mode,
                     mcp_config: mcp.filter(|p| !p.as_os_str().is_empty()),
                     state_dir: state_dir.filter(|d| !d.is_empty()),
+                    agent: match t {
+                        WorkerType::OpencodeCli => Some(cfg.workers.opencode_cli.agent.clone()),
+                        WorkerType::OpencodeServer => Some(cfg.workers.opencode_server.agent.clone()),
+                        _ => None,
+                    }
+                    .filter(|a| !a.is_empty()),
                 },
             );
         }

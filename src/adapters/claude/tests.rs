@@ -96,6 +96,7 @@ fn launch_every_field_is_one_element() {
         max_turns: Some(7),
         resume: None,
         mcp_config: Some(PathBuf::from("/etc/hotplex/mcp.json")),
+        ..LaunchSpec::default()
     };
     let l = ClaudeAdapter::new().launch(&spec);
     let tail: Vec<&str> = l.args[10..].iter().map(String::as_str).collect();
