@@ -6,12 +6,15 @@ pub mod adapters;
 pub mod child;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod logging;
 pub mod net;
 pub mod policy;
 pub mod protocol;
 pub mod reactor;
+pub mod security;
 pub mod session;
 pub mod settings;
 pub mod store;

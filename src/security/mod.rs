@@ -1,0 +1,3 @@
+//! Security mechanisms (security.md): SSRF guard, audit log.
+pub mod audit;
+pub mod ssrf;
