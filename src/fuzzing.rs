@@ -240,7 +240,7 @@ pub fn line_splitter(data: &[u8]) {
 /// A URL (first line) and resolver answers (the rest: 1 tag byte + 16
 /// address bytes each) through the SSRF check with no allow rules. Allowed
 /// ⇒ every address is outside §8.2 and came from the answers; a host that
-/// libc's `inet_aton` reads as IPv4 is refused or means the same address.
+/// `inet_aton` reads as IPv4 is refused or means the same address.
 pub fn ssrf_url(data: &[u8]) {
     let (url, answers) = match data.iter().position(|b| *b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
@@ -293,16 +293,80 @@ pub fn ssrf_url(data: &[u8]) {
     }
 }
 
-unsafe extern "C" {
-    /// glibc's legacy IPv4 parser (what `getaddrinfo` uses for numeric hosts).
-    #[link_name = "inet_aton"]
-    fn libc_inet_aton(cp: *const libc::c_char, inp: *mut libc::in_addr) -> libc::c_int;
+/// A port of glibc's `inet_aton` (what resolvers apply to numeric hosts):
+/// 1–4 parts, each read like `strtoul(…, 0)` (decimal, `0` octal, `0x`
+/// hex), the last part filling the remaining bytes; trailing whitespace ends
+/// the address. `tests/fuzz_corpus.rs` checks it against glibc itself.
+pub fn inet_aton(host: &str) -> Option<Ipv4Addr> {
+    let b = host.as_bytes();
+    let mut parts: Vec<u64> = Vec::with_capacity(3);
+    let mut i = 0;
+    loop {
+        if !b.get(i).is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        let hex_prefix = b[i] == b'0'
+            && matches!(b.get(i + 1), Some(b'x' | b'X'))
+            && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        let base: u64 = if hex_prefix {
+            i += 2;
+            16
+        } else if b[i] == b'0' {
+            8
+        } else {
+            10
+        };
+        let mut val: u64 = 0;
+        while let Some(d) = b.get(i).and_then(|c| char::from(*c).to_digit(base as u32)) {
+            val = val * base + u64::from(d);
+            if val > u64::from(u32::MAX) {
+                return None;
+            }
+            i += 1;
+        }
+        if b.get(i) == Some(&b'.') {
+            if parts.len() > 2 || val > 0xff {
+                return None;
+            }
+            parts.push(val);
+            i += 1;
+            continue;
+        }
+        if b.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
+            return None;
+        }
+        let max_last = [u64::from(u32::MAX), 0xff_ffff, 0xffff, 0xff][parts.len()];
+        if val > max_last {
+            return None;
+        }
+        let mut addr = val;
+        for (k, p) in parts.iter().enumerate() {
+            addr |= p << (24 - 8 * k);
+        }
+        return Some(Ipv4Addr::from(addr as u32));
+    }
 }
 
-fn inet_aton(host: &str) -> Option<Ipv4Addr> {
-    let c = std::ffi::CString::new(host).ok()?;
-    let mut addr = libc::in_addr { s_addr: 0 };
-    // SAFETY: `c` is NUL-terminated and `addr` a valid out-pointer.
-    let ok = unsafe { libc_inet_aton(c.as_ptr(), &mut addr) };
-    (ok != 0).then(|| Ipv4Addr::from(u32::from_be(addr.s_addr)))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inet_aton_reads_legacy_forms() {
+        let v = |s: &str| inet_aton(s).map(|a| a.to_string());
+        for s in ["127.1", "0x7f.0.0.1", "0177.0.0.1", "2130706433", "127.0.1", "0x7f000001", "127.0.0.1 x"] {
+            assert_eq!(v(s).as_deref(), Some("127.0.0.1"), "{s}");
+        }
+        assert_eq!(v("010.0.0.1").as_deref(), Some("8.0.0.1"));
+        for s in ["08.0.0.1", "1.2.3.256", "1.2.3.4.5", "0x", "a.b", "", "1..2", "4294967296", "256.1"] {
+            assert_eq!(v(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn every_target_accepts_empty_input() {
+        for (_, t) in TARGETS {
+            t(b"");
+        }
+    }
 }

@@ -250,8 +250,7 @@ impl<'a> Run<'a> {
         assert_eq!(sid, self.sid);
         let mut old = std::mem::replace(&mut self.conn, conn);
         let mut invalidated = false;
-        let mut closed = String::new();
-        loop {
+        let closed = loop {
             match old.c.recv_within(WAIT) {
                 Ok(v) => {
                     assert!(!invalidated, "{}: frame after SESSION_INVALIDATED: {v}", self.ctx());
@@ -264,13 +263,10 @@ impl<'a> Run<'a> {
                         std::mem::swap(&mut self.conn, &mut old);
                     }
                 }
-                Err(e @ RecvError::Closed(..)) | Err(e @ RecvError::Gone(_)) => {
-                    closed = format!("{e:?}");
-                    break;
-                }
+                Err(e @ RecvError::Closed(..)) | Err(e @ RecvError::Gone(_)) => break format!("{e:?}"),
                 Err(RecvError::Timeout) => panic!("{}: superseded driver not closed", self.ctx()),
             }
-        }
+        };
         assert!(
             invalidated,
             "{}: superseded driver got no SESSION_INVALIDATED ({closed}); it saw {:#?}",
