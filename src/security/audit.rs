@@ -481,7 +481,7 @@ fn anchor(conn: &Connection) -> rusqlite::Result<Option<[u8; 32]>> {
 
 /// Store writer only, inside its transaction: append `e` to the chain.
 /// Returns the new row id.
-pub fn insert(tx: &Connection, e: &AuditEntry) -> rusqlite::Result<i64> {
+pub(crate) fn insert(tx: &Connection, e: &AuditEntry) -> rusqlite::Result<i64> {
     let prev = chain_head(tx)?;
     let ip = e.client_ip.map(|ip| ip.to_string());
     let f = Fields {
