@@ -136,6 +136,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         recovered.terminated,
         recovered.created_removed
     );
+    crate::child::set_instance_id(&recovered.instance_id);
     kill_orphans(&recovered);
     if let Some(ws) = settings.worker(crate::adapters::WorkerType::Pi) {
         let path = &ws.adapter.pi.extension;
@@ -260,7 +261,8 @@ pub fn install_pi_extension(path: &std::path::Path) -> std::io::Result<()> {
 
 /// Worker groups recorded for sessions that were live when the previous
 /// process stopped: kill them if they (still the same processes) survived,
-/// and any process still carrying one of those sessions' ids.
+/// and any process still carrying one of those sessions' ids together with
+/// this store's instance id (another gateway's workers may share a session id).
 fn kill_orphans(r: &Recovered) {
     for (pid, ticks) in &r.orphans {
         if crate::child::kill_group_of(*pid, *ticks, libc::SIGKILL).unwrap_or(false) {
@@ -268,7 +270,10 @@ fn kill_orphans(r: &Recovered) {
         }
     }
     for sid in &r.session_ids {
-        for (pid, ticks) in crate::child::procfs::processes_with_env(crate::child::SESSION_ENV, sid) {
+        for (pid, ticks) in crate::child::procfs::processes_with_env(&[
+            (crate::child::SESSION_ENV, sid),
+            (crate::child::INSTANCE_ENV, &r.instance_id),
+        ]) {
             if crate::child::kill_process(pid, ticks, libc::SIGKILL).unwrap_or(false) {
                 log::warn!("killed orphaned worker process pid={pid} session_id={sid}");
             }

@@ -6,6 +6,8 @@ pub mod adapters;
 pub mod child;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;

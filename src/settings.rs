@@ -466,6 +466,7 @@ impl Settings {
                         replay_retention_events: cfg.store.replay_retention_events,
                         retention: cfg.store.retention,
                         tombstone_retention: cfg.store.tombstone_retention,
+                        audit_retention: cfg.store.audit_retention,
                         interval: cfg.sessions.gc_interval,
                     }),
                 },

@@ -4,8 +4,8 @@
 //! channels. Nothing here blocks: no disk, no DNS, no `wait()`.
 
 pub mod client;
-pub mod limits;
 pub mod http_client;
+pub mod limits;
 pub mod shared;
 pub mod timer;
 pub mod token;

@@ -374,7 +374,18 @@ impl Reactor {
         // Supersede an existing driver (aep-v1.md §7).
         let old_driver = if mode == Mode::Drive { s.driver.filter(|d| *d != key) } else { None };
         if let Some(old) = old_driver {
-            self.send_error(old, ErrorCode::SessionInvalidated, "superseded by a newer connection", None, None);
+            // Queued now, not behind the session's frames awaiting commit: the
+            // old driver is detached at once and would never receive those
+            // frames, nor an error parked behind them (found by
+            // tests/state_machine.rs: a takeover mid-turn closed the old
+            // driver without SESSION_INVALIDATED).
+            let ev = Event::Error {
+                code: ErrorCode::SessionInvalidated,
+                message: "superseded by a newer connection".to_owned(),
+                event_id: None,
+                details: None,
+            };
+            self.push_now(old, frame::text(&crate::protocol::encode(0, &sid, crate::protocol::now_ms(), &ev)));
             self.close_client(old, close::POLICY, "superseded", false);
         }
         // init_ack first, directly: it is never held behind session frames.
