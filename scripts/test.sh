@@ -21,10 +21,11 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-cargo test --locked --all-targets -- --test-threads="${HOTPLEX_TEST_THREADS:-4}"
+cargo test --locked --lib --bins --tests -- --test-threads="${HOTPLEX_TEST_THREADS:-4}"
 
-echo "== benches compile and run once as tests"
-cargo bench --locked --no-run
+echo "== benches run once each in criterion's test mode"
+# criterion's own harness: it takes no libtest flags such as --test-threads
+cargo test --locked --benches
 
 echo "== shipped dev config"
 cargo run --quiet --locked --bin hotplex -- --check-config --config configs/config-dev.yaml

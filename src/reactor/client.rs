@@ -247,6 +247,7 @@ impl Reactor {
                     AuthDecision::Refused(f) => {
                         log::warn!("authentication failed at upgrade reason={} ip={ip}", f.label());
                         self.shared.lockout.record_failure(ip, Instant::now());
+                        self.audit(super::audit::auth_failure(&f, Some(ip), "upgrade"));
                         return self.respond(key, f.http_response());
                     }
                 };

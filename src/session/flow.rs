@@ -322,6 +322,9 @@ impl Reactor {
             } else {
                 "too_many_pending"
             };
+            let decision = if denied_tool { "policy_denied" } else { "cancelled" };
+            let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+            self.audit_permission(&sid, &owner, &ask.tool_name, decision, None);
             let reply = PermissionReply { id, allow: false, reason: Some(reason.into()), remember: false };
             return self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
         }
@@ -372,6 +375,8 @@ impl Reactor {
         if let Some(t) = s.turn.as_mut() {
             t.last_output = Instant::now();
         }
+        let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+        self.audit_permission(&sid, &owner, &p.tool_name, if allowed { "allowed" } else { "denied" }, Some(client));
         let remember = remember && allowed && self.s.policy.may_remember(&p.tool_name);
         let reply = PermissionReply { id, allow: allowed, reason, remember };
         self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
@@ -752,6 +757,8 @@ impl Reactor {
                 if let Some(t) = s.turn.as_mut() {
                     t.last_output = Instant::now();
                 }
+                let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+                self.audit_permission(&sid, &owner, &p.tool_name, "timeout", None);
                 let reply = PermissionReply { id: p.id, allow: false, reason: Some("timeout".into()), remember: false };
                 self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
             }

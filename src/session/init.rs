@@ -3,6 +3,7 @@
 //! terminated session, or create a new one. Replies `init_ack` (+ replay) or
 //! one error and a close.
 
+use crate::security::audit::{AuditKind, AuditOutcome, Detail};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +48,12 @@ impl Reactor {
                 }
             }
             AuthDecision::PreAuth => {
+                let missing = crate::security::AuthFailure {
+                    reason: crate::security::Reason::Missing,
+                    credential_id: None,
+                    source: None,
+                };
+                self.audit(crate::reactor::audit::auth_failure(&missing, ip, "init"));
                 return self.fail_init(key, ErrorCode::AuthRequired, "a credential is required", frame_id);
             }
             AuthDecision::Refused(f) => {
@@ -54,6 +61,7 @@ impl Reactor {
                 if let Some(ip) = ip {
                     self.shared.lockout.record_failure(ip, std::time::Instant::now());
                 }
+                self.audit(crate::reactor::audit::auth_failure(&f, ip, "init"));
                 return self.fail_init(key, f.aep_code(), f.client_message(), frame_id);
             }
         }
@@ -232,7 +240,18 @@ impl Reactor {
         let (launch, work_dir) =
             match self.s.policy.apply(req.config.as_ref(), wt, ws.model.as_deref(), ws.permission_mode.as_deref()) {
                 Ok(v) => v,
-                Err(r) => return self.fail_init(key, ErrorCode::ConfigInvalid, &r.message, frame_id),
+                Err(r) => {
+                    let detail =
+                        Detail::from_value(serde_json::json!({"worker_type": wt.as_str(), "refused": r.message}));
+                    let mut e = self
+                        .audit_entry_for(key, AuditKind::PolicyViolation, AuditOutcome::Denied)
+                        .reason("init_config");
+                    if let Some(d) = detail {
+                        e = e.detail(d);
+                    }
+                    self.audit(e);
+                    return self.fail_init(key, ErrorCode::ConfigInvalid, &r.message, frame_id);
+                }
             };
         let Some(adapter) = adapters::create(wt, &ws.adapter) else {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "worker_type not supported", frame_id);
@@ -324,6 +343,8 @@ impl Reactor {
     /// nonexistent id, and counted toward the client IP's lockout (security.md §2.3).
     fn foreign_probe(&mut self, key: Key, session_id: &str, frame_id: Option<String>) {
         log::info!("foreign session probe session_id={session_id}");
+        let probe = self.audit_entry_for(key, AuditKind::SessionForeignProbe, AuditOutcome::Denied).session(session_id);
+        self.audit(probe);
         if let Some(ip) = self.client(key).and_then(|c| c.rate.open_ip) {
             self.shared.lockout.record_failure(ip, Instant::now());
         }
