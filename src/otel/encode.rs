@@ -72,13 +72,13 @@ fn span(d: &SpanData) -> J {
 }
 
 /// The request body for `spans` under `resource`.
-pub fn request(resource: &[KeyValue], spans: &[Box<SpanData>]) -> Vec<u8> {
+pub fn request(resource: &[KeyValue], spans: &[SpanData]) -> Vec<u8> {
     let body = json!({
         "resourceSpans": [{
             "resource": { "attributes": attributes(resource) },
             "scopeSpans": [{
                 "scope": { "name": SCOPE, "version": env!("CARGO_PKG_VERSION") },
-                "spans": spans.iter().map(|s| span(s)).collect::<Vec<_>>(),
+                "spans": spans.iter().map(span).collect::<Vec<_>>(),
             }],
         }],
     });
@@ -119,7 +119,7 @@ mod tests {
             status: Status::Error("WORKER_CRASH".into()),
         };
         let res = vec![KeyValue { key: "service.name", value: Value::Static("hotplex") }];
-        let v: J = serde_json::from_slice(&request(&res, &[Box::new(d)])).unwrap();
+        let v: J = serde_json::from_slice(&request(&res, &[d])).unwrap();
         let rs = &v["resourceSpans"][0];
         assert_eq!(rs["resource"]["attributes"][0], json!({"key":"service.name","value":{"stringValue":"hotplex"}}));
         let s = &rs["scopeSpans"][0]["spans"][0];

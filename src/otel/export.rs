@@ -59,14 +59,14 @@ impl Exporter {
     }
 
     pub fn run(mut self) {
-        let mut batch: Vec<Box<SpanData>> = Vec::with_capacity(64);
+        let mut batch: Vec<SpanData> = Vec::with_capacity(64);
         let mut due = Instant::now() + self.cfg.interval;
         loop {
             let wait = due.saturating_duration_since(Instant::now());
             select! {
                 recv(self.spans) -> s => match s {
                     Ok(s) => {
-                        batch.push(s);
+                        batch.push(*s);
                         if batch.len() >= MAX_BATCH {
                             self.export(std::mem::take(&mut batch), None);
                             due = Instant::now() + self.cfg.interval;
@@ -94,11 +94,11 @@ impl Exporter {
     }
 
     /// Shutdown: everything queued, in batches, until the deadline.
-    fn drain(&mut self, mut batch: Vec<Box<SpanData>>, deadline: Instant) {
+    fn drain(&mut self, mut batch: Vec<SpanData>, deadline: Instant) {
         loop {
             while batch.len() < MAX_BATCH {
                 match self.spans.recv_timeout(Duration::ZERO) {
-                    Ok(s) => batch.push(s),
+                    Ok(s) => batch.push(*s),
                     Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
@@ -117,7 +117,7 @@ impl Exporter {
     }
 
     /// POST one batch with retries; on final failure drop and count it.
-    fn export(&mut self, batch: Vec<Box<SpanData>>, deadline: Option<Instant>) {
+    fn export(&mut self, batch: Vec<SpanData>, deadline: Option<Instant>) {
         if batch.is_empty() {
             return;
         }
