@@ -9,6 +9,18 @@ cd "$(dirname "$0")/.."
 
 BIN_DIR="$(scripts/install-agents.sh all)"
 export PATH="$BIN_DIR:$PATH"
+# Python tools for the tests (fake OTLP collector, hadolint), pinned, in .tools/py.
+PY_BIN="$(scripts/install-py-tools.sh)"
+export HOTPLEX_PY="$PY_BIN/python" HOTPLEX_HADOLINT="$PY_BIN/hadolint"
+# nginx and promtool for the deployment tests (Debian packages), only when missing.
+if ! { command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]]; } || ! command -v promtool >/dev/null; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light prometheus >&2
+  else
+    echo "test.sh: nginx/promtool missing and apt-get not usable (not root?); deploy tests will fail" >&2
+  fi
+fi
 command -v python3 >/dev/null || { echo "test.sh: python3 is required (mock model server)" >&2; exit 1; }
 
 echo "== mock model self-test"

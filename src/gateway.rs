@@ -138,6 +138,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
     );
     crate::child::set_instance_id(&recovered.instance_id);
     kill_orphans(&recovered);
+    let exporter = crate::otel::init(&settings.tracing, &recovered.instance_id);
     if let Some(ws) = settings.worker(crate::adapters::WorkerType::Pi) {
         let path = &ws.adapter.pi.extension;
         if let Err(e) = install_pi_extension(path) {
@@ -198,7 +199,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
             Some(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
                 if deadline.is_some() {
                     log::warn!("second signal during shutdown: forcing exit");
-                    return force_exit(&shared);
+                    return force_exit(&shared, exporter);
                 }
                 log::info!("shutdown requested (signal {sig})");
                 stop_accept.stop();
@@ -218,7 +219,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
             }
             if Instant::now() >= d {
                 log::error!("shutdown exceeded gateway.shutdown_timeout");
-                return force_exit(&shared);
+                return force_exit(&shared, exporter);
             }
         }
     }
@@ -232,6 +233,9 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
     store.close(Duration::from_secs(10));
     if let Some(d) = temp_data_dir {
         let _ = std::fs::remove_dir_all(d);
+    }
+    if let Some(e) = exporter {
+        e.shutdown(crate::otel::SHUTDOWN_FLUSH);
     }
     log::info!("stopped");
     crate::logging::flush();
@@ -281,10 +285,13 @@ fn kill_orphans(r: &Recovered) {
     }
 }
 
-fn force_exit(shared: &Shared) -> i32 {
+fn force_exit(shared: &Shared, exporter: Option<crate::otel::ExporterHandle>) -> i32 {
     shared.spawner.kill_all();
     // The spawner SIGKILLs every group and sweeps; give it a moment.
     std::thread::sleep(Duration::from_millis(500));
+    if let Some(e) = exporter {
+        e.shutdown(Duration::from_secs(1));
+    }
     crate::logging::flush();
     EXIT_FORCED
 }

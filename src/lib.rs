@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod otel;
 pub mod policy;
 pub mod protocol;
 pub mod rate;

@@ -162,6 +162,8 @@ pub struct Settings {
     pub sandbox: Sandbox,
     pub store: StoreSettings,
     pub rate: RateSettings,
+    /// `tracing.*` (operations.md §6).
+    pub tracing: crate::otel::TraceConfig,
 }
 
 impl Settings {
@@ -426,6 +428,7 @@ impl Settings {
                 max_turns_ceiling: l.max_turns_ceiling as u64,
             },
             workers,
+            tracing: crate::otel::TraceConfig::from_config(cfg),
             rate: RateSettings {
                 conn_per_sec: l.rate.conn_frames_per_sec as f64,
                 conn_burst: l.rate.conn_burst as f64,

@@ -35,6 +35,7 @@ impl Reactor {
             self.send_error(key, ErrorCode::ReconnectRequired, "server shutting down", frame_id, None);
             return self.close_client(key, close::GOING_AWAY, "server shutting down", false);
         }
+        self.trace_init_begin(key, &req);
         // Authentication first: the init's credential (or the upgrade's) names the owner.
         let mode = req.mode.unwrap_or(Mode::Drive);
         let Some(c) = self.client(key) else { return };
@@ -418,6 +419,8 @@ impl Reactor {
         if let Some(last) = last_seq {
             self.replay_to(key, skey, last, top);
         }
+        let replayed = last_seq.map(|l| top.saturating_sub(if l > top { 0 } else { l })).unwrap_or(0);
+        self.trace_attached(key, skey, resumed, replayed, mode);
         if let Some(s) = self.session_mut(skey) {
             match mode {
                 Mode::Drive => s.driver = Some(key),

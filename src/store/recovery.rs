@@ -20,7 +20,7 @@ pub struct Recovered {
     pub orphans: Vec<(i32, u64)>,
     /// Ids of the recovered sessions (their workers' `HOTPLEX_SESSION_ID`).
     pub session_ids: Vec<String>,
-    /// `meta.instance_id` (workers' `HOTPLEX_INSTANCE_ID`).
+    /// `meta.instance_id` (workers' `HOTPLEX_INSTANCE_ID`, the tracing resource's `service.instance.id`).
     pub instance_id: String,
 }
 

@@ -242,7 +242,13 @@ impl Writer {
                 if let Some(f) = &mut self.failpoint {
                     f.count(batch.iter().filter(|op| matches!(op, WriteOp::Append(_))).count() as u64);
                 }
+                let span = crate::otel::start(
+                    "hotplex.store.batch",
+                    crate::otel::Kind::Internal,
+                    crate::otel::Parent::StoreRoot,
+                );
                 let mut outcome = self.commit(&batch);
+                batch_span(span, &batch, &outcome);
                 self.fail_at(Point::AfterCommit);
                 let failed_ops = std::mem::take(&mut outcome.failed_ops);
                 self.report(outcome);
@@ -560,6 +566,29 @@ fn apply_batch(tx: &Connection, batch: &[WriteOp], merge: bool, o: &mut Outcome)
         flush_run(tx, &mut runs, &s, o)?;
     }
     Ok(())
+}
+
+/// Finish a `hotplex.store.batch` span (operations.md §6.2; sampled by
+/// `tracing.store_sample_ratio`): op and event counts and event bytes only.
+fn batch_span(mut span: crate::otel::Span, batch: &[WriteOp], o: &Outcome) {
+    if !span.is_recording() {
+        return;
+    }
+    let bytes: usize = batch
+        .iter()
+        .map(|op| match op {
+            WriteOp::Append(a) => a.frame.data_json().len(),
+            _ => 0,
+        })
+        .sum();
+    span.set_u64("hotplex.ops", batch.len() as u64);
+    span.set_u64("hotplex.events", o.events);
+    span.set_u64("hotplex.merged", o.merged);
+    span.set_u64("hotplex.bytes", bytes as u64);
+    if let Some(start) = span.start_ns() {
+        span.set_u64("hotplex.commit_us", crate::otel::span::now_ns().saturating_sub(start) / 1000);
+    }
+    span.end();
 }
 
 fn note_committed(o: &mut Outcome, a: &Append) {
