@@ -80,8 +80,15 @@ pub fn block_signals() -> std::io::Result<()> {
     sys::block_signals(&SYNC_SIGNALS)
 }
 
+/// Authentication state built from the config at startup.
+pub struct SecurityState {
+    pub auth: crate::security::Authenticator,
+    pub lockout: crate::security::Lockout,
+    pub revocations: Arc<crate::security::RevocationTable>,
+}
+
 /// Run the gateway until a shutdown signal; returns the process exit code.
-pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -> i32 {
+pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shutdown_timeout: Duration) -> i32 {
     if let Err(e) = sys::prepare_process() {
         log::error!("process setup failed: {e}");
         return EXIT_STARTUP;
@@ -113,6 +120,7 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
     }
     // The store first: recovery runs before anything accepts (operations.md §2.5).
     let st = &settings.store;
+    let temp_data_dir = st.temp_data_dir.clone();
     let router = Box::new(CommitRouter(handles.clone()));
     let (store, recovered) = match Store::open(&st.path, &st.options, st.read_connections, st.writer.clone(), router) {
         Ok(v) => v,
@@ -128,7 +136,16 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
         recovered.terminated,
         recovered.created_removed
     );
+    crate::child::set_instance_id(&recovered.instance_id);
     kill_orphans(&recovered);
+    let exporter = crate::otel::init(&settings.tracing, &recovered.instance_id);
+    if let Some(ws) = settings.worker(crate::adapters::WorkerType::Pi) {
+        let path = &ws.adapter.pi.extension;
+        if let Err(e) = install_pi_extension(path) {
+            log::error!("cannot write the pi permission-gate extension {}: {e}", path.display());
+            return EXIT_STARTUP;
+        }
+    }
     let sinks: Vec<Box<dyn NoticeSink>> =
         handles.iter().map(|h| Box::new(Sink(h.clone())) as Box<dyn NoticeSink>).collect();
     let supervisor = match Supervisor::start(sinks) {
@@ -153,6 +170,10 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
         store: store.writer.clone(),
         readers: store.readers.clone(),
         counters: Counters::default(),
+        limiter: Default::default(),
+        auth: std::sync::RwLock::new(Arc::new(security.auth)),
+        lockout: security.lockout,
+        revocations: security.revocations,
         shutting_down: AtomicBool::new(false),
     });
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
@@ -178,7 +199,7 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
             Some(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
                 if deadline.is_some() {
                     log::warn!("second signal during shutdown: forcing exit");
-                    return force_exit(&shared);
+                    return force_exit(&shared, exporter);
                 }
                 log::info!("shutdown requested (signal {sig})");
                 stop_accept.stop();
@@ -198,7 +219,7 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
             }
             if Instant::now() >= d {
                 log::error!("shutdown exceeded gateway.shutdown_timeout");
-                return force_exit(&shared);
+                return force_exit(&shared, exporter);
             }
         }
     }
@@ -210,14 +231,42 @@ pub fn run(settings: Settings, listen: SocketAddr, shutdown_timeout: Duration) -
     }
     drop(shared);
     store.close(Duration::from_secs(10));
+    if let Some(d) = temp_data_dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    if let Some(e) = exporter {
+        e.shutdown(crate::otel::SHUTDOWN_FLUSH);
+    }
     log::info!("stopped");
     crate::logging::flush();
     EXIT_OK
 }
 
+/// Write pi's permission-gate extension (embedded in the binary, so it
+/// always matches the adapter answering it) to `path`, unless it already
+/// holds exactly that text. Written to a temporary file and renamed, so a
+/// pi starting meanwhile never loads half a file; readable by workers.
+pub fn install_pi_extension(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let source = crate::adapters::pi::PERMISSION_GATE_SOURCE;
+    if std::fs::read(path).is_ok_and(|b| b == source.as_bytes()) {
+        return Ok(());
+    }
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("the extension path has no directory"))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+    let tmp = dir.join(format!(".{}.{}", crate::adapters::pi::PERMISSION_GATE_FILE, std::process::id()));
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
+    f.write_all(source.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
 /// Worker groups recorded for sessions that were live when the previous
 /// process stopped: kill them if they (still the same processes) survived,
-/// and any process still carrying one of those sessions' ids.
+/// and any process still carrying one of those sessions' ids together with
+/// this store's instance id (another gateway's workers may share a session id).
 fn kill_orphans(r: &Recovered) {
     for (pid, ticks) in &r.orphans {
         if crate::child::kill_group_of(*pid, *ticks, libc::SIGKILL).unwrap_or(false) {
@@ -225,7 +274,10 @@ fn kill_orphans(r: &Recovered) {
         }
     }
     for sid in &r.session_ids {
-        for (pid, ticks) in crate::child::procfs::processes_with_env(crate::child::SESSION_ENV, sid) {
+        for (pid, ticks) in crate::child::procfs::processes_with_env(&[
+            (crate::child::SESSION_ENV, sid),
+            (crate::child::INSTANCE_ENV, &r.instance_id),
+        ]) {
             if crate::child::kill_process(pid, ticks, libc::SIGKILL).unwrap_or(false) {
                 log::warn!("killed orphaned worker process pid={pid} session_id={sid}");
             }
@@ -233,10 +285,13 @@ fn kill_orphans(r: &Recovered) {
     }
 }
 
-fn force_exit(shared: &Shared) -> i32 {
+fn force_exit(shared: &Shared, exporter: Option<crate::otel::ExporterHandle>) -> i32 {
     shared.spawner.kill_all();
     // The spawner SIGKILLs every group and sweeps; give it a moment.
     std::thread::sleep(Duration::from_millis(500));
+    if let Some(e) = exporter {
+        e.shutdown(Duration::from_secs(1));
+    }
     crate::logging::flush();
     EXIT_FORCED
 }

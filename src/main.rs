@@ -8,6 +8,47 @@ fn main() {
     std::process::exit(real_main());
 }
 
+/// `hotplex token`: print only the compact token on stdout.
+fn token(t: &cli::TokenArgs, config_flag: Option<std::path::PathBuf>) -> i32 {
+    use hotplex::security::{UnixTime, mint};
+    let key = match mint::SigningKey::read(&t.key) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("hotplex token: {e}");
+            return e.exit_code();
+        }
+    };
+    let mut opts = mint::MintOptions {
+        sub: t.sub.clone(),
+        ttl: t.ttl,
+        aud: t.aud.clone(),
+        iss: t.iss.clone(),
+        scopes: t.scopes.clone(),
+        bot_id: t.bot_id.clone(),
+        kid: t.kid.clone(),
+    };
+    let opts_env = LoadOptions::from_process(config_flag, false);
+    if opts_env.path.is_some() {
+        match config::load(&opts_env) {
+            Ok(l) => opts.defaults_from(&l.config, &key.public_point()),
+            Err(errors) => {
+                eprintln!("{errors}");
+                return config::ConfigErrors::EXIT_CODE;
+            }
+        }
+    }
+    match mint::mint(&key, &opts, UnixTime::now()) {
+        Ok(token) => {
+            println!("{token}");
+            0
+        }
+        Err(e) => {
+            eprintln!("hotplex token: {e}");
+            e.exit_code()
+        }
+    }
+}
+
 fn real_main() -> i32 {
     let args = match cli::parse(std::env::args().skip(1)) {
         Ok(a) => a,
@@ -16,7 +57,7 @@ fn real_main() -> i32 {
             return 2;
         }
     };
-    match args.command {
+    match &args.command {
         Command::Version => {
             println!("{}", cli::version_line());
             return 0;
@@ -25,6 +66,19 @@ fn real_main() -> i32 {
             print!("{}", cli::USAGE);
             return 0;
         }
+        Command::Token(t) => return token(t, args.config.clone()),
+        Command::TokenKeygen { out } => {
+            return match hotplex::security::mint::write_keypair(out) {
+                Ok(public) => {
+                    eprintln!("wrote {} and {}", out.display(), public.display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("hotplex token keygen: {e}");
+                    e.exit_code()
+                }
+            };
+        }
         _ => {}
     }
     let opts = LoadOptions::from_process(args.config.clone(), args.dev);
@@ -32,7 +86,7 @@ fn real_main() -> i32 {
     let loaded = match config::load(&opts) {
         Ok(l) => l,
         Err(errors) => {
-            eprint!("{errors}");
+            eprintln!("{errors}");
             return config::ConfigErrors::EXIT_CODE;
         }
     };
@@ -77,6 +131,19 @@ fn real_main() -> i32 {
         log::info!("worker enabled worker_type={} program={}", w.worker_type.as_str(), w.program.display());
     }
     let settings = Settings::from_config(&cfg, &env);
+    let revocations = std::sync::Arc::new(hotplex::security::RevocationTable::new());
+    let auth = match hotplex::security::Authenticator::from_config(&cfg, revocations.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("cannot set up authentication: {e:?}");
+            return gateway::EXIT_STARTUP;
+        }
+    };
+    let security = gateway::SecurityState {
+        auth,
+        lockout: hotplex::security::Lockout::new(hotplex::security::LockoutPolicy::from_limits(&cfg.limits)),
+        revocations,
+    };
     let shutdown = cfg.gateway.shutdown_timeout;
-    gateway::run(settings, cfg.gateway.listen, shutdown)
+    gateway::run(settings, security, cfg.gateway.listen, shutdown)
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::adapters::WorkerType;
+use crate::adapters::{AdapterConfig, WorkerType};
 use crate::net::http::HeadLimits;
 use crate::policy::Policy;
 use crate::protocol::DecodeLimits;
@@ -58,10 +58,12 @@ pub struct WorkerSettings {
     pub model: Option<String>,
     pub permission_mode: Option<String>,
     pub mcp_config: Option<PathBuf>,
-    /// `workers.opencode_cli.agent` / `workers.opencode_server.agent` when set.
-    pub agent: Option<String>,
     /// `CLAUDE_CONFIG_DIR` / `PI_CODING_AGENT_DIR` template (`{owner_hash}` allowed).
     pub state_dir: Option<String>,
+    /// Agent-specific values the adapter formats (`adapters::create`).
+    pub adapter: AdapterConfig,
+    /// `workers.opencode_*.agent` (opencode's agent name).
+    pub agent: Option<String>,
 }
 
 /// Where workers live on disk and what they may see.
@@ -82,10 +84,38 @@ pub struct Sandbox {
     pub rlimits: crate::child::WorkerLimits,
     /// Never usable as a work dir, even inside a root (data dir, config, secrets).
     pub denied_paths: Vec<PathBuf>,
+    /// `security.worker.run_as` given as uid/gid (a `{user}` name is resolved at startup).
+    pub run_as: Option<crate::child::RunAs>,
     /// Rows 1–2 of security.md §5.1: base passthrough values and PATH, USER…
     pub base_env: Vec<(String, String)>,
     /// Names that must never reach a worker (gateway secrets, deny list).
     pub denied_env: Vec<String>,
+    /// Loaded API keys and admin tokens: a worker env value containing one of
+    /// them refuses the spawn (security.md §5.3 "Secret values").
+    pub secret_values: Vec<crate::config::Secret>,
+}
+
+/// Connection and rate limits (security.md §9.3; `limits.*`, `limits.rate.*`).
+#[derive(Clone, Debug)]
+pub struct RateSettings {
+    pub conn_per_sec: f64,
+    pub conn_burst: f64,
+    pub owner_per_sec: f64,
+    pub owner_burst: f64,
+    pub control_per_sec: f64,
+    pub control_burst: f64,
+    pub handshakes_per_sec: f64,
+    pub handshakes_burst: f64,
+    pub inputs_per_min: f64,
+    pub creates_per_min: f64,
+    pub throttle_threshold: f64,
+    pub max_violations_per_min: usize,
+    pub max_connections_per_ip: usize,
+    pub max_preinit: usize,
+    pub max_preinit_per_ip: usize,
+    pub max_connections_per_owner: usize,
+    pub trusted_proxies: Vec<crate::config::Cidr>,
+    pub client_ip_header: String,
 }
 
 /// Storage (`store.*`).
@@ -98,6 +128,9 @@ pub struct StoreSettings {
     pub writer: crate::store::WriterConfig,
     pub replay_retention: Duration,
     pub replay_retention_events: u64,
+    /// `:memory:` only: the private data directory made for this process
+    /// (homes, per-session tmp), removed at exit like the database.
+    pub temp_data_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -111,8 +144,14 @@ pub struct Settings {
     pub max_message_bytes: usize,
     pub send_queue_bytes: usize,
     pub send_queue_high_water: usize,
+    /// Data pending and the socket took nothing for this long → close.
+    pub write_stall_timeout: Duration,
     pub emit_raw: bool,
     pub reconnect_delay: Duration,
+    /// After `control.reconnect`: connections still open are closed (RECONNECT_REQUIRED).
+    pub reconnect_deadline: Duration,
+    /// At shutdown, running turns may finish for this long.
+    pub drain_timeout: Duration,
     pub head_limits: HeadLimits,
     pub decode: DecodeLimits,
     pub upgrade: UpgradePolicy,
@@ -122,12 +161,22 @@ pub struct Settings {
     pub workers: HashMap<WorkerType, WorkerSettings>,
     pub sandbox: Sandbox,
     pub store: StoreSettings,
+    pub rate: RateSettings,
+    /// `tracing.*` (operations.md §6).
+    pub tracing: crate::otel::TraceConfig,
 }
 
 impl Settings {
     pub fn worker(&self, t: WorkerType) -> Option<&WorkerSettings> {
         self.workers.get(&t)
     }
+}
+
+/// Where the gateway writes pi's permission-gate extension at startup
+/// (`gateway::install_pi_extension`): `<data dir>/pi/<file>`, the data dir
+/// being the store's directory.
+pub fn pi_extension_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("pi").join(crate::adapters::pi::PERMISSION_GATE_FILE)
 }
 
 /// `PATH` for workers: configured, or the gateway's with empty, `.` and
@@ -208,7 +257,8 @@ impl Settings {
             }
         }
 
-        let data_dir = if cfg.store.path.as_os_str() == ":memory:" {
+        let memory = cfg.store.path.as_os_str() == crate::store::MEMORY;
+        let data_dir = if memory {
             std::env::temp_dir().join(format!("hotplex-{}", std::process::id()))
         } else {
             cfg.store.path.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from("."))
@@ -229,7 +279,7 @@ impl Settings {
             core_bytes: nz(rl.rlimit_core_bytes),
         };
         let mut denied_paths = vec![data_dir.clone()];
-        if let Some(p) = cfg.store.path.parent() {
+        if let Some(p) = cfg.store.path.parent().filter(|_| !memory) {
             denied_paths.push(p.to_path_buf());
         }
 
@@ -242,6 +292,7 @@ impl Settings {
                     wenv.push((k.clone(), secret.expose().to_owned()));
                 }
             }
+            let mut adapter = AdapterConfig::default();
             let (args, model, mode, mcp, state_dir) = match t {
                 WorkerType::ClaudeCode => {
                     let w = &cfg.workers.claude_code;
@@ -271,6 +322,12 @@ impl Settings {
                 }
                 WorkerType::Pi => {
                     let w = &cfg.workers.pi;
+                    adapter.pi = crate::adapters::pi::PiConfig {
+                        mode: w.mode.clone(),
+                        provider: Some(w.provider.clone()).filter(|p| !p.is_empty()),
+                        gated_tools: w.gated_tools.clone(),
+                        extension: pi_extension_path(&data_dir),
+                    };
                     (
                         w.args.clone(),
                         Some(w.model.clone()),
@@ -289,13 +346,14 @@ impl Settings {
                     model: model.filter(|m| !m.is_empty()),
                     permission_mode: mode,
                     mcp_config: mcp.filter(|p| !p.as_os_str().is_empty()),
+                    state_dir: state_dir.filter(|d| !d.is_empty()),
+                    adapter,
                     agent: match t {
                         WorkerType::OpencodeCli => Some(cfg.workers.opencode_cli.agent.clone()),
                         WorkerType::OpencodeServer => Some(cfg.workers.opencode_server.agent.clone()),
                         _ => None,
                     }
                     .filter(|a| !a.is_empty()),
-                    state_dir: state_dir.filter(|d| !d.is_empty()),
                 },
             );
         }
@@ -311,8 +369,11 @@ impl Settings {
             max_message_bytes: g.max_message_bytes as usize,
             send_queue_bytes: g.send_queue_bytes as usize,
             send_queue_high_water: g.send_queue_high_water as usize,
+            write_stall_timeout: l.write_stall_timeout,
             emit_raw: g.emit_raw,
             reconnect_delay: g.reconnect_delay,
+            reconnect_deadline: g.reconnect_deadline,
+            drain_timeout: g.drain_timeout,
             head_limits: HeadLimits {
                 max_request_line: l.http_max_request_line_bytes as usize,
                 max_header_bytes: l.http_max_header_bytes as usize,
@@ -367,7 +428,29 @@ impl Settings {
                 max_turns_ceiling: l.max_turns_ceiling as u64,
             },
             workers,
+            tracing: crate::otel::TraceConfig::from_config(cfg),
+            rate: RateSettings {
+                conn_per_sec: l.rate.conn_frames_per_sec as f64,
+                conn_burst: l.rate.conn_burst as f64,
+                owner_per_sec: l.rate.owner_frames_per_sec as f64,
+                owner_burst: l.rate.owner_burst as f64,
+                control_per_sec: l.rate.control_per_sec as f64,
+                control_burst: l.rate.control_burst as f64,
+                handshakes_per_sec: l.rate.handshakes_per_ip_per_sec as f64,
+                handshakes_burst: l.rate.handshakes_burst as f64,
+                inputs_per_min: l.rate.inputs_per_min_per_owner as f64,
+                creates_per_min: l.rate.session_creates_per_min_per_owner as f64,
+                throttle_threshold: l.rate.throttle_threshold,
+                max_violations_per_min: l.rate.max_violations_per_min as usize,
+                max_connections_per_ip: l.max_connections_per_ip as usize,
+                max_preinit: l.max_preinit_connections as usize,
+                max_preinit_per_ip: l.max_preinit_per_ip as usize,
+                max_connections_per_owner: l.max_connections_per_owner as usize,
+                trusted_proxies: g.trusted_proxies.clone(),
+                client_ip_header: g.client_ip_header.clone(),
+            },
             store: StoreSettings {
+                temp_data_dir: memory.then(|| data_dir.clone()),
                 path: cfg.store.path.clone(),
                 options: crate::store::StoreOptions {
                     synchronous_full: cfg.store.synchronous == c::Synchronous::Full,
@@ -386,6 +469,7 @@ impl Settings {
                         replay_retention_events: cfg.store.replay_retention_events,
                         retention: cfg.store.retention,
                         tombstone_retention: cfg.store.tombstone_retention,
+                        audit_retention: cfg.store.audit_retention,
                         interval: cfg.sessions.gc_interval,
                     }),
                 },
@@ -404,6 +488,23 @@ impl Settings {
                 base_env,
                 denied_env,
                 denied_paths,
+                run_as: sec.worker.run_as.as_ref().and_then(|r| {
+                    let (uid, gid) = match (r.uid, r.gid) {
+                        (Some(u), Some(g)) => (u, g),
+                        _ => crate::sys::user_ids(r.user.as_deref()?)?,
+                    };
+                    Some(crate::child::RunAs { uid, gid, groups: r.groups.clone() })
+                }),
+                secret_values: sec
+                    .api_keys
+                    .iter()
+                    .filter_map(|k| k.value.clone())
+                    .chain(cfg.admin.tokens.iter().filter_map(|t| match &t.credential {
+                        Some(c::AdminCredential::Token(v)) => Some(v.clone()),
+                        _ => None,
+                    }))
+                    .filter(|v| !v.expose().is_empty())
+                    .collect(),
             },
         }
     }

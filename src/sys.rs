@@ -445,6 +445,22 @@ pub fn write_fd(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
+/// (uid, gid) of a user name (`security.worker.run_as: {user}`).
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut pwd = MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::passwd = ptr::null_mut();
+    // SAFETY: all pointers are valid for the call; `buf` outlives it.
+    let rc = unsafe { libc::getpwnam_r(cname.as_ptr(), pwd.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: getpwnam_r succeeded, so `pwd` is initialised.
+    let pwd = unsafe { pwd.assume_init() };
+    Some((pwd.pw_uid, pwd.pw_gid))
+}
+
 /// Name and login shell of the gateway's own uid (for the worker's USER,
 /// LOGNAME, SHELL), if it has a passwd entry.
 pub fn current_user() -> Option<(String, String)> {

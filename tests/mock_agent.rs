@@ -68,6 +68,8 @@ struct Mock {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// The stderr reader; joined (it ends at EOF) before stderr is read.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Mock {
@@ -95,7 +97,7 @@ impl Mock {
         });
         let stderr = Arc::new(Mutex::new(String::new()));
         let (err_pipe, err_buf) = (child.stderr.take().unwrap(), stderr.clone());
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(err_pipe).lines() {
                 let Ok(line) = line else { break };
                 let mut b = err_buf.lock().unwrap();
@@ -103,7 +105,7 @@ impl Mock {
                 b.push('\n');
             }
         });
-        Mock { stdin: child.stdin.take(), child, lines, stderr }
+        Mock { stdin: child.stdin.take(), child, lines, stderr, stderr_reader: Some(stderr_reader) }
     }
 
     fn send(&mut self, v: Value) {
@@ -171,7 +173,12 @@ impl Mock {
         std::iter::from_fn(|| self.raw_line()).collect()
     }
 
-    fn stderr(&self) -> String {
+    /// Everything the process wrote to stderr. Call after `wait_exit`: it
+    /// waits for the reader thread to reach EOF, so no late line is missed.
+    fn stderr(&mut self) -> String {
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
         self.stderr.lock().unwrap().clone()
     }
 }
@@ -507,7 +514,8 @@ fn resume_recall_across_processes() {
     let mut dup = Mock::spawn(&home, &["--session-id", &sid]);
     assert_eq!(dup.wait_exit().code(), Some(1));
     assert!(dup.rest().is_empty());
-    assert!(dup.stderr().contains(&format!("Error: Session ID {sid} is already in use.")), "{}", dup.stderr());
+    let err = dup.stderr();
+    assert!(err.contains(&format!("Error: Session ID {sid} is already in use.")), "{err}");
 
     let mut b = Mock::spawn(&home, &["--resume", &sid]);
     b.user("recall");

@@ -4,7 +4,8 @@
 //!
 //! Each test starts its own mock model and gateway; the mock is wired in as
 //! an operator config (`workers.opencode_cli.env.OPENCODE_CONFIG_CONTENT`,
-//! workers.md §3.9), which the adapter merges with the tool policy. The
+//! workers.md §3.9); the tool policy arrives beside it as
+//! `OPENCODE_PERMISSION`. The
 //! gateway gives each owner a private HOME, so opencode's state (its session
 //! store) is isolated per test; the registry is pointed at a dead port so
 //! opencode's first-start plugin install fails fast instead of reaching out.
@@ -347,14 +348,21 @@ fn interrupt_kills_the_turn_process_and_its_tool_shells() {
     assert_eq!(assert_messages(&next), vec![rig.mock_text("say again")]);
 }
 
-/// terminate, then re-init with the same key: the session resumes and the
-/// next turn's process continues the same opencode session (`--session`).
+/// Multi-turn: the second turn's process continues the first one's opencode
+/// session (`--session`), so the model gets turn 1 as history. Then
+/// terminate and re-init with the same key: the session resumes and the
+/// next turn continues the same conversation again.
 #[test]
-fn terminate_then_reinit_resumes_the_conversation() {
+fn turns_continue_the_conversation_also_after_terminate() {
     let rig = Rig::start(&[]);
     let (mut c, sid, _) = rig.session("resume", json!({}));
     let first = run_turn(&mut c, "remember the word PINEAPPLE");
     assert!(assert_turn_shape(&first), "turn 1 failed: {first:#?}");
+    let again = run_turn(&mut c, "and now [[recall]]");
+    assert!(assert_turn_shape(&again), "turn 2 failed: {again:#?}");
+    let answer = assert_messages(&again).join("\n");
+    assert!(answer.contains("'remember the word PINEAPPLE'"), "turn 2 lost turn 1: {answer:?}");
+    assert!(processes_of_session(&sid).is_empty(), "a process stayed between turns");
 
     c.send("control", json!({"action": "terminate"}));
     let t = c.until(STATE, |f| is_state(f, "terminated"));

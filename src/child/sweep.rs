@@ -19,6 +19,24 @@ use crate::sys;
 /// Environment variable every worker carries; the sweep key of a session.
 pub const SESSION_ENV: &str = "HOTPLEX_SESSION_ID";
 
+/// Environment variable every worker carries: the store's `meta.instance_id`.
+/// Session ids are deterministic (UUIDv5), so two gateways on one host can
+/// run workers with the same session id; startup orphan cleanup matches this
+/// too, so it only kills workers left by a previous run on the same store.
+pub const INSTANCE_ENV: &str = "HOTPLEX_INSTANCE_ID";
+
+static INSTANCE_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Record the store's instance id (once, at startup, before any spawn).
+pub fn set_instance_id(id: &str) {
+    let _ = INSTANCE_ID.set(id.to_owned());
+}
+
+/// The instance id workers are given, if startup recorded one.
+pub fn instance_id() -> Option<&'static str> {
+    INSTANCE_ID.get().map(String::as_str)
+}
+
 /// Most processes one worker's sweep will track (a fork bomb must not make
 /// the spawner thread unbounded).
 pub const MAX_SWEEP_TARGETS: usize = 4096;
@@ -134,13 +152,20 @@ impl Snapshot {
 }
 
 /// Everything that still belongs to a finished worker: the snapshot, every
-/// own-uid process carrying its session id, and their live descendants.
-/// `exclude` = pids that must never be touched (other workers' leaders).
+/// own-uid process carrying its session id that descends from this gateway,
+/// and their live descendants. `exclude` = pids that must never be touched
+/// (other workers' leaders).
+///
+/// Session ids of client keys are deterministic (aep-v1.md §4.1), so another
+/// gateway of the same uid on the host may run a worker with the same
+/// `HOTPLEX_SESSION_ID`; only this gateway's descendants (it is a subreaper,
+/// so escaped ones are re-parented to it) are attributed by that variable.
 pub(crate) fn collect_targets(snapshot: &Snapshot, session_id: &str, exclude: &HashSet<i32>) -> Vec<Target> {
     let me = std::process::id() as i32;
     let mut want: HashMap<i32, u64> = snapshot.iter().collect();
-    want.extend(procfs::processes_with_env(SESSION_ENV, session_id));
     if let Ok(procs) = procfs::scan() {
+        let ours: HashSet<(i32, u64)> = procfs::descendants_in(&procs, me).into_iter().collect();
+        want.extend(procfs::processes_with_env(&[(SESSION_ENV, session_id)]).into_iter().filter(|p| ours.contains(p)));
         let roots: Vec<i32> = want.keys().copied().collect();
         for root in roots {
             if procs.iter().any(|p| p.pid == root && want.get(&root) == Some(&p.starttime)) {

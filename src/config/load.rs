@@ -209,7 +209,10 @@ fn resolve_paths(cfg: &mut Config, cwd: &Path) {
             *p = absolutize(p, cwd);
         }
     };
-    fix(&mut cfg.store.path);
+    // `:memory:` names a temp database (operations.md §3.1), not a file here.
+    if cfg.store.path.as_os_str() != crate::store::MEMORY {
+        fix(&mut cfg.store.path);
+    }
     cfg.worker.work_dir_roots.iter_mut().for_each(fix);
     fix(&mut cfg.worker.default_work_dir);
     fix(&mut cfg.workers.claude_code.mcp_config);

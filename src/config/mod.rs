@@ -24,8 +24,8 @@
 //! `load.rs` (pipeline), `validate*.rs` (rules), `resolve.rs` (worker programs,
 //! file system checks), `error.rs` (error lines).
 //!
-//! This module must not do I/O beyond reading the config file and secret
-//! files and stat-ing paths and commands; it never logs and never puts a
+//! This module must not do I/O beyond reading the config file, secret files
+//! and JWT key files, and stat-ing paths and commands; it never logs and never puts a
 //! secret value into an error, a `Debug` string or serialised output.
 
 mod de;
@@ -55,7 +55,7 @@ pub use units::{
     Cidr, DURATION_NEEDS_UNIT, Enabled, Umask, format_duration, is_loopback, parse_duration, parse_listen, parse_size,
 };
 pub use validate::{OWNER_HASH, SESSION_ID};
-pub use validate_security::AVAILABLE_AUTH_MODES;
+pub use validate_security::{S3_MESSAGE, ssrf_permits};
 
 use crate::adapters::WorkerType;
 
@@ -74,6 +74,12 @@ impl Config {
     /// Loaded with `--dev`: admin authentication is disabled (listeners are loopback-only).
     pub fn dev(&self) -> bool {
         self.resolved.dev
+    }
+
+    /// The JWT verification keys loaded from `security.jwt.public_keys` and `jwks_file`
+    /// during validation (S3). Only meaningful on a config returned by [`load`].
+    pub fn jwt_keys(&self) -> &[crate::security::JwtKey] {
+        &self.resolved.jwt_keys
     }
 }
 

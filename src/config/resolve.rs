@@ -29,6 +29,8 @@ pub(crate) struct Resolved {
     pub workers: Vec<ResolvedWorker>,
     /// Loaded with `--dev` (admin authentication disabled, loopback listeners required).
     pub dev: bool,
+    /// JWT verification keys loaded from `security.jwt` (S3), in config order.
+    pub jwt_keys: Vec<crate::security::JwtKey>,
 }
 
 /// Why a command did not resolve.

@@ -89,8 +89,16 @@ fn collect_keys(v: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
     }
 }
 
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt").join(rel)
+}
+
+fn s3_line(l: &str) -> bool {
+    l.starts_with(&format!("config error: security.jwt: {S3_MESSAGE}"))
+}
+
 #[test]
-fn shipped_config_yaml_fails_only_on_auth_mode() {
+fn shipped_config_yaml_fails_only_on_s3() {
     let (cwd, path) = sandbox("shipped", &["claude"]);
     let opts = LoadOptions { path: Some(shipped("config.yaml")), dev: false, env: env(&[("PATH", &path)]) };
     let err = load_in(&opts, &cwd).unwrap_err();
@@ -98,12 +106,35 @@ fn shipped_config_yaml_fails_only_on_auth_mode() {
     assert_eq!(l.len(), 1, "{l:#?}");
     assert!(
         l[0].starts_with(
-            "config error: security.auth.modes: auth mode jwt is not available in this version of hotplex (only none) ["
+            "config error: security.jwt: auth mode jwt needs a usable key and a non-empty audience (S3) ["
         ),
         "{}",
         l[0]
     );
     assert!(l[0].contains("config.yaml:"), "source is the file position: {}", l[0]);
+    // A key alone or an audience alone is not enough.
+    let key = format!("[{{kid: k1, file: '{}'}}]", fixture("keys/k1.public.pem").display());
+    for extra in
+        [("HOTPLEX__SECURITY__JWT__PUBLIC_KEYS", key.as_str()), ("HOTPLEX__SECURITY__JWT__AUDIENCE", "hotplex")]
+    {
+        let mut o = opts.clone();
+        o.env.push((extra.0.into(), extra.1.into()));
+        let l = lines(&load_in(&o, &cwd).unwrap_err());
+        assert!(l.len() == 1 && s3_line(&l[0]), "{l:#?}");
+    }
+    // With a key and an audience supplied through HOTPLEX__ overrides it loads (operations.md §1.6).
+    let mut o = opts.clone();
+    o.env.push(("HOTPLEX__SECURITY__JWT__PUBLIC_KEYS".into(), key.clone()));
+    o.env.push(("HOTPLEX__SECURITY__JWT__AUDIENCE".into(), "hotplex".into()));
+    let loaded = load_in(&o, &cwd).unwrap_or_else(|e| panic!("{e}"));
+    let kids: Vec<&str> = loaded.config.jwt_keys().iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, ["k1"]);
+    assert_eq!(loaded.config.security.jwt.audience, vec!["hotplex".to_string()]);
+    assert!(
+        loaded.warnings.iter().any(|w| w.to_string().contains("security.jwt.issuer: empty")),
+        "{:?}",
+        loaded.warnings
+    );
     // With mode none supplied by the environment it loads, and claude is resolved.
     let mut opts = opts;
     opts.env.push(("HOTPLEX__SECURITY__AUTH__MODES".into(), "[none]".into()));
@@ -113,6 +144,7 @@ fn shipped_config_yaml_fails_only_on_auth_mode() {
     assert!(loaded.config.worker(WorkerType::Pi).is_none());
     assert_eq!(loaded.config.store.path, cwd.join("data/hotplex.db"));
     assert_eq!(loaded.file, Some(shipped("config.yaml")));
+    assert!(loaded.config.jwt_keys().is_empty());
 }
 
 #[test]
@@ -266,15 +298,129 @@ fn s2_none_mode_needs_loopback() {
 }
 
 #[test]
-fn s1_and_unavailable_modes() {
+fn s1_modes() {
     let (r, _) = load_yaml("security: {auth: {modes: []}}\n", &[]);
     assert!(lines(&r.unwrap_err())[0].contains("must name at least one mode"));
     let (r, _) = load_yaml("security: {auth: {modes: [none, jwt]}}\n", &[]);
     assert!(lines(&r.unwrap_err())[0].contains("none cannot be combined"));
     let (r, _) = load_yaml("security: {auth: {modes: [api_key, jwt]}}\n", &[]);
     let l = lines(&r.unwrap_err());
-    assert_eq!(l.len(), 1, "{l:#?}");
-    assert!(l[0].contains("auth modes api_key and jwt are not available in this version of hotplex (only none)"));
+    assert_eq!(l.len(), 2, "{l:#?}");
+    assert!(l.iter().any(|x| s3_line(x)), "{l:#?}");
+    assert!(l.iter().any(|x| x.contains("security.api_keys: auth mode api_key needs at least one key (S4)")));
+}
+
+#[test]
+fn s3_s10_jwt_keys() {
+    let jwt = |keys: &str| {
+        format!("security: {{auth: {{modes: [jwt]}}, jwt: {{audience: hotplex, issuer: hotplex-test, {keys}}}}}\n")
+    };
+    let pem = |kid: &str, rel: &str| format!("{{kid: {kid}, file: '{}'}}", fixture(rel).display());
+    // the C1 key set, and PEM + JWKS together
+    let (r, _) = load_yaml(&jwt(&format!("jwks_file: '{}'", fixture("jwks.json").display())), &[]);
+    let cfg = r.unwrap_or_else(|e| panic!("{e}")).config;
+    assert_eq!(cfg.jwt_keys().iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["k1", "k2"]);
+    let (r, _) = load_yaml(
+        &jwt(&format!(
+            "public_keys: [{}], jwks_file: '{}'",
+            pem("p1", "keys/k1.public.pem"),
+            fixture("jwks/with_rsa.json").display()
+        )),
+        &[],
+    );
+    let loaded = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.config.jwt_keys().len(), 2);
+    assert!(loaded.warnings.iter().any(|w| w.to_string().contains("skipped: not an EC P-256 key")));
+    // refusals
+    for (keys, needle) in [
+        (
+            format!("public_keys: [{}]", pem("k1", "pem/k1.private.pem")),
+            "holds a private key; the gateway only ever holds public keys (S10)",
+        ),
+        (format!("jwks_file: '{}'", fixture("jwks/private_d.json").display()), "private key material (`d`)"),
+        (format!("public_keys: [{}]", pem("k1", "pem/k1.public.compressed.pem")), "compressed"),
+        (format!("public_keys: [{}]", pem("k1", "pem/rsa.public.pem")), "RSA"),
+        (
+            format!("public_keys: [{}, {}]", pem("k1", "keys/k1.public.pem"), pem("k1", "keys/k2.public.pem")),
+            "kid \"k1\" is configured twice (S3)",
+        ),
+        (
+            format!(
+                "public_keys: [{}], jwks_file: '{}'",
+                pem("k1", "keys/k2.public.pem"),
+                fixture("jwks.json").display()
+            ),
+            "configured twice (S3)",
+        ),
+        (format!("jwks_file: '{}'", fixture("jwks/only_p384.json").display()), "no usable ES256"),
+        (
+            format!("public_keys: [{}]", pem("\"\"", "keys/k1.public.pem")),
+            "public_keys[0].kid: must be 1–128 bytes (S3)",
+        ),
+        (format!("public_keys: [{}]", pem("k1", "missing.pem")), "cannot read"),
+    ] {
+        let (r, _) = load_yaml(&jwt(&keys), &[]);
+        let l = lines(&r.unwrap_err());
+        assert!(l.iter().any(|x| x.contains(needle)), "missing {needle}: {l:#?}");
+    }
+    let many: Vec<String> = (0..33).map(|i| pem(&format!("k{i}"), "keys/k1.public.pem")).collect();
+    let (r, _) = load_yaml(&jwt(&format!("public_keys: [{}]", many.join(", "))), &[]);
+    assert!(lines(&r.unwrap_err()).iter().any(|x| x.contains("more than 32 keys in total (S3)")));
+    // S15 still applies
+    let (r, _) =
+        load_yaml(&jwt(&format!("public_keys: [{}], max_token_bytes: 65537", pem("k1", "keys/k1.public.pem"))), &[]);
+    assert!(lines(&r.unwrap_err()).iter().any(|x| x.contains("max_token_bytes: must be between 1 and 65536")));
+}
+
+#[test]
+fn s4_s9_s16_api_keys() {
+    let (cwd, path) = sandbox("apikeys", &["claude"]);
+    let open = cwd.join("open.key");
+    std::fs::write(&open, "o".repeat(40)).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let good = "g".repeat(40);
+    let yaml = format!(
+        "security:\n  auth: {{modes: [api_key]}}\n  api_keys:\n    - {{owner: alice, env: K_SHORT}}\n    - {{owner: alice, env: K_DOT}}\n    - {{owner: bob, env: K_PLUS}}\n    - {{owner: dev, key: inline-{good}}}\n    - {{owner: x, env: K_UNSET}}\n    - {{owner: y, file: '{}'}}\n    - {{owner: anonymous, env: K_GOOD}}\n    - {{owner: ' carol', env: K_GOOD2}}\n    - {{owner: dave, env: K_GOOD3}}\nadmin: {{tokens: [{{name: ops, scopes: [admin], env: K_GOOD3}}]}}\n",
+        open.display()
+    );
+    let file = write_config(&cwd, &yaml);
+    let dot = format!("{}.", "a".repeat(32));
+    let plus = format!("{}+", "a".repeat(32));
+    let e = env(&[
+        ("PATH", &path),
+        ("K_SHORT", &"a".repeat(31)),
+        ("K_DOT", &dot),
+        ("K_PLUS", &plus),
+        ("K_GOOD", &good),
+        ("K_GOOD2", &good),
+        ("K_GOOD3", &"h".repeat(40)),
+    ]);
+    let l = lines(&load_in(&LoadOptions { path: Some(file), dev: false, env: e }, &cwd).unwrap_err());
+    for needle in [
+        "security.api_keys[0].env: the key must be 32–256 characters of [A-Za-z0-9_-] (S4)",
+        "security.api_keys[1].env: the key must be 32–256 characters",
+        "security.api_keys[2].env: the key must be 32–256 characters",
+        "security.api_keys[3].key: an inline key needs security.dev_mode (use env or file) (S4)",
+        "security.api_keys[4].env: environment variable K_UNSET is not set (S16)",
+        "security.api_keys[5].file: secret file",
+        "group- or world-writable",
+        "security.api_keys[6].owner: `anonymous` is reserved for auth mode none (S4)",
+        "security.api_keys[7].owner: must be 1–256 bytes",
+        "security.api_keys[7]: the same key as security.api_keys[6] (S4)",
+        "admin.tokens[0]: the token equals an API key (S9)",
+    ] {
+        assert!(l.iter().any(|x| x.contains(needle)), "missing {needle}: {l:#?}");
+    }
+    for secret in [good.as_str(), &"a".repeat(31), &dot, &"h".repeat(40)] {
+        assert!(!l.iter().any(|x| x.contains(secret)), "value echoed: {l:#?}");
+    }
+    // Inline keys are fine with dev_mode on loopback; the values reach the config.
+    let (r, _) = load_yaml(
+        &format!("security: {{dev_mode: true, auth: {{modes: [api_key]}}, api_keys: [{{owner: dev, key: {good}}}]}}\n"),
+        &[],
+    );
+    let cfg = r.unwrap_or_else(|e| panic!("{e}")).config;
+    assert_eq!(cfg.security.api_keys[0].value.as_ref().map(Secret::expose), Some(good.as_str()));
 }
 
 #[test]
@@ -306,6 +452,23 @@ fn pi_needs_unrestricted_tools_and_acpx_agent_must_exist() {
     let l = lines(&err);
     assert!(l.iter().any(|x| x.starts_with("config error: workers.pi.unrestricted_tools: must be true")), "{l:#?}");
     assert!(l.iter().any(|x| x.starts_with("config error: workers.acpx.agent: \"gemini\" is not a key")), "{l:#?}");
+}
+
+#[test]
+fn pi_mode_provider_and_gated_tools_are_checked() {
+    let (cwd, path) = sandbox("pi-values", &["pi"]);
+    let file = write_config(
+        &cwd,
+        &format!(
+            "{NONE_MODE}workers: {{pi: {{enabled: true, unrestricted_tools: true, mode: json, provider: 'a b', gated_tools: [bash, 'x,y', '*']}}}}\n"
+        ),
+    );
+    let err = load_in(&LoadOptions { path: Some(file), dev: false, env: env(&[("PATH", &path)]) }, &cwd).unwrap_err();
+    let l = lines(&err);
+    assert!(l.iter().any(|x| x.starts_with("config error: workers.pi.mode: \"json\" is not supported")), "{l:#?}");
+    assert!(l.iter().any(|x| x.starts_with("config error: workers.pi.provider: \"a b\"")), "{l:#?}");
+    assert!(l.iter().any(|x| x.starts_with("config error: workers.pi.gated_tools: \"x,y\"")), "{l:#?}");
+    assert_eq!(l.len(), 3, "{l:#?}");
 }
 
 #[test]
@@ -519,11 +682,11 @@ fn file_level_errors() {
     assert!(lines(&err)[0].contains("cannot read the config file"));
     // An empty file is the defaults.
     let (r, _) = load_yaml("", &[]);
-    assert!(lines(&r.unwrap_err())[0].contains("auth mode jwt is not available"));
+    assert!(s3_line(&lines(&r.unwrap_err())[0]));
 }
 
 #[test]
-fn shipped_config_prod_fails_only_on_auth_mode() {
+fn shipped_config_prod_validates_with_its_secrets() {
     // Absolute paths moved under a temp root, secrets provided (operations.md §1.6).
     let (root, path) = sandbox("prod", &["claude"]);
     let secret_file = |name: &str, content: &str| {
@@ -534,6 +697,7 @@ fn shipped_config_prod_fails_only_on_auth_mode() {
     };
     let metrics = secret_file("metrics.token", &format!("{}\n", "m".repeat(40)));
     let alice = secret_file("alice.key", &"k".repeat(40));
+    let idp = secret_file("idp-2025.pub.pem", &std::fs::read_to_string(fixture("keys/k1.public.pem")).unwrap());
     let r = root.display().to_string();
     let tokens = format!(
         "[{{name: ops, scopes: [admin], env: HOTPLEX_ADMIN_TOKEN}}, {{name: prometheus, scopes: [read], file: '{metrics}'}}]"
@@ -545,15 +709,31 @@ fn shipped_config_prod_fails_only_on_auth_mode() {
         ("HOTPLEX_API_KEY_CI_BOT", "c".repeat(40)),
         ("HOTPLEX__ADMIN__TOKENS", tokens),
         ("HOTPLEX__SECURITY__API_KEYS", keys),
+        ("HOTPLEX__SECURITY__JWT__PUBLIC_KEYS", format!("[{{kid: idp-2025, file: '{idp}'}}]")),
         ("HOTPLEX__STORE__PATH", format!("{r}/var/hotplex.db")),
         ("HOTPLEX__WORKER__WORK_DIR_ROOTS", format!("['{r}/work/{{owner_hash}}']")),
         ("HOTPLEX__WORKER__DEFAULT_WORK_DIR", format!("{r}/work/{{owner_hash}}")),
     ];
     let e: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let opts = LoadOptions { path: Some(shipped("config-prod.yaml")), dev: false, env: e };
-    let l = lines(&load_in(&opts, &root).unwrap_err());
+    let loaded = load_in(&opts, &root).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = &loaded.config;
+    assert_eq!(cfg.security.auth.modes, vec![AuthMode::ApiKey, AuthMode::Jwt]);
+    assert_eq!(cfg.jwt_keys().iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["idp-2025"]);
+    assert_eq!(cfg.security.jwt.issuer, vec!["https://idp.example.com/".to_string()]);
+    let owners: Vec<&str> = cfg.security.api_keys.iter().map(|k| k.owner.as_str()).collect();
+    assert_eq!(owners, ["ci-bot", "alice"]);
+    assert!(cfg.security.api_keys.iter().all(|k| k.value.is_some()));
+    // Without the JWT key file (the shipped path does not exist here) it is refused, naming the key.
+    let mut o = opts.clone();
+    o.env.retain(|(k, _)| k != "HOTPLEX__SECURITY__JWT__PUBLIC_KEYS");
+    let l = lines(&load_in(&o, &root).unwrap_err());
     assert_eq!(l.len(), 1, "{l:#?}");
-    assert!(l[0].contains("security.auth.modes: auth modes api_key and jwt are not available"), "{}", l[0]);
+    assert!(
+        l[0].starts_with("config error: security.jwt.public_keys[0].file: /etc/hotplex/jwt/idp-2025.pub.pem"),
+        "{}",
+        l[0]
+    );
 }
 
 #[test]
@@ -568,4 +748,17 @@ fn load_options_debug_hides_values() {
     let opts = LoadOptions { path: None, dev: false, env: env(&[("HOTPLEX_ADMIN_TOKEN", "very-secret")]) };
     let text = format!("{opts:?}");
     assert!(text.contains("HOTPLEX_ADMIN_TOKEN") && !text.contains("very-secret"));
+}
+
+/// `store.path: ":memory:"` names a temp database (operations.md §3.1): it is
+/// neither made absolute against the config's directory nor taken as the
+/// data directory that work dirs must stay out of.
+#[test]
+fn memory_store_path_is_kept_as_is() {
+    let (r, _cwd) = load_yaml(&format!("{NONE_MODE}store: {{path: ':memory:'}}\n"), &[]);
+    let loaded = r.unwrap_or_else(|e| panic!("{:?}", lines(&e)));
+    assert_eq!(loaded.config.store.path, PathBuf::from(":memory:"));
+    let s = crate::settings::Settings::from_config(&loaded.config, &[]);
+    assert!(s.store.temp_data_dir.as_ref().is_some_and(|d| d.starts_with(std::env::temp_dir())), "{:?}", s.store);
+    assert!(s.sandbox.denied_paths.iter().all(|p| !p.as_os_str().is_empty()), "{:?}", s.sandbox.denied_paths);
 }

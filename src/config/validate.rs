@@ -196,6 +196,8 @@ fn store(cfg: &Config, ctx: &mut Ctx) {
     let s = &cfg.store;
     if s.path.as_os_str().is_empty() {
         ctx.err("store.path", "must not be empty");
+    } else if s.path.as_os_str() == crate::store::MEMORY {
+        // a temp file in the system temp directory (operations.md §3.1)
     } else if s.path.is_dir() {
         ctx.err("store.path", format!("{} is a directory; name the database file", s.path.display()));
     } else if let Some(parent) = s.path.parent() {
@@ -298,7 +300,9 @@ fn work_dir_roots(cfg: &Config, ctx: &mut Ctx) {
     if w.work_dir_roots.is_empty() {
         ctx.err("worker.work_dir_roots", "must list at least one directory (S11)");
     }
-    let data_dir = cfg.store.path.parent().map(canonical_lenient);
+    let data_dir = (cfg.store.path.as_os_str() != crate::store::MEMORY)
+        .then(|| cfg.store.path.parent().map(canonical_lenient))
+        .flatten();
     let mut protected: Vec<(String, PathBuf)> = Vec::new();
     if let Some(d) = &data_dir {
         protected.push(("the gateway's data directory".to_string(), d.clone()));
@@ -461,6 +465,9 @@ fn workers(cfg: &mut Config, ctx: &mut Ctx) {
             "workers.pi.enabled",
         );
     }
+    if is_on(WorkerType::Pi) {
+        pi_values(&cfg.workers.pi, ctx);
+    }
     if is_on(WorkerType::ClaudeCode)
         && !cfg.security.tools.permission_modes.contains(&cfg.workers.claude_code.permission_mode)
     {
@@ -472,6 +479,22 @@ fn workers(cfg: &mut Config, ctx: &mut Ctx) {
             ),
         );
     }
+    if is_on(WorkerType::OpencodeServer) {
+        let oc = &cfg.workers.opencode_server;
+        if oc.shared {
+            ctx.err(
+                "workers.opencode_server.shared",
+                "true (one server per owner) is not supported: every session runs its own `opencode serve` \
+                 (docs/adr/opencode-server-sharing.md); set false",
+            );
+        }
+        if oc.port != 0 {
+            ctx.err(
+                "workers.opencode_server.port",
+                "must be 0: the gateway picks a free loopback port for each server process (security.md §8.3)",
+            );
+        }
+    }
     let host = &cfg.workers.opencode_server.hostname;
     let loopback = host == "localhost" || host.parse().is_ok_and(is_loopback);
     if !loopback {
@@ -481,6 +504,24 @@ fn workers(cfg: &mut Config, ctx: &mut Ctx) {
         ctx.warn("workers", "no worker type is enabled: every init will fail with CONFIG_INVALID");
     }
     cfg.resolved.workers = resolved;
+}
+
+/// `workers.pi` values that reach pi's argv or the gate's tool list (workers.md §6).
+fn pi_values(pi: &super::types_workers::Pi, ctx: &mut Ctx) {
+    if pi.mode != "rpc" {
+        ctx.err("workers.pi.mode", format!("{:?} is not supported: the pi adapter speaks only \"rpc\"", pi.mode));
+    }
+    let name_ok = |s: &str, extra: &[u8]| {
+        !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    };
+    if !pi.provider.is_empty() && !name_ok(&pi.provider, b"._-") {
+        ctx.err("workers.pi.provider", format!("{:?} is not a provider name ([A-Za-z0-9._-])", pi.provider));
+    }
+    for t in &pi.gated_tools {
+        if t != "*" && !name_ok(t, b"_-") {
+            ctx.err("workers.pi.gated_tools", format!("{t:?} is not a tool name ([A-Za-z0-9_-], or \"*\" for all)"));
+        }
+    }
 }
 
 fn tracing(cfg: &Config, ctx: &mut Ctx) {

@@ -1,13 +1,14 @@
 //! Startup refusals of security.md §0.1 that concern the configuration itself:
-//! S1, S2, S5, S6, S7, S8, S9, S13, S14, S15, S16, plus fetching every secret
-//! (`admin.tokens`, `security.api_keys`, `workers.*.env`, `tracing.headers`).
-//! S11/S12 (file system) are in `validate.rs`. S3/S4 (JWT keys, API-key rules)
-//! are not implemented: this version accepts only auth mode `none`, see
-//! [`check_auth_modes_available`].
+//! S1–S10, S13–S16, plus fetching every secret (`admin.tokens`,
+//! `security.api_keys`, `workers.*.env`, `tracing.headers`) and loading the JWT
+//! verification keys (S3/S10, through [`crate::security::keys`]).
+//! S11/S12 (file system) are in `validate.rs`.
 //!
 //! Owns: these rules and their messages. Must not: put a secret value in a
-//! message, log, or read anything but the secret files and the env snapshot.
+//! message, log, or read anything but the secret files, the JWT key files and
+//! the env snapshot.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use super::secret::{Secret, SecretValue, read_env_secret, read_secret_file};
@@ -15,19 +16,23 @@ use super::types::{AdminCredential, AdminScope, AuthMode, Config};
 use super::units::{Cidr, is_loopback};
 use super::validate::Ctx;
 use crate::adapters::WorkerType;
-
-/// Auth modes this build implements. S3/S4 replace the refusal when jwt/api_key land.
-pub const AVAILABLE_AUTH_MODES: &[AuthMode] = &[AuthMode::None];
+use crate::security::apikey::{self, valid_key_format};
+use crate::security::keys::load_key_set;
+use crate::security::owner::{ANONYMOUS, valid_owner_id};
 
 use crate::policy::env::{CODE_LOADING as DANGEROUS_NAMES, CODE_LOADING_PREFIXES as DANGEROUS_PREFIXES};
 /// Every gateway variable with this prefix is a secret name (S13).
 const GATEWAY_PREFIX: &str = "HOTPLEX_";
+
+/// The S3 refusal for a jwt mode without keys or audience (operations.md §1.6 quotes it).
+pub const S3_MESSAGE: &str = "auth mode jwt needs a usable key and a non-empty audience (S3)";
 
 pub(crate) fn validate(cfg: &mut Config, ctx: &mut Ctx) {
     let api_keys = resolve_api_keys(cfg, ctx);
     resolve_admin_tokens(cfg, ctx, &api_keys);
     resolve_secret_values(cfg, ctx);
     auth_modes(cfg, ctx);
+    jwt(cfg, ctx);
     listeners(cfg, ctx);
     origins(cfg, ctx);
     env_names(cfg, ctx);
@@ -50,27 +55,7 @@ pub(crate) fn validate(cfg: &mut Config, ctx: &mut Ctx) {
     }
 }
 
-/// Refuse auth modes this version does not implement (one error for all of them).
-/// This is the single place to replace with the S3/S4 checks when jwt/api_key land.
-pub(crate) fn check_auth_modes_available(cfg: &Config, ctx: &mut Ctx) {
-    let missing: Vec<&str> =
-        cfg.security.auth.modes.iter().filter(|m| !AVAILABLE_AUTH_MODES.contains(m)).map(|m| m.as_str()).collect();
-    if missing.is_empty() {
-        return;
-    }
-    let available: Vec<&str> = AVAILABLE_AUTH_MODES.iter().map(|m| m.as_str()).collect();
-    let (noun, list, verb) = if missing.len() == 1 {
-        ("mode", missing[0].to_string(), "is")
-    } else {
-        ("modes", missing.join(" and "), "are")
-    };
-    ctx.err(
-        "security.auth.modes",
-        format!("auth {noun} {list} {verb} not available in this version of hotplex (only {})", available.join(", ")),
-    );
-}
-
-/// S1, S2 and availability.
+/// S1, S2.
 fn auth_modes(cfg: &Config, ctx: &mut Ctx) {
     let modes = &cfg.security.auth.modes;
     if modes.is_empty() {
@@ -102,7 +87,6 @@ fn auth_modes(cfg: &Config, ctx: &mut Ctx) {
             );
         }
     }
-    check_auth_modes_available(cfg, ctx);
 }
 
 /// S5, S7, S8.
@@ -175,10 +159,6 @@ fn origins(cfg: &Config, ctx: &mut Ctx) {
     }
 }
 
-fn valid_key_format(s: &str) -> bool {
-    (32..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// Fetch one `env`/`file` secret (S16); errors name the key, never the value.
 fn fetch(ctx: &mut Ctx, key: &str, env: Option<&str>, file: Option<&std::path::Path>) -> Option<Secret> {
     let got = match (env, file) {
@@ -206,28 +186,97 @@ fn fetch(ctx: &mut Ctx, key: &str, env: Option<&str>, file: Option<&std::path::P
     }
 }
 
-/// `security.api_keys`: fetch sources (S16). Format rules are S4, not implemented yet.
+/// `security.api_keys`: fetch sources (S16) and the S4 rules: owner ids (§2.1, not
+/// `anonymous`), inline keys only with `dev_mode`, format, no key twice, at most 1024
+/// entries, at least one key in mode `api_key`.
 fn resolve_api_keys(cfg: &mut Config, ctx: &mut Ctx) -> Vec<Secret> {
     let mut out = Vec::new();
+    let dev_mode = cfg.security.dev_mode;
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    if cfg.security.api_keys.len() > apikey::MAX_KEYS {
+        ctx.err("security.api_keys", format!("more than {} keys (S4)", apikey::MAX_KEYS));
+    }
     for (i, k) in cfg.security.api_keys.iter_mut().enumerate() {
         let key = format!("security.api_keys[{i}]");
-        if k.owner.is_empty() {
-            ctx.err(&format!("{key}.owner"), "must not be empty");
+        if !valid_owner_id(&k.owner) {
+            ctx.err(
+                &format!("{key}.owner"),
+                "must be 1–256 bytes of UTF-8 without surrounding whitespace or control characters (S4)",
+            );
+        } else if k.owner == ANONYMOUS {
+            ctx.err(&format!("{key}.owner"), "`anonymous` is reserved for auth mode none (S4)");
         }
         let n = usize::from(k.env.is_some()) + usize::from(k.file.is_some()) + usize::from(k.key.is_some());
         if n != 1 {
             ctx.err(&key, "give exactly one of env, file or key");
             continue;
         }
+        let src = if k.env.is_some() {
+            "env"
+        } else if k.file.is_some() {
+            "file"
+        } else {
+            "key"
+        };
+        if k.key.is_some() && !dev_mode {
+            ctx.err(&format!("{key}.key"), "an inline key needs security.dev_mode (use env or file) (S4)");
+            continue;
+        }
         k.value = match &k.key {
             Some(inline) => Some(inline.clone()),
             None => fetch(ctx, &key, k.env.as_deref(), k.file.as_deref()),
         };
-        if let Some(v) = &k.value {
-            out.push(v.clone());
+        let Some(v) = &k.value else { continue };
+        if !valid_key_format(v.expose()) {
+            ctx.err(&format!("{key}.{src}"), "the key must be 32–256 characters of [A-Za-z0-9_-] (S4)");
+            k.value = None;
+            continue;
         }
+        let digest = ring::digest::digest(&ring::digest::SHA256, v.expose().as_bytes()).as_ref().to_vec();
+        if let Some(first) = seen.get(&digest) {
+            ctx.err(&key, format!("the same key as security.api_keys[{first}] (S4)"));
+            k.value = None;
+            continue;
+        }
+        seen.insert(digest, i);
+        out.push(v.clone());
+    }
+    if cfg.security.auth.modes.contains(&AuthMode::ApiKey) && cfg.security.api_keys.is_empty() {
+        ctx.err("security.api_keys", "auth mode api_key needs at least one key (S4)");
     }
     out
+}
+
+/// S3, S10 and the `security.jwt` value rules; stores the loaded keys in `cfg.resolved`.
+fn jwt(cfg: &mut Config, ctx: &mut Ctx) {
+    let j = &cfg.security.jwt;
+    let jwt_on = cfg.security.auth.modes.contains(&AuthMode::Jwt);
+    let loaded = load_key_set(j);
+    for (key, m) in &loaded.errors {
+        ctx.err(key, m.clone());
+    }
+    for (key, m) in &loaded.warnings {
+        ctx.warn(key, m.clone());
+    }
+    let no_source = j.public_keys.is_empty() && j.jwks_file.as_os_str().is_empty();
+    let no_audience = j.audience.iter().all(String::is_empty);
+    if jwt_on && (no_source || no_audience) {
+        ctx.err("security.jwt", S3_MESSAGE);
+    }
+    for (name, list) in [("audience", &j.audience), ("issuer", &j.issuer)] {
+        if list.iter().any(String::is_empty) && !(name == "audience" && no_audience) {
+            ctx.err(&format!("security.jwt.{name}"), "entries must not be empty");
+        }
+    }
+    if jwt_on && j.issuer.is_empty() {
+        ctx.warn("security.jwt.issuer", "empty: the iss claim of tokens is not checked");
+    }
+    for (i, s) in j.default_scopes.iter().enumerate() {
+        if s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            ctx.err(&format!("security.jwt.default_scopes[{i}]"), "a scope is 1–128 bytes without spaces");
+        }
+    }
+    cfg.resolved.jwt_keys = loaded.keys;
 }
 
 /// `admin.tokens` (operations.md §1.4 row, S9, S16).
@@ -541,6 +590,22 @@ pub(crate) fn check_otlp_endpoint(url: &str, allow: &[String]) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// Whether the gateway may connect to `ip:port` reached through `host`
+/// (security.md §8.2, §8.3): not in a blocked range, or lifted by a
+/// `security.ssrf.allow` entry. Used at connect time by outbound clients
+/// (the OTLP exporter) on the addresses they resolved.
+pub fn ssrf_permits(ip: IpAddr, host: &str, port: u16, allow: &[String]) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    !blocked(ip)
+        || allow.iter().filter_map(|e| parse_allow_entry(e).ok()).any(|r| match r {
+            AllowRule::Net(c, p) => p == port && c.contains(ip),
+            AllowRule::Host(h, p) => p == port && h.eq_ignore_ascii_case(host),
+        })
 }
 
 #[cfg(test)]

@@ -68,39 +68,20 @@ fn refused(key: &str) -> Refused {
 #[derive(Clone, Copy, Debug)]
 struct Support {
     tools: bool,
-    /// The permission modes a client may name (empty = the key is refused).
-    modes: &'static [&'static str],
+    modes: bool,
     system_prompt: bool,
     max_turns: bool,
 }
 
-/// opencode enforces tools through its permission config only: mode `default`.
-const DEFAULT_MODE_ONLY: &[&str] = &["default"];
-
 fn support(t: WorkerType) -> Support {
     match t {
-        WorkerType::ClaudeCode => {
-            Support { tools: true, modes: &PERMISSION_MODES, system_prompt: true, max_turns: true }
-        }
+        WorkerType::ClaudeCode => Support { tools: true, modes: true, system_prompt: true, max_turns: true },
         // `opencode run` has no system-prompt flag; its config `instructions`
         // takes file paths, not text (workers.md §7.1 marks it UNVERIFIED).
-        WorkerType::OpencodeCli => {
-            Support { tools: true, modes: DEFAULT_MODE_ONLY, system_prompt: false, max_turns: false }
-        }
-        WorkerType::OpencodeServer => {
-            Support { tools: true, modes: DEFAULT_MODE_ONLY, system_prompt: true, max_turns: false }
-        }
-        WorkerType::Acpx => Support { tools: false, modes: &[], system_prompt: false, max_turns: false },
-        WorkerType::Pi => Support { tools: false, modes: &[], system_prompt: true, max_turns: false },
-    }
-}
-
-/// Whether every entry of a client tool list can be expressed by the
-/// worker type's own permission scheme (opencode: workers.md §3.5 table).
-fn tools_expressible(t: WorkerType, list: &[String]) -> bool {
-    match t {
-        WorkerType::OpencodeCli => crate::adapters::opencode_cli::permission::first_unsupported(list).is_none(),
-        _ => true,
+        WorkerType::OpencodeCli => Support { tools: true, modes: false, system_prompt: false, max_turns: false },
+        WorkerType::OpencodeServer => Support { tools: true, modes: false, system_prompt: true, max_turns: false },
+        WorkerType::Acpx => Support { tools: false, modes: false, system_prompt: false, max_turns: false },
+        WorkerType::Pi => Support { tools: false, modes: false, system_prompt: true, max_turns: false },
     }
 }
 
@@ -174,6 +155,10 @@ impl Policy {
             if !self.models_allowed.is_empty() && !self.models_allowed.iter().any(|a| a == m) {
                 return Err(refused("model"));
             }
+            // opencode_server sends the model as {providerID, modelID} (workers.md §7.1).
+            if worker_type == WorkerType::OpencodeServer && !m.contains('/') {
+                return Err(refused("model"));
+            }
             spec.model = Some(m.clone());
         } else {
             spec.model = default_model.filter(|m| !m.is_empty()).map(str::to_owned);
@@ -195,11 +180,12 @@ impl Policy {
 
         for (key, list) in [("allowed_tools", &c.allowed_tools), ("disallowed_tools", &c.disallowed_tools)] {
             if let Some(l) = list {
-                if !sup.tools
-                    || l.len() > self.max_tools
-                    || !l.iter().all(|t| valid_tool(t))
-                    || !tools_expressible(worker_type, l)
-                {
+                if !sup.tools || l.len() > self.max_tools || !l.iter().all(|t| valid_tool(t)) {
+                    return Err(refused(key));
+                }
+                // A name opencode has no permission key for cannot be enforced (workers.md §3.5).
+                let opencode = matches!(worker_type, WorkerType::OpencodeServer | WorkerType::OpencodeCli);
+                if opencode && l.iter().any(|t| crate::adapters::opencode_config::permission_key(t).is_none()) {
                     return Err(refused(key));
                 }
             }
@@ -224,7 +210,7 @@ impl Policy {
 
         let mode = match &c.permission_mode {
             Some(m) => {
-                if !sup.modes.contains(&m.as_str())
+                if !sup.modes
                     || !PERMISSION_MODES.contains(&m.as_str())
                     || !self.permission_modes.iter().any(|a| a == m)
                 {
@@ -232,7 +218,7 @@ impl Policy {
                 }
                 Some(m.clone())
             }
-            None => default_mode.filter(|m| !m.is_empty() && sup.modes.contains(m)).map(str::to_owned),
+            None => default_mode.filter(|m| !m.is_empty() && sup.modes).map(str::to_owned),
         };
         spec.permission_mode = mode;
 
@@ -324,6 +310,20 @@ mod tests {
         assert!(apply(&deny, cfg(|c| c.system_prompt = Some("be terse".into()))).is_err());
         let s = apply(&pol, cfg(|c| c.system_prompt = Some("-be terse-".into()))).unwrap();
         assert_eq!(s.system_prompt_mode, Some(SystemPromptMode::Append));
+    }
+
+    #[test]
+    fn opencode_server_tools_and_models_must_be_expressible() {
+        let pol = p(&["Bash", "Read", "mcp__x__*"], &[]);
+        let oc = |c: InitConfig| pol.apply(Some(&c), WorkerType::OpencodeServer, None, None).map(|(s, _)| s);
+        assert!(oc(cfg(|c| c.allowed_tools = Some(vec!["Bash(git status:*)".into(), "Read".into()]))).is_ok());
+        assert!(oc(cfg(|c| c.allowed_tools = Some(vec!["mcp__x__tool".into()]))).is_err());
+        assert!(oc(cfg(|c| c.disallowed_tools = Some(vec!["NoSuchTool".into()]))).is_err());
+        assert!(oc(cfg(|c| c.disallowed_tools = Some(vec!["WebFetch".into()]))).is_ok());
+        assert!(oc(cfg(|c| c.model = Some("anthropic/claude-sonnet-4-5".into()))).is_ok());
+        assert!(oc(cfg(|c| c.model = Some("claude-sonnet-4-5".into()))).is_err());
+        // claude has no such rule
+        assert!(apply(&pol, cfg(|c| c.allowed_tools = Some(vec!["mcp__x__tool".into()]))).is_ok());
     }
 
     #[test]

@@ -17,9 +17,11 @@ use crate::ws::conn::{Conn, HttpRead, Phase, ReadEnd};
 use crate::ws::{frame, handshake};
 
 use super::Reactor;
+use super::limits::FrameClass;
 use super::shared::{Adoption, Candidate};
 use super::timer::{Owner, TimerKind};
 use super::token::{self, Key, Kind};
+use crate::security::AuthDecision;
 
 /// Messages read per wake-up before yielding to other sources.
 const READ_BUDGET: usize = 64;
@@ -54,6 +56,12 @@ pub struct Client {
     pub replay_hold: Option<Vec<crate::ws::outq::SharedFrame>>,
     /// The next replay page to read once the queue has drained: (session, top, after).
     pub replay_next: Option<(Key, u64, u64)>,
+    /// Rate buckets and the limiter slots this connection holds.
+    pub rate: super::limits::ClientRate,
+    /// Who authenticated (at upgrade, then at init); `None` = pre-auth.
+    pub principal: Option<crate::security::Principal>,
+    /// The `hotplex.session.attach` span of an init in progress.
+    pub attach_span: crate::otel::Span,
 }
 
 impl Reactor {
@@ -66,6 +74,15 @@ impl Reactor {
     }
 
     pub(super) fn accept(&mut self, sock: TcpStream, peer: SocketAddr) {
+        let r = &self.shared.settings.rate;
+        let peer_ip = crate::net::client_ip::normalize(peer.ip());
+        let per_ip = (!crate::net::client_ip::is_trusted(peer_ip, &r.trusted_proxies)).then_some(peer_ip);
+        if self.shared.limiter.accept(per_ip, r).is_err() {
+            log::debug!("pre-init connection limit reached: closing at once");
+            return; // dropping the socket closes it
+        }
+        let mut rate = super::limits::ClientRate::new(r, Instant::now());
+        rate.preinit = Some(per_ip);
         let generation = self.next_gen();
         let client = Client {
             generation,
@@ -77,6 +94,9 @@ impl Reactor {
             upgraded_at: None,
             replay_hold: None,
             replay_next: None,
+            rate,
+            principal: None,
+            attach_span: crate::otel::Span::NONE,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -98,7 +118,7 @@ impl Reactor {
     /// A connection handed over by another reactor after its `init`.
     pub(super) fn adopt(&mut self, a: Adoption) {
         let generation = self.next_gen();
-        let Adoption { conn, owner, frame_id, init, candidate, deferred } = a;
+        let Adoption { conn, owner, frame_id, init, candidate, deferred, rate, principal, attach_span } = a;
         let client = Client {
             generation,
             conn,
@@ -109,6 +129,9 @@ impl Reactor {
             upgraded_at: Some(Instant::now()),
             replay_hold: None,
             replay_next: None,
+            rate,
+            principal,
+            attach_span,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -182,6 +205,18 @@ impl Reactor {
             let resp = http::error_response(503, "draining", "server shutting down", &[("Retry-After", "2")]);
             return self.respond(key, resp);
         }
+        let r = &self.shared.settings.rate;
+        let peer = match self.client(key) {
+            Some(c) => c.conn.peer.ip(),
+            None => return,
+        };
+        let ip = match crate::net::client_ip::client_ip(peer, &r.trusted_proxies, req.header_all(&r.client_ip_header)) {
+            Ok(ip) => ip,
+            Err(_) => {
+                let resp = http::error_response(400, "bad_request", "malformed client IP header", &[]);
+                return self.respond(key, resp);
+            }
+        };
         match handshake::check_upgrade(&req, &self.s.upgrade) {
             Err(refusal) => {
                 log::debug!("upgrade refused: {} {}", refusal.status, refusal.message);
@@ -193,15 +228,41 @@ impl Reactor {
                 );
                 self.respond(key, resp);
             }
+            Ok(_) if self.shared.lockout.check(ip, Instant::now()).is_err() => {
+                let resp = match self.shared.lockout.check(ip, Instant::now()) {
+                    Err(locked) => locked.response(),
+                    Ok(()) => http::error_response(429, "rate_limit_exceeded", "locked out", &[]),
+                };
+                self.respond(key, resp);
+            }
+            Ok(_) if self.shared.limiter.upgrade(ip, r).is_err() => {
+                let resp =
+                    http::error_response(429, "rate_limit_exceeded", "too many connections", &[("Retry-After", "1")]);
+                self.respond(key, resp);
+            }
             Ok(accept) => {
+                if let Some(c) = self.client_mut(key) {
+                    c.rate.open_ip = Some(ip);
+                }
+                // Credentials last (security.md §1.2 rule 10).
+                let principal = match self.shared.auth().upgrade(&req, crate::security::UnixTime::now()) {
+                    AuthDecision::Authenticated(p) => Some(p),
+                    AuthDecision::PreAuth => None,
+                    AuthDecision::Refused(f) => {
+                        log::warn!("authentication failed at upgrade reason={} ip={ip}", f.label());
+                        self.shared.lockout.record_failure(ip, Instant::now());
+                        self.audit(super::audit::auth_failure(&f, Some(ip), "upgrade"));
+                        return self.respond(key, f.http_response());
+                    }
+                };
                 let max = self.s.max_message_bytes;
                 let Some(c) = self.client_mut(key) else { return };
                 c.conn.out.push_raw(handshake::accept_response(&accept));
                 c.conn.upgrade(rest, max);
                 c.stage = Stage::AwaitInit;
                 c.upgraded_at = Some(Instant::now());
-                // Mode `none`: every connection is the anonymous owner.
-                c.owner = Some(Arc::from(identity::ANONYMOUS));
+                c.owner = principal.as_ref().map(|p| p.owner.clone());
+                c.principal = principal;
                 self.mark_dirty(key);
                 if !self.admit_connection() {
                     // gateway.max_connections: the upgrade completes, then GATEWAY_OVERLOAD (operations.md §4.4)
@@ -284,6 +345,21 @@ impl Reactor {
 
     fn on_frame(&mut self, key: Key, bytes: &[u8]) {
         let decoded = protocol::decode(bytes, &self.s.decode);
+        // Rate limits run before anything else (security.md §9.3).
+        let (class, event_id) = match &decoded {
+            Ok(f) => (
+                match f.event {
+                    ClientEvent::Control { .. } | ClientEvent::PermissionResponse { .. } => FrameClass::Control,
+                    ClientEvent::Input { .. } => FrameClass::Input,
+                    _ => FrameClass::Data,
+                },
+                f.id.clone(),
+            ),
+            Err(e) => (FrameClass::Data, e.event_id.clone()),
+        };
+        if !self.admit_frame(key, class, event_id) {
+            return;
+        }
         let Some(c) = self.client(key) else { return };
         match c.stage.clone() {
             Stage::AwaitInit => match decoded {
@@ -352,6 +428,7 @@ impl Reactor {
         } else {
             None
         };
+        self.trace_init_failed(key, code);
         self.send_error(key, code, message, event_id, details);
         self.close_client(key, code.init_close_code(), "init failed", false);
     }
@@ -411,7 +488,31 @@ impl Reactor {
     }
 
     /// Close with a WebSocket close code (after queued frames, unless `drop_pending`).
+    ///
+    /// A normal close of an attached connection waits behind the session's
+    /// frames still awaiting commit, like any connection-local frame (so an
+    /// error sent just before it is not overtaken by the close).
     pub fn close_client(&mut self, key: Key, code: u16, reason: &str, drop_pending: bool) {
+        if !drop_pending {
+            let session = match self.client(key).map(|c| (&c.stage, c.conn.is_closing())) {
+                Some((Stage::Attached { session, .. }, false)) => Some(*session),
+                _ => None,
+            };
+            if let Some(s) = session.and_then(|sk| self.session_mut(sk)) {
+                if !s.persist.pending.is_empty() {
+                    s.persist.pending.push_back(crate::session::persist::Pending::Close(key, code, reason.to_owned()));
+                    if let Some(c) = self.client_mut(key) {
+                        c.conn.read_paused = true;
+                    }
+                    return;
+                }
+            }
+        }
+        self.close_now(key, code, reason, drop_pending);
+    }
+
+    /// Queue the close frame now and stop using the connection.
+    pub fn close_now(&mut self, key: Key, code: u16, reason: &str, drop_pending: bool) {
         self.detach_client(key);
         let Some(c) = self.client_mut(key) else { return };
         if c.conn.is_closing() {
@@ -442,6 +543,7 @@ impl Reactor {
         }
         let mut c = self.clients.remove(key.idx);
         let _ = self.poll.registry().deregister(&mut c.conn.sock);
+        c.rate.release(&self.shared.limiter);
         if c.upgraded_at.is_some() {
             self.shared.counters.connections.fetch_sub(1, Ordering::Relaxed);
         }
@@ -497,6 +599,11 @@ impl Reactor {
                 if c.conn.is_closing() || !c.conn.is_ws() {
                     return;
                 }
+                if c.conn.write_stalled(self.s.write_stall_timeout) {
+                    // slow-read defence (limits.write_stall_timeout)
+                    self.close_client(key, close::POLICY, "write stalled", true);
+                    return;
+                }
                 let silence = c.conn.last_rx.elapsed();
                 let limit = self.s.ping_interval * self.s.missed_pongs;
                 if silence >= limit {
@@ -535,7 +642,17 @@ impl Reactor {
         let _ = self.poll.registry().deregister(&mut c.conn.sock);
         c.conn.write_armed = false;
         let owner = c.owner.clone().unwrap_or_else(|| Arc::from(identity::ANONYMOUS));
-        let adoption = Adoption { conn: c.conn, owner, frame_id, init, candidate, deferred: c.deferred };
+        let adoption = Adoption {
+            conn: c.conn,
+            owner,
+            frame_id,
+            init,
+            candidate,
+            deferred: c.deferred,
+            rate: c.rate,
+            principal: c.principal,
+            attach_span: c.attach_span,
+        };
         self.shared.reactors[home].send(super::shared::Msg::Adopt(Box::new(adoption)));
     }
 }

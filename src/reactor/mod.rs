@@ -3,7 +3,10 @@
 //! and a timer heap. Owns its slabs; talks to other threads only through
 //! channels. Nothing here blocks: no disk, no DNS, no `wait()`.
 
+pub mod audit;
 pub mod client;
+pub mod http_client;
+pub mod limits;
 pub mod shared;
 pub mod timer;
 pub mod token;
@@ -45,6 +48,8 @@ pub struct Reactor {
     pub dirty: Vec<Key>,
     /// Sources whose read budget ran out: read again without waiting.
     pub again: Vec<(Kind, Key)>,
+    /// Outbound HTTP to managed worker endpoints.
+    pub http: http_client::HttpClients,
     generation: u32,
     /// Shutdown requested: terminate sessions, then exit the loop.
     pub stopping: bool,
@@ -66,6 +71,7 @@ impl Reactor {
             timers: Timers::default(),
             dirty: Vec::new(),
             again: Vec::new(),
+            http: http_client::HttpClients::default(),
             generation: 0,
             stopping: false,
         }
@@ -81,7 +87,8 @@ impl Reactor {
         self.timers.after(self.s.sessions.gc_interval, Owner::Reactor, TimerKind::Gc);
         loop {
             let now = Instant::now();
-            let timeout = if self.again.is_empty() { self.timers.timeout(now, MAX_POLL) } else { Duration::ZERO };
+            let idle = self.again.is_empty() && !self.http.has_deferred();
+            let timeout = if idle { self.timers.timeout(now, MAX_POLL) } else { Duration::ZERO };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("reactor {} poll failed: {e}", self.id);
@@ -96,6 +103,7 @@ impl Reactor {
                     Kind::Waker => {}
                     Kind::Conn => self.on_client_event(key, readable, writable),
                     Kind::Stdout | Kind::Stderr | Kind::Stdin => self.on_pipe_event(kind, key, readable, writable),
+                    Kind::Http => self.on_http_event(key, readable, writable),
                 }
             }
             self.drain_inbox();
@@ -104,13 +112,22 @@ impl Reactor {
                 match kind {
                     Kind::Conn => self.on_client_event(key, true, false),
                     Kind::Stdout | Kind::Stderr => self.on_pipe_event(kind, key, true, false),
+                    Kind::Http => self.on_http_event(key, true, false),
                     _ => {}
                 }
             }
+            self.http_flush_deferred();
             self.fire_timers();
             self.flush_dirty();
-            if self.stopping && self.sessions.is_empty() && self.clients.is_empty() {
-                return;
+            if self.stopping && self.sessions.is_empty() {
+                // Nothing left to drain: the remaining connections had their notice.
+                if !self.clients.is_empty() && self.dirty.is_empty() {
+                    self.close_for_reconnect();
+                    self.flush_dirty();
+                }
+                if self.clients.is_empty() {
+                    return;
+                }
             }
         }
     }
@@ -145,12 +162,21 @@ impl Reactor {
             match owner {
                 Owner::Conn(k) => self.on_client_timer(k.into(), kind),
                 Owner::Session(k) => self.on_session_timer(k.into(), kind),
-                Owner::Reactor => {
-                    if kind == TimerKind::Gc {
+                Owner::Http(k) => self.on_http_timer(k.into(), kind),
+                Owner::Reactor => match kind {
+                    TimerKind::Gc if !self.stopping => {
                         self.gc_sweep();
                         self.timers.after(self.s.sessions.gc_interval, Owner::Reactor, TimerKind::Gc);
                     }
-                }
+                    TimerKind::DrainDeadline => {
+                        let keys: Vec<Key> = self.sessions.iter().map(|(i, s)| s.key(i)).collect();
+                        for k in keys {
+                            self.shutdown_session(k);
+                        }
+                    }
+                    TimerKind::ReconnectDeadline => self.close_for_reconnect(),
+                    _ => {}
+                },
             }
         }
     }
@@ -172,19 +198,49 @@ impl Reactor {
         if writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE }
     }
 
+    /// Graceful shutdown (operations.md §2.4): every connection gets
+    /// `control.reconnect`; idle sessions stop now, running turns may finish
+    /// until `gateway.drain_timeout`; connections still open at
+    /// `gateway.reconnect_deadline` get RECONNECT_REQUIRED and close 1001.
     fn begin_shutdown(&mut self) {
         if self.stopping {
             return;
         }
         self.stopping = true;
         self.shared.shutting_down.store(true, Ordering::Relaxed);
-        let keys: Vec<Key> = self.sessions.iter().map(|(i, s)| s.key(i)).collect();
-        for k in keys {
-            self.shutdown_session(k);
-        }
+        let notice = crate::protocol::Event::reconnect("server_maintenance", self.s.reconnect_delay.as_millis() as u64);
         let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, generation: c.generation }).collect();
         for k in clients {
-            self.close_client(k, crate::protocol::close::GOING_AWAY, "server shutting down", false);
+            match self.client(k).map(|c| c.stage.clone()) {
+                Some(client::Stage::Http) => self.drop_client(k),
+                Some(client::Stage::Closing) | None => {}
+                Some(_) => self.send_local(k, &notice),
+            }
+        }
+        let keys: Vec<Key> = self.sessions.iter().map(|(i, s)| s.key(i)).collect();
+        for k in keys {
+            if self.session(k).is_some_and(|s| s.turn.is_none()) {
+                self.shutdown_session(k);
+            }
+        }
+        self.timers.after(self.s.drain_timeout, Owner::Reactor, TimerKind::DrainDeadline);
+        self.timers.after(self.s.reconnect_deadline, Owner::Reactor, TimerKind::ReconnectDeadline);
+    }
+
+    /// Close every connection that is still open with RECONNECT_REQUIRED (1001).
+    fn close_for_reconnect(&mut self) {
+        let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, generation: c.generation }).collect();
+        for k in clients {
+            if self.client(k).is_some_and(|c| c.stage != client::Stage::Closing) {
+                self.send_error(
+                    k,
+                    crate::protocol::ErrorCode::ReconnectRequired,
+                    "reconnect to another server",
+                    None,
+                    None,
+                );
+                self.close_client(k, crate::protocol::close::GOING_AWAY, "server shutting down", false);
+            }
         }
     }
 }

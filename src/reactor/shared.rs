@@ -88,6 +88,9 @@ pub struct Adoption {
     pub candidate: Candidate,
     /// Frames that arrived after `init`, to run once it completes.
     pub deferred: Vec<tungstenite::Bytes>,
+    pub rate: super::limits::ClientRate,
+    pub principal: Option<crate::security::Principal>,
+    pub attach_span: crate::otel::Span,
 }
 
 /// A reactor's inbox.
@@ -159,5 +162,20 @@ pub struct Shared {
     pub store: crate::store::WriterHandle,
     pub readers: crate::store::Readers,
     pub counters: Counters,
+    pub limiter: super::limits::Limiter,
+    /// Swapped whole on a config reload; live connections keep their principal.
+    pub auth: std::sync::RwLock<Arc<crate::security::Authenticator>>,
+    pub lockout: crate::security::Lockout,
+    pub revocations: Arc<crate::security::RevocationTable>,
     pub shutting_down: AtomicBool,
+}
+
+impl Shared {
+    /// The current authenticator.
+    pub fn auth(&self) -> Arc<crate::security::Authenticator> {
+        match self.auth.read() {
+            Ok(a) => a.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
 }

@@ -36,12 +36,22 @@ pub enum TimerKind {
     StartTimeout(u32),
     /// Periodic GC sweep of this reactor's sessions.
     Gc,
+    /// Shutdown: running turns had their time; stop every worker.
+    DrainDeadline,
+    /// Shutdown: connections that ignored `control.reconnect` are closed.
+    ReconnectDeadline,
+    /// An outbound HTTP connect must complete (`http_client::CONNECT_TIMEOUT`).
+    HttpConnect,
+    /// An outbound HTTP request's own deadline.
+    HttpDeadline,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Owner {
     Conn(KeyOrd),
     Session(KeyOrd),
+    /// An outbound HTTP connection (`http_client`).
+    Http(KeyOrd),
     Reactor,
 }
 

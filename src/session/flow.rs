@@ -18,9 +18,6 @@ use crate::ws::outq::SessionFrame;
 use super::{Ending, PendingPermission, Session, TermReason, Turn};
 use crate::store::WriteOp;
 
-/// A terminated session without connections stays in memory this long.
-const EVICT_AFTER: Duration = Duration::from_secs(60);
-
 impl Reactor {
     pub fn session(&self, key: Key) -> Option<&Session> {
         self.sessions.get(key.idx).filter(|s| s.generation == key.generation)
@@ -35,6 +32,7 @@ impl Reactor {
     pub fn emit(&mut self, skey: Key, ev: Event) {
         let Some(s) = self.session_mut(skey) else { return };
         s.seq += 1;
+        crate::otel::session::on_event(&mut s.trace, &ev);
         let frame = Arc::new(SessionFrame::new(s.seq, now_ms(), s.id_str.clone(), &ev));
         self.persist_event(skey, frame);
     }
@@ -99,6 +97,9 @@ impl Reactor {
                 Action::Timer { id, after } => {
                     self.timers.after(after, Owner::Session(skey.into()), TimerKind::Adapter(id))
                 }
+                Action::Http { id, request } => self.http_request(skey, id, request, false),
+                Action::HttpStream { id, request } => self.http_request(skey, id, request, true),
+                Action::HttpCancel { id } => self.http_cancel(skey, id),
             }
         }
     }
@@ -142,6 +143,11 @@ impl Reactor {
         content: String,
         _metadata: Option<Value>,
     ) {
+        if self.stopping {
+            // operations.md §2.4: any input after the reconnect notice
+            self.send_error(client, ErrorCode::ReconnectRequired, "reconnect to another server", frame_id, None);
+            return self.close_client(client, close::GOING_AWAY, "server shutting down", false);
+        }
         let Some(s) = self.session(skey) else { return };
         if s.state == SessionState::Terminated && s.ending.is_none() && !s.spawning {
             return self.send_error(
@@ -171,6 +177,7 @@ impl Reactor {
         });
         s.last_turn_agent_error = false;
         s.last_active = now;
+        self.trace_turn_begin(skey, _metadata.as_ref());
         self.emit_state(skey, SessionState::Running, None);
         if let Some(s) = self.session(skey) {
             let input = serde_json::json!({"content": content, "metadata": _metadata}).to_string();
@@ -210,10 +217,15 @@ impl Reactor {
         super::persist::add_stats(&mut s.totals, &stats);
         let turn_no = turn.n;
         self.emit(skey, Event::Done { success, stats: Some(stats.clone()) });
+        self.trace_turn_end(skey, success, &turn, None);
         self.store_turn_end(skey, turn_no, success, Some(&stats));
         let live = self.session(skey).is_some_and(|s| s.ending.is_none());
         if live {
             self.emit_state(skey, SessionState::Idle, None);
+            if self.stopping {
+                // draining: the turn is done, the worker can stop now
+                self.shutdown_session(skey);
+            }
         }
     }
 
@@ -227,6 +239,7 @@ impl Reactor {
         let Some(s) = self.session_mut(skey) else { return };
         let Some(turn) = s.turn.take() else { return };
         s.completed_turns += 1;
+        let error_code = error.as_ref().map(|e| e.0);
         if let Some((code, msg, details)) = error {
             self.emit(skey, Event::Error { code, message: msg.to_owned(), event_id: None, details });
         }
@@ -239,6 +252,7 @@ impl Reactor {
             super::persist::add_stats(&mut s.totals, &stats);
         }
         self.emit(skey, Event::Done { success: false, stats: Some(stats.clone()) });
+        self.trace_turn_end(skey, false, &turn, error_code);
         self.store_turn_end(skey, turn.n, false, Some(&stats));
     }
 
@@ -260,21 +274,47 @@ impl Reactor {
         let details =
             json!({"worker_type": self.session(skey).map(|s| s.worker_type.as_str()), "subtype": "resume_failed"});
         let running = self.session(skey).is_some_and(|s| s.turn.is_some());
+        // Refused during the startup handshake (ACP session/resume|load):
+        // the waiting inits never get an init_ack for a session with no
+        // agent behind it; they fail like a start failure, with the subtype.
+        let starting = self.session(skey).is_some_and(|s| s.awaiting_ready);
         if running {
-            self.abort_turn(skey, Some((ErrorCode::AgentError, &message, Some(details))));
+            self.abort_turn(skey, Some((ErrorCode::AgentError, &message, Some(details.clone()))));
         } else {
-            self.emit(
-                skey,
-                Event::Error { code: ErrorCode::AgentError, message, event_id: None, details: Some(details) },
-            );
+            let ev =
+                Event::Error { code: ErrorCode::AgentError, message, event_id: None, details: Some(details.clone()) };
+            self.emit(skey, ev);
         }
         if let Some(s) = self.session_mut(skey) {
             // The agent lost this conversation: the next resume starts a fresh one.
             s.agent_session_id = None;
             s.completed_turns = 0;
-            s.last_turn_agent_error = true;
+            // No turn is open during a handshake: nothing to mark for the next one.
+            s.last_turn_agent_error = !starting;
+            // The handshake is over; the exit then completes a termination
+            // (state{terminated}, the cleared id persisted) instead of a start failure.
+            s.awaiting_ready = false;
         }
-        self.begin_termination(skey, TermReason::WorkerExit);
+        if starting {
+            let waiters = self.session_mut(skey).map(|s| std::mem::take(&mut s.waiters)).unwrap_or_default();
+            for w in waiters {
+                let code = ErrorCode::WorkerStartFailed;
+                self.send_error(w.client, code, "the worker could not be started", w.frame_id, Some(details.clone()));
+                self.close_client(w.client, code.init_close_code(), "init failed", false);
+            }
+        }
+        // Reported from `on_exit` (the agent refused by exiting): the exit
+        // path that called the adapter completes the termination itself, as
+        // a worker exit whose crash error the AGENT_ERROR above replaces.
+        let Some(s) = self.session_mut(skey) else { return };
+        if s.worker.is_some() {
+            self.begin_termination(skey, TermReason::WorkerExit);
+        } else if s.adapter.process_model() == crate::adapters::ProcessModel::PerTurn && s.ending.is_none() {
+            // A turn's process refused by exiting: the session is live between
+            // turns, so its exit path would only close the turn. Mark the
+            // ending; that exit path then completes the termination.
+            s.ending = Some(Ending::Terminate(TermReason::WorkerExit));
+        }
     }
 
     // ---- permissions ---------------------------------------------------
@@ -282,11 +322,24 @@ impl Reactor {
     fn permission_asked(&mut self, skey: Key, ask: crate::adapters::PermissionAsk) {
         let max = self.s.worker.max_pending_permissions;
         let timeout = self.s.worker.permission_timeout;
+        let denied_tool = self.s.policy.tools_denied.iter().any(|d| crate::policy::covered(&ask.tool_name, d));
         let Some(s) = self.session_mut(skey) else { return };
-        if s.ending.is_some() || s.perms.len() >= max || s.perms.iter().any(|p| p.id == ask.id) {
+        if denied_tool || s.ending.is_some() || s.perms.len() >= max || s.perms.iter().any(|p| p.id == ask.id) {
             let id = ask.id.clone();
-            let reason = if s.ending.is_some() { "session ending" } else { "too_many_pending" };
+            let reason = if denied_tool {
+                "tool denied by policy"
+            } else if s.ending.is_some() {
+                "session ending"
+            } else {
+                "too_many_pending"
+            };
+            let decision = if denied_tool { "policy_denied" } else { "cancelled" };
+            let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+            self.audit_permission(&sid, &owner, &ask.tool_name, decision, None);
             let reply = PermissionReply { id, allow: false, reason: Some(reason.into()), remember: false };
+            if denied_tool {
+                self.trace_permission(skey, "policy_denied");
+            }
             return self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
         }
         s.perm_serial += 1;
@@ -336,8 +389,11 @@ impl Reactor {
         if let Some(t) = s.turn.as_mut() {
             t.last_output = Instant::now();
         }
+        let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+        self.audit_permission(&sid, &owner, &p.tool_name, if allowed { "allowed" } else { "denied" }, Some(client));
         let remember = remember && allowed && self.s.policy.may_remember(&p.tool_name);
         let reply = PermissionReply { id, allow: allowed, reason, remember };
+        self.trace_permission(skey, if allowed { "allowed" } else { "denied" });
         self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
     }
 
@@ -347,6 +403,7 @@ impl Reactor {
         let pending: Vec<String> = s.perms.drain(..).map(|p| p.id).collect();
         for id in pending {
             let reply = PermissionReply { id, allow: false, reason: Some(reason.to_owned()), remember: false };
+            self.trace_permission(skey, "cancelled");
             self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
         }
     }
@@ -518,6 +575,7 @@ impl Reactor {
         let Some(s) = self.session(skey) else { return };
         let running = s.turn.is_some();
         let agent_error_before = s.last_turn_agent_error;
+        let crash_code = crash.as_ref().map(|c| c.0);
         if let Some((code, details)) = crash {
             if running {
                 self.abort_turn(skey, Some((code, "the worker exited unexpectedly", Some(details))));
@@ -554,6 +612,7 @@ impl Reactor {
             s.terminated_at = Some(Instant::now());
         }
         self.emit_state(skey, SessionState::Terminated, Some(msg));
+        self.trace_session_end(skey, msg, crash_code);
         let replies = self.session_mut(skey).map(|s| std::mem::take(&mut s.term_replies)).unwrap_or_default();
         for (client, gc) in replies {
             let msg = if gc { Some("session_archived") } else { None };
@@ -589,6 +648,7 @@ impl Reactor {
     /// `state{deleted}` went out (`finish_delete`, after its commit).
     fn complete_delete(&mut self, skey: Key) {
         self.emit_state(skey, SessionState::Deleted, None);
+        self.trace_session_end(skey, "deleted", None);
         if let Some(s) = self.session(skey) {
             let op = WriteOp::Delete { session: s.id_str.clone(), at: now_ms() };
             self.store_op(skey, op);
@@ -621,6 +681,7 @@ impl Reactor {
         if self.session(skey).is_none() {
             return;
         }
+        self.http_forget_session(skey);
         let s = self.sessions.remove(skey.idx);
         self.by_id.remove(&s.id);
         if s.counted {
@@ -642,13 +703,17 @@ impl Reactor {
 
     /// Gateway shutdown: end the turn, stop the worker.
     pub fn shutdown_session(&mut self, skey: Key) {
-        self.fail_waiters(skey, ErrorCode::InternalError, "server shutting down");
+        self.fail_waiters(skey, ErrorCode::ReconnectRequired, "server shutting down");
         let Some(s) = self.session(skey) else { return };
-        if s.ending.is_some() && s.worker.is_some() {
+        if s.ending.is_some() && (s.worker.is_some() || s.spawning) {
             return; // already stopping; completes through the exit path
         }
-        if s.worker.is_none() && !s.spawning {
-            return self.forget_session(skey);
+        if !s.state.is_live() || (s.worker.is_none() && !s.spawning && s.work_dir.is_none()) {
+            // nothing runs: leave memory once the log has what is pending
+            if s.persist.pending.is_empty() {
+                return self.forget_session(skey);
+            }
+            return;
         }
         self.deny_all_pending(skey, "server shutting down");
         if let Some(s) = self.session_mut(skey) {
@@ -711,7 +776,10 @@ impl Reactor {
                 if let Some(t) = s.turn.as_mut() {
                     t.last_output = Instant::now();
                 }
+                let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+                self.audit_permission(&sid, &owner, &p.tool_name, "timeout", None);
                 let reply = PermissionReply { id: p.id, allow: false, reason: Some("timeout".into()), remember: false };
+                self.trace_permission(skey, "timeout");
                 self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
             }
             TimerKind::Adapter(id) => self.with_adapter(skey, |a, out| a.on_timer(id, out)),
@@ -750,7 +818,8 @@ impl Reactor {
         for k in idle {
             self.begin_termination(k, TermReason::IdleTimeout);
         }
-        // Terminated sessions without connections leave memory (the store has
+        // Terminated sessions without connections leave memory at the first
+        // sweep at least one `gc_interval` after termination (the store has
         // them; a later init loads them back); old tombstones are forgotten.
         let purge: Vec<Key> = self
             .sessions
@@ -763,11 +832,14 @@ impl Reactor {
                     && s.waiters.is_empty()
                     && s.persist.pending.is_empty()
                     && !s.persist.blocked()
-                    && s.terminated_at.is_some_and(|t| now.duration_since(t) >= EVICT_AFTER)
+                    && s.terminated_at.is_some_and(|t| now.duration_since(t) >= limits.gc_interval)
             })
             .map(|(i, s)| s.key(i))
             .collect();
         for k in purge {
+            if let Some(s) = self.session(k) {
+                log::debug!("session evicted from memory session_id={}", s.id_str);
+            }
             self.forget_session(k);
         }
         self.tombstones.retain(|_, at| now.duration_since(*at) < limits.tombstone_retention);

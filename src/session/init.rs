@@ -3,6 +3,7 @@
 //! terminated session, or create a new one. Replies `init_ack` (+ replay) or
 //! one error and a close.
 
+use crate::security::audit::{AuditKind, AuditOutcome, Detail};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use crate::reactor::Reactor;
 use crate::reactor::client::Stage;
 use crate::reactor::shared::{Candidate, Msg, PendingInit, ReadDone};
 use crate::reactor::token::Key;
+use crate::security::{AuthDecision, UnixTime};
 use crate::store::{Answer, Query, SessionRow, WriteOp};
 use crate::ws::frame;
 use crate::ws::outq::Pushed;
@@ -29,11 +31,47 @@ const REPLAY_PAGE_BYTES: usize = 1 << 20;
 impl Reactor {
     /// First step, on the reactor that read the `init`.
     pub fn begin_init(&mut self, key: Key, frame_id: Option<String>, req: Box<InitRequest>) {
-        let Some(wt) = WorkerType::parse(&req.worker_type).filter(|t| self.s.worker(*t).is_some()) else {
+        if self.stopping {
+            self.send_error(key, ErrorCode::ReconnectRequired, "server shutting down", frame_id, None);
+            return self.close_client(key, close::GOING_AWAY, "server shutting down", false);
+        }
+        self.trace_init_begin(key, &req);
+        // Authentication first: the init's credential (or the upgrade's) names the owner.
+        let mode = req.mode.unwrap_or(Mode::Drive);
+        let Some(c) = self.client(key) else { return };
+        let decision = self.shared.auth().init(c.principal.as_ref(), req.auth_token.as_deref(), mode, UnixTime::now());
+        let ip = c.rate.open_ip;
+        match decision {
+            AuthDecision::Authenticated(p) => {
+                if let Some(c) = self.client_mut(key) {
+                    c.owner = Some(p.owner.clone());
+                    c.principal = Some(p);
+                }
+            }
+            AuthDecision::PreAuth => {
+                let missing = crate::security::AuthFailure {
+                    reason: crate::security::Reason::Missing,
+                    credential_id: None,
+                    source: None,
+                };
+                self.audit(crate::reactor::audit::auth_failure(&missing, ip, "init"));
+                return self.fail_init(key, ErrorCode::AuthRequired, "a credential is required", frame_id);
+            }
+            AuthDecision::Refused(f) => {
+                log::warn!("authentication failed at init reason={}", f.label());
+                if let Some(ip) = ip {
+                    self.shared.lockout.record_failure(ip, std::time::Instant::now());
+                }
+                self.audit(crate::reactor::audit::auth_failure(&f, ip, "init"));
+                return self.fail_init(key, f.aep_code(), f.client_message(), frame_id);
+            }
+        }
+        let Some((wt, ws)) = WorkerType::parse(&req.worker_type).and_then(|t| self.s.worker(t).map(|ws| (t, ws)))
+        else {
             let msg = format!("worker_type {:?} is not enabled on this server", truncate(&req.worker_type, 64));
             return self.fail_init(key, ErrorCode::ConfigInvalid, &msg, frame_id);
         };
-        if adapters::create(wt).is_none() {
+        if adapters::create(wt, &ws.adapter).is_none() {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "worker_type not supported by this build", frame_id);
         }
         let max_key = self.s.decode.max_id_bytes;
@@ -58,6 +96,16 @@ impl Reactor {
         };
         c.stage = Stage::InitPending;
         c.conn.read_paused = true;
+        // Init received: the pre-init phase is over; the owner's connection cap applies.
+        if let Some(p) = c.rate.preinit.take() {
+            self.shared.limiter.end_preinit(p);
+        }
+        if !self.shared.limiter.owner_attach(&owner, &self.shared.settings.rate) {
+            return self.fail_init(key, ErrorCode::GatewayOverload, "too many connections for this owner", frame_id);
+        }
+        if let Some(c) = self.client_mut(key) {
+            c.rate.owner = Some(owner.clone());
+        }
         if identity::home(&candidate.id(), self.shared.reactors.len()) == self.id {
             self.init_on_home(key, frame_id, req, candidate);
         } else {
@@ -110,8 +158,7 @@ impl Reactor {
                     return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
                 }
                 if *row.owner != *owner {
-                    log::info!("foreign session probe session_id={id}");
-                    return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
+                    return self.foreign_probe(key, &id.to_string(), frame_id);
                 }
                 match self.materialize(*row) {
                     Ok(idx) => self.attach_existing(key, idx, frame_id, req, &owner),
@@ -141,8 +188,8 @@ impl Reactor {
     /// Bring a stored (terminated) session back into memory.
     fn materialize(&mut self, row: SessionRow) -> Result<usize, &'static str> {
         let wt = WorkerType::parse(&row.worker_type).ok_or("the session's worker_type is unknown")?;
-        let adapter = adapters::create(wt).ok_or("the session's worker_type is not supported")?;
         let ws = self.s.worker(wt).ok_or("the session's worker_type is not enabled")?;
+        let adapter = adapters::create(wt, &ws.adapter).ok_or("the session's worker_type is not supported")?;
         let config = Session::config_from_json(&row.config_json);
         // Resume never bypasses policy: the stored config is checked against today's.
         let (launch, requested_work_dir) = self
@@ -194,12 +241,26 @@ impl Reactor {
         let (launch, work_dir) =
             match self.s.policy.apply(req.config.as_ref(), wt, ws.model.as_deref(), ws.permission_mode.as_deref()) {
                 Ok(v) => v,
-                Err(r) => return self.fail_init(key, ErrorCode::ConfigInvalid, &r.message, frame_id),
+                Err(r) => {
+                    let detail =
+                        Detail::from_value(serde_json::json!({"worker_type": wt.as_str(), "refused": r.message}));
+                    let mut e = self
+                        .audit_entry_for(key, AuditKind::PolicyViolation, AuditOutcome::Denied)
+                        .reason("init_config");
+                    if let Some(d) = detail {
+                        e = e.detail(d);
+                    }
+                    self.audit(e);
+                    return self.fail_init(key, ErrorCode::ConfigInvalid, &r.message, frame_id);
+                }
             };
-        let Some(adapter) = adapters::create(wt) else {
+        let Some(adapter) = adapters::create(wt, &ws.adapter) else {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "worker_type not supported", frame_id);
         };
         let limits = self.s.sessions.clone();
+        if !self.shared.limiter.owner_create(&owner, &self.shared.settings.rate) {
+            return self.fail_init(key, ErrorCode::GatewayOverload, "session creation rate exceeded", frame_id);
+        }
         if !self.shared.counters.try_add_session(&owner, limits.max_total, limits.max_per_owner) {
             return self.fail_init(key, ErrorCode::GatewayOverload, "session limit reached", frame_id);
         }
@@ -223,8 +284,8 @@ impl Reactor {
         let Some(s) = self.sessions.get(idx) else { return };
         let skey = s.key(idx);
         if &*s.owner != owner {
-            log::info!("foreign session probe session_id={}", s.id_str);
-            return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
+            let id = s.id_str.clone();
+            return self.foreign_probe(key, &id, frame_id);
         }
         if s.worker_type.as_str() != WorkerType::parse(&req.worker_type).map(|t| t.as_str()).unwrap_or("") {
             return self.fail_init(
@@ -279,6 +340,18 @@ impl Reactor {
         self.complete_attach(key, skey, waiter.frame_id, waiter.last_seq, true, Mode::Drive, state);
     }
 
+    /// An `init` naming another owner's session: answered exactly like a
+    /// nonexistent id, and counted toward the client IP's lockout (security.md §2.3).
+    fn foreign_probe(&mut self, key: Key, session_id: &str, frame_id: Option<String>) {
+        log::info!("foreign session probe session_id={session_id}");
+        let probe = self.audit_entry_for(key, AuditKind::SessionForeignProbe, AuditOutcome::Denied).session(session_id);
+        self.audit(probe);
+        if let Some(ip) = self.client(key).and_then(|c| c.rate.open_ip) {
+            self.shared.lockout.record_failure(ip, Instant::now());
+        }
+        self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id)
+    }
+
     /// `init_ack`, replay, then live events (aep-v1.md §4.2, §5.3).
     #[allow(clippy::too_many_arguments)]
     pub fn complete_attach(
@@ -323,7 +396,18 @@ impl Reactor {
         // Supersede an existing driver (aep-v1.md §7).
         let old_driver = if mode == Mode::Drive { s.driver.filter(|d| *d != key) } else { None };
         if let Some(old) = old_driver {
-            self.send_error(old, ErrorCode::SessionInvalidated, "superseded by a newer connection", None, None);
+            // Queued now, not behind the session's frames awaiting commit: the
+            // old driver is detached at once and would never receive those
+            // frames, nor an error parked behind them (found by
+            // tests/state_machine.rs: a takeover mid-turn closed the old
+            // driver without SESSION_INVALIDATED).
+            let ev = Event::Error {
+                code: ErrorCode::SessionInvalidated,
+                message: "superseded by a newer connection".to_owned(),
+                event_id: None,
+                details: None,
+            };
+            self.push_now(old, frame::text(&crate::protocol::encode(0, &sid, crate::protocol::now_ms(), &ev)));
             self.close_client(old, close::POLICY, "superseded", false);
         }
         // init_ack first, directly: it is never held behind session frames.
@@ -335,6 +419,8 @@ impl Reactor {
         if let Some(last) = last_seq {
             self.replay_to(key, skey, last, top);
         }
+        let replayed = last_seq.map(|l| top.saturating_sub(if l > top { 0 } else { l })).unwrap_or(0);
+        self.trace_attached(key, skey, resumed, replayed, mode);
         if let Some(s) = self.session_mut(skey) {
             match mode {
                 Mode::Drive => s.driver = Some(key),

@@ -23,6 +23,8 @@ pub enum Pending {
     Frame(SharedFrame),
     /// A connection-local frame for one connection (released with the frames before it).
     Local(Key, Vec<u8>),
+    /// Close one connection (after the frames before it).
+    Close(Key, u16, String),
 }
 
 /// The store-facing state of one session.
@@ -115,6 +117,7 @@ impl Reactor {
                 if let Some(w) = self.session(skey).and_then(|s| s.worker.as_ref()) {
                     self.again.push((Kind::Stdout, Key { idx: skey.idx, generation: w.generation }));
                 }
+                self.http_resume(skey);
             }
         }
     }
@@ -126,7 +129,7 @@ impl Reactor {
             let Some(s) = self.session_mut(skey) else { return };
             let ready = match s.persist.pending.front() {
                 Some(Pending::Frame(f)) => f.seq <= s.persist.committed,
-                Some(Pending::Local(..)) => true,
+                Some(Pending::Local(..)) | Some(Pending::Close(..)) => true,
                 None => false,
             };
             if !ready {
@@ -147,6 +150,7 @@ impl Reactor {
                         }
                     }
                 }
+                Some(Pending::Close(ck, code, reason)) => self.close_now(ck, code, &reason, false),
                 None => break,
             }
         }

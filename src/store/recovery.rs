@@ -5,7 +5,7 @@
 //! `created` rows are dropped, and the worker groups they recorded are
 //! returned for an orphan check.
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::protocol::envelope::encode_with_data;
 use crate::protocol::{ErrorCode, Event, SessionState, now_ms};
@@ -20,6 +20,8 @@ pub struct Recovered {
     pub orphans: Vec<(i32, u64)>,
     /// Ids of the recovered sessions (their workers' `HOTPLEX_SESSION_ID`).
     pub session_ids: Vec<String>,
+    /// `meta.instance_id` (workers' `HOTPLEX_INSTANCE_ID`, the tracing resource's `service.instance.id`).
+    pub instance_id: String,
 }
 
 fn data_of(ev: &Event, session_id: &str, seq: u64, ts: u64) -> String {
@@ -27,10 +29,9 @@ fn data_of(ev: &Event, session_id: &str, seq: u64, ts: u64) -> String {
     String::from_utf8_lossy(&json[range]).into_owned()
 }
 
-/// A session found live: id, state, last seq, worker pid, its start ticks, turns.
+/// A session found live: id, last seq, worker pid, its start ticks, turns.
 struct LiveRow {
     id: String,
-    state: String,
     last_seq: u64,
     pid: Option<i32>,
     ticks: Option<u64>,
@@ -47,23 +48,23 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<Recovered> {
         "INSERT OR IGNORE INTO meta(key, value) VALUES ('instance_id', ?1)",
         params![uuid::Uuid::new_v4().to_string()],
     )?;
+    out.instance_id = tx.query_row("SELECT value FROM meta WHERE key = 'instance_id'", [], |r| r.get(0))?;
     tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('clean_shutdown', '0')", [])?;
     tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('started_at', ?1)", params![now.to_string()])?;
     out.created_removed = tx.execute("DELETE FROM sessions WHERE state = 'created'", [])?;
 
     let live: Vec<LiveRow> = {
         let mut stmt = tx.prepare(
-            "SELECT s.id, s.state, MAX(s.last_seq, COALESCE((SELECT MAX(seq) FROM events e WHERE e.session_id = s.id), 0)), \
+            "SELECT s.id, MAX(s.last_seq, COALESCE((SELECT MAX(seq) FROM events e WHERE e.session_id = s.id), 0)), \
              s.worker_pid, s.worker_start_ticks, s.turns FROM sessions s WHERE s.state IN ('idle', 'running')",
         )?;
         stmt.query_map([], |r| {
             Ok(LiveRow {
                 id: r.get(0)?,
-                state: r.get(1)?,
-                last_seq: r.get::<_, i64>(2)? as u64,
-                pid: r.get(3)?,
-                ticks: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-                turns: r.get::<_, i64>(5)? as u64,
+                last_seq: r.get::<_, i64>(1)? as u64,
+                pid: r.get(2)?,
+                ticks: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                turns: r.get::<_, i64>(4)? as u64,
             })
         })?
         .collect::<Result<_, _>>()?
@@ -72,9 +73,23 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<Recovered> {
         let mut ins = tx.prepare(
             "INSERT INTO events(session_id, seq, seq_first, type, ts, data, splits) VALUES (?1, ?2, NULL, ?3, ?4, ?5, NULL)",
         )?;
-        for LiveRow { id, state, last_seq, pid, ticks, turns } in &live {
+        // The log, not the row, says whether a turn is open: the row update
+        // and the events around it may sit in different batches, so the row
+        // can still say `running` after the turn's `done` was committed (and
+        // seen), or already say it before its `state{running}` was.
+        let mut last_turn_event = tx.prepare(
+            "SELECT type, data FROM events WHERE session_id = ?1 AND type IN ('state', 'done') ORDER BY seq DESC LIMIT 1",
+        )?;
+        for LiveRow { id, last_seq, pid, ticks, turns } in &live {
             let mut seq = *last_seq;
-            if state == "running" {
+            let open_turn = last_turn_event
+                .query_row(params![id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .optional()?
+                .is_some_and(|(ty, data)| {
+                    ty == "state"
+                        && serde_json::from_str::<serde_json::Value>(&data).is_ok_and(|v| v["state"] == "running")
+                });
+            if open_turn {
                 let err = Event::Error {
                     code: ErrorCode::InternalError,
                     message: "turn aborted: gateway restarted".into(),
@@ -128,6 +143,13 @@ mod tests {
             )
             .unwrap();
         }
+        // a's log: its turn is open (state{running} last)
+        conn.execute(
+            "INSERT INTO events(session_id, seq, type, ts, data) VALUES ('a', 4, 'done', 0, '{\"success\":true}'), \
+             ('a', 5, 'state', 0, '{\"state\":\"running\"}')",
+            [],
+        )
+        .unwrap();
         let r = recover(&mut conn).unwrap();
         assert_eq!(r.created_removed, 1);
         assert_eq!(r.terminated, 2);
@@ -140,7 +162,10 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(types, vec![(6, "error".into()), (7, "done".into()), (8, "state".into())]);
+        assert_eq!(
+            types,
+            vec![(4, "done".into()), (5, "state".into()), (6, "error".into()), (7, "done".into()), (8, "state".into())]
+        );
         let (state, reason, last): (String, String, i64) = conn
             .query_row("SELECT state, state_reason, last_seq FROM sessions WHERE id = 'a'", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -155,6 +180,45 @@ mod tests {
             conn.query_row("SELECT data FROM events WHERE session_id = 'a' AND seq = 6", [], |r| r.get(0)).unwrap();
         let v: serde_json::Value = serde_json::from_str(&data).unwrap();
         assert_eq!(v["code"], "INTERNAL_ERROR");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The row and the log can disagree at a batch boundary: the log decides.
+    #[test]
+    fn the_log_not_the_row_says_whether_a_turn_is_open() {
+        let dir = std::env::temp_dir().join(format!("hotplex-recovery-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut conn = open_writer(&dir.join("db"), &StoreOptions::default()).unwrap();
+        // "done": row still `running`, its turn's done already committed (and maybe seen).
+        // "started": row still `idle`, its state{running} already committed.
+        for (id, state, last, events) in [
+            (
+                "done",
+                "running",
+                3,
+                "('done', 1, 'state', 0, '{\"state\":\"running\"}'), ('done', 2, 'message', 0, '{}'), ('done', 3, 'done', 0, '{}')",
+            ),
+            ("started", "idle", 1, "('started', 1, 'state', 0, '{\"state\":\"running\"}')"),
+        ] {
+            conn.execute(
+                "INSERT INTO sessions(id, owner, worker_type, work_dir, state, created_at, updated_at, last_active_at, last_seq, turns) \
+                 VALUES (?1, 'o', 'claude_code', '/w', ?2, 0, 0, 0, ?3, 1)",
+                params![id, state, last],
+            )
+            .unwrap();
+            conn.execute(&format!("INSERT INTO events(session_id, seq, type, ts, data) VALUES {events}"), []).unwrap();
+        }
+        recover(&mut conn).unwrap();
+        let types = |id: &str| -> Vec<String> {
+            conn.prepare("SELECT type FROM events WHERE session_id = ?1 ORDER BY seq")
+                .unwrap()
+                .query_map(params![id], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(types("done"), ["state", "message", "done", "state"], "no second done");
+        assert_eq!(types("started"), ["state", "error", "done", "state"], "the open turn is closed");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -91,6 +91,8 @@ pub struct Conn {
     pub write_armed: bool,
     /// Reading is suspended (init in progress, or closing).
     pub read_paused: bool,
+    /// Last time the socket took bytes, or the queue became non-empty.
+    pub last_write: Instant,
 }
 
 impl Conn {
@@ -105,6 +107,7 @@ impl Conn {
             last_rx: now,
             write_armed: false,
             read_paused: false,
+            last_write: now,
         }
     }
 
@@ -252,8 +255,16 @@ impl Conn {
 
     /// Write queued bytes. `Ok(true)` when the queue is empty.
     pub fn flush(&mut self) -> io::Result<bool> {
-        self.out.write_to(&mut self.sock)?;
+        let was_empty_before = self.out.is_empty();
+        if self.out.write_to(&mut self.sock)? > 0 || was_empty_before {
+            self.last_write = Instant::now();
+        }
         Ok(self.out.is_empty())
+    }
+
+    /// Data is pending and the socket has taken nothing for `limit`.
+    pub fn write_stalled(&self, limit: std::time::Duration) -> bool {
+        !self.out.is_empty() && self.last_write.elapsed() >= limit
     }
 
     /// Half-close our side once everything is written.

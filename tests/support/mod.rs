@@ -20,6 +20,8 @@ use tungstenite::{Message, WebSocket};
 pub mod faults;
 pub mod mock_model;
 pub mod raw;
+pub mod sec;
+pub mod store;
 
 /// Default deadline for one expected frame.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -84,7 +86,9 @@ pub struct Gateway {
     log: Arc<Mutex<String>>,
 }
 
-/// The base config every test starts from; `sections` maps a top-level key
+/// The base config every test starts from (every test client connects from
+/// 127.0.0.1, so per-IP and per-owner limits are lifted here; tests of those
+/// limits pin their own values); `sections` maps a top-level key
 /// to extra YAML lines (indented by the caller with two spaces).
 pub fn base_config(dir: &Path, opts: &Options) -> String {
     format!(
@@ -101,6 +105,20 @@ security:
     modes: [none]
 log:
   level: debug
+limits:
+  max_connections_per_ip: 100000
+  max_preinit_connections: 100000
+  max_preinit_per_ip: 100000
+  max_connections_per_owner: 100000
+  rate:
+    handshakes_per_ip_per_sec: 100000
+    handshakes_burst: 100000
+    session_creates_per_min_per_owner: 100000
+    inputs_per_min_per_owner: 100000
+    owner_frames_per_sec: 100000
+    owner_burst: 100000
+    conn_frames_per_sec: 100000
+    conn_burst: 100000
 workers:
   claude_code:
     enabled: true
@@ -118,6 +136,7 @@ fn merge_yaml(base: &str, extra: &str) -> String {
     let mut sections: Vec<(String, Vec<String>)> = Vec::new();
     for doc in [base, extra] {
         let mut current: Option<usize> = None;
+        let mut insert_at: Option<usize> = None;
         for line in doc.lines() {
             if line.trim().is_empty() {
                 continue;
@@ -132,12 +151,13 @@ fn merge_yaml(base: &str, extra: &str) -> String {
                     }
                 };
                 current = Some(idx);
+                insert_at = None;
             } else if let Some(i) = current {
                 let key = line.trim_start().split(':').next().unwrap_or("").to_string();
                 let indent = line.len() - line.trim_start().len();
                 let body = &mut sections[i].1;
-                // replace a two-space key (and its nested lines) if it already exists
                 if indent == 2 {
+                    // replace a two-space key (and its nested lines) if it already exists
                     if let Some(pos) = body.iter().position(|l| {
                         l.len() - l.trim_start().len() == 2 && l.trim_start().split(':').next() == Some(key.as_str())
                     }) {
@@ -147,10 +167,17 @@ fn merge_yaml(base: &str, extra: &str) -> String {
                         }
                         body.drain(pos..end);
                         body.insert(pos, line.to_string());
-                        continue;
+                        insert_at = Some(pos + 1);
+                    } else {
+                        body.push(line.to_string());
+                        insert_at = Some(body.len());
                     }
+                } else {
+                    // nested lines stay with the key they belong to
+                    let at = insert_at.unwrap_or(body.len()).min(body.len());
+                    body.insert(at, line.to_string());
+                    insert_at = Some(at + 1);
                 }
-                body.push(line.to_string());
             }
         }
     }
@@ -268,6 +295,20 @@ impl Gateway {
     pub fn signal_and_wait(&mut self, sig: i32, timeout: Duration) -> Option<ExitStatus> {
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
+        wait_child(&mut self.child, timeout)
+    }
+
+    /// SIGTERM the gateway, wait for its exit (deadline `timeout`) and return
+    /// the exit status (`None`: it did not exit in time and was SIGKILLed)
+    /// and its directory for a restart.
+    pub fn stop(mut self, timeout: Duration) -> (Option<ExitStatus>, TempDir) {
+        let status = self.signal_and_wait(libc::SIGTERM, timeout);
+        let dir = self.kill9();
+        (status, dir)
+    }
+
+    /// Wait for the gateway to exit on its own.
+    pub fn child_wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
         wait_child(&mut self.child, timeout)
     }
 

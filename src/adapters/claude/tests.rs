@@ -96,6 +96,7 @@ fn launch_every_field_is_one_element() {
         max_turns: Some(7),
         resume: None,
         mcp_config: Some(PathBuf::from("/etc/hotplex/mcp.json")),
+        turn_base: 3,
         ..LaunchSpec::default()
     };
     let l = ClaudeAdapter::new().launch(&spec);

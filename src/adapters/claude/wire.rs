@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 
-use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -23,16 +22,7 @@ pub const SYNTHETIC_MODEL: &str = "<synthetic>";
 /// Substring of the `result.errors[]` entry when `--resume` names an unknown session.
 pub const NO_CONVERSATION_FOUND: &str = "No conversation found";
 
-/// Deserialize an optional field, turning any shape mismatch into `None`
-/// instead of failing the whole line.
-pub fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: DeserializeOwned,
-{
-    let v = Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).ok())
-}
+pub use crate::adapters::wire_util::lenient;
 
 // ---------------------------------------------------------------- stdout
 

@@ -12,9 +12,9 @@
 //! tool calls (the session does) or touch a descriptor.
 //!
 //! Layout: [`wire`] mirrors the CLI's JSON lines, [`translate`] holds the
-//! pure mappings (argv, env, stats, errors, tool events), [`permission`] turns
-//! the tool policy into opencode permission rules inside
-//! `OPENCODE_CONFIG_CONTENT`, `ojson` keeps the operator's config in order.
+//! pure mappings (argv, env, stats, errors, tool events). The tool policy
+//! becomes `OPENCODE_PERMISSION` through [`crate::adapters::opencode_config`],
+//! shared with opencode_server (here without a relay: never `ask`).
 //!
 //! Turn ends (workers.md §3.4, §3.6):
 //! * exit 0 → `TurnEnd{success:true}` with the summed step stats (`false`
@@ -41,8 +41,6 @@
 //! * Lines while no turn runs (after the gateway closed the turn) are
 //!   [`Action::Unmapped`], never events after `done`.
 
-mod ojson;
-pub mod permission;
 pub mod translate;
 pub mod wire;
 
@@ -144,7 +142,7 @@ impl OpencodeCliAdapter {
             return;
         }
         match wire::session_id(raw) {
-            Some(id) if translate::valid_session_id(id) => {
+            Some(id) if crate::adapters::opencode_config::valid_id(id) => {
                 self.session_reported = true;
                 out.push(Action::AgentSessionId(id.to_owned()));
             }
@@ -240,10 +238,6 @@ impl Adapter for OpencodeCliAdapter {
         ProcessModel::PerTurn
     }
 
-    fn merged_env(&self) -> &'static [&'static str] {
-        &[translate::CONFIG_ENV]
-    }
-
     /// The process of the turn being started: `--session=<id>` continues the
     /// conversation (an id that could not be an opencode session id is
     /// discarded with a warning and a fresh session starts, security.md §4).
@@ -254,14 +248,19 @@ impl Adapter for OpencodeCliAdapter {
         self.lines = 0;
         self.stderr = StderrScan::default();
         let session = spec.resume.as_deref().filter(|id| {
-            let ok = translate::valid_session_id(id);
+            let ok = crate::adapters::opencode_config::valid_id(id);
             if !ok {
                 log::warn!("opencode_cli: discarding invalid agent session id for resume: {id:?}");
             }
             ok
         });
         self.resumed = session.is_some();
-        Launch { args: translate::args(spec, session), env: translate::env(spec), agent_session_id: None }
+        Launch {
+            args: translate::args(spec, session),
+            env: translate::env(),
+            agent_session_id: None,
+            policy_env: translate::policy_env(spec),
+        }
     }
 
     /// The prompt goes to stdin, then stdin is closed (workers.md §3.1); a

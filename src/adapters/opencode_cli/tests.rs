@@ -1,6 +1,6 @@
-//! Unit tests of the opencode_cli adapter: argv and environment, the tool
-//! policy → permission rules table (workers.md §3.5) and its merge with the
-//! operator's config, what `init.config` policy accepts for opencode_cli,
+//! Unit tests of the opencode_cli adapter: argv and environment (the tool
+//! policy as `OPENCODE_PERMISSION`, whose table is tested with
+//! `opencode_config`), what `init.config` policy accepts for opencode_cli,
 //! robustness against bad lines, and turn-end corners the captured
 //! transcripts do not cover. The golden transcript tests live in
 //! `tests/opencode_cli_adapter.rs`.
@@ -9,7 +9,6 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::permission::{self, Decision, Rule};
 use super::{OpencodeCliAdapter, translate, unmapped};
 use crate::adapters::{Action, Adapter, ExitInfo, LaunchSpec, Out, Started, WorkerType};
 use crate::protocol::{ErrorCode, Event, InitConfig};
@@ -50,20 +49,6 @@ fn env_value(env: &[(String, String)], k: &str) -> Option<String> {
     env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
 }
 
-/// The `permission` object of a generated config, as (key, value) in order.
-fn permission_entries(content: &str) -> Vec<(String, Value)> {
-    // Walk the text so the order opencode sees is the order tested.
-    let v: Value = serde_json::from_str(content).expect("config is JSON");
-    let perm = v["permission"].as_object().expect("permission object").clone();
-    let start = content.find("\"permission\":{").expect("permission key");
-    let mut keys: Vec<(usize, String)> = perm
-        .keys()
-        .map(|k| (content[start..].find(&format!("{}:", json!(k))).unwrap_or(usize::MAX), k.clone()))
-        .collect();
-    keys.sort();
-    keys.into_iter().map(|(_, k)| (k.clone(), perm[&k].clone())).collect()
-}
-
 const STEP_FINISH: &str = r#"{"type":"step_finish","sessionID":"ses_a","part":{"id":"prt_f","messageID":"msg_1","tokens":{"total":10,"input":7,"output":3,"reasoning":0,"cache":{"write":1,"read":2}},"cost":0.25}}"#;
 
 // ---------------------------------------------------------------- launch
@@ -76,7 +61,6 @@ fn caps_and_process_model() {
     assert!(c.supports_resume && c.supports_interrupt && c.supports_tool_call);
     assert!(!c.supports_permissions && !c.supports_delta);
     assert_eq!(a.process_model(), crate::adapters::ProcessModel::PerTurn);
-    assert_eq!(a.merged_env(), ["OPENCODE_CONFIG_CONTENT"]);
 }
 
 #[test]
@@ -113,200 +97,30 @@ fn launch_discards_unsafe_session_id() {
 }
 
 #[test]
-fn launch_env_fixed_variables_and_config() {
+fn launch_env_fixed_variables_and_policy() {
     let l = OpencodeCliAdapter::new().launch(&LaunchSpec::default());
     assert_eq!(env_value(&l.env, "OPENCODE_DISABLE_MODELS_FETCH").as_deref(), Some("1"));
     assert_eq!(env_value(&l.env, "OPENCODE_DISABLE_AUTOUPDATE").as_deref(), Some("1"));
     assert_eq!(env_value(&l.env, "OPENCODE_DISABLE_PROJECT_CONFIG").as_deref(), Some("1"));
-    assert_eq!(l.env.len(), 4);
-    let content = env_value(&l.env, "OPENCODE_CONFIG_CONTENT").expect("config content");
-    let v: Value = serde_json::from_str(&content).expect("JSON");
-    assert_eq!(v["autoupdate"], false);
-    assert_eq!(v["share"], "disabled");
-    // Default policy (empty allow list): every key denied, nothing asks.
-    let perm = permission_entries(&content);
-    assert_eq!(perm[0], ("*".to_owned(), json!("deny")));
-    assert_eq!(perm.len(), 1 + permission::KEYS.len());
-    assert!(perm.iter().all(|(_, v)| v == "deny"), "{perm:?}");
-    assert!(!content.contains("\"ask\""));
-}
-
-#[test]
-fn launch_merges_the_operator_config() {
-    let operator = r#"{"$schema":"https://opencode.ai/config.json","model":"anthropic/claude-sonnet-4-5",
-        "provider":{"anthropic":{"options":{"baseURL":"http://127.0.0.1:9/v1","apiKey":"sk-test"}}},
-        "share":"manual","permission":{"bash":"allow","*":"allow","external_directory":{"~/secrets/**":"deny","*":"allow"},"edit":"ask"}}"#;
+    assert_eq!(l.env.len(), 3, "the operator's OPENCODE_CONFIG_CONTENT is left alone");
+    // Default policy (empty allow list): every permission denied, nothing asks.
+    assert_eq!(l.policy_env.len(), 1);
+    let perm = env_value(&l.policy_env, "OPENCODE_PERMISSION").expect("permission env");
+    let v: Value = serde_json::from_str(&perm).expect("JSON");
+    assert_eq!(v["*"], "deny");
+    assert!(!perm.contains("\"ask\""), "{perm}");
+    // An allowed tool is `allow`, a denied pattern is written after it.
     let spec = LaunchSpec {
-        allowed_tools: strings(&["Read"]),
-        merge_env: vec![("OPENCODE_CONFIG_CONTENT".into(), operator.into())],
+        allowed_tools: strings(&["Bash", "Read"]),
+        disallowed_tools: strings(&["Bash(rm:*)"]),
         ..LaunchSpec::default()
     };
     let l = OpencodeCliAdapter::new().launch(&spec);
-    let content = env_value(&l.env, "OPENCODE_CONFIG_CONTENT").expect("config");
-    let v: Value = serde_json::from_str(&content).expect("JSON");
-    // The operator's entries are kept (their share wins over the default)…
-    assert_eq!(v["provider"]["anthropic"]["options"]["baseURL"], "http://127.0.0.1:9/v1");
-    assert_eq!(v["model"], "anthropic/claude-sonnet-4-5");
-    assert_eq!(v["share"], "manual");
-    assert_eq!(v["autoupdate"], false);
-    // …but the policy decides "*" and the mapped keys; other keys verbatim, in order.
-    assert!(content.contains(r#""external_directory":{"~/secrets/**":"deny","*":"allow"}"#), "{content}");
-    let perm = permission_entries(&content);
-    let keys: Vec<&str> = perm.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys[..2], ["*", "external_directory"]);
-    assert_eq!(keys[2..], permission::KEYS);
-    let get = |k: &str| perm.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    assert_eq!(get("*"), Some(json!("deny")));
-    assert_eq!(get("bash"), Some(json!("deny")));
-    assert_eq!(get("edit"), Some(json!("deny")));
-    assert_eq!(get("read"), Some(json!("allow")));
-}
-
-#[test]
-fn launch_with_a_bad_operator_config_keeps_the_policy() {
-    for bad in ["{not json", "[1,2]", "\"x\"", "{\"a\":1} trailing"] {
-        let (content, err) = permission::config_content(Some(bad), &strings(&["Bash"]), &[]);
-        assert!(err.is_some(), "{bad}");
-        let perm = permission_entries(&content);
-        assert_eq!(perm[0], ("*".to_owned(), json!("deny")), "{bad}");
-        assert!(perm.contains(&("bash".to_owned(), json!("allow"))), "{bad}");
-    }
-    // A non-object permission of the operator is replaced, not merged.
-    let (content, err) = permission::config_content(Some(r#"{"permission":"allow"}"#), &[], &[]);
-    assert!(err.is_none());
-    assert_eq!(permission_entries(&content)[0], ("*".to_owned(), json!("deny")));
-    assert!(!content.contains("\"permission\":\"allow\""));
-    // Repeated keys: first position, last value (as JSON.parse).
-    let (content, _) = permission::config_content(Some(r#"{"model":"a/b","model":"c/d"}"#), &[], &[]);
-    let v: Value = serde_json::from_str(&content).expect("JSON");
-    assert_eq!(v["model"], "c/d");
-    assert_eq!(content.matches("\"model\"").count(), 1);
-}
-
-// ---------------------------------------------------------------- policy mapping
-
-fn rule(allowed: &[&str], denied: &[&str], key: &str) -> Rule {
-    permission::rules(&strings(allowed), &strings(denied))
-        .into_iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, r)| r)
-        .expect("key")
-}
-
-const ALLOW: Rule = Rule::Flat(Decision::Allow);
-const DENY: Rule = Rule::Flat(Decision::Deny);
-
-/// An allowed `edit`: everything but opencode's own config and plugin paths.
-fn edit_allowed() -> Rule {
-    let mut p = vec![("*".to_owned(), Decision::Allow)];
-    p.extend(permission::PROTECTED_PATHS.iter().map(|x| ((*x).to_owned(), Decision::Deny)));
-    Rule::Patterns(p)
-}
-
-#[test]
-fn allowed_edit_never_covers_opencode_config_or_plugins() {
-    assert_eq!(rule(&["Write"], &[], "edit"), edit_allowed());
-    assert_eq!(rule(&[], &[], "edit"), DENY);
-    let (content, _) = permission::config_content(None, &strings(&["Edit"]), &[]);
-    assert!(
-        content
-            .contains(r#""edit":{"*":"allow","*.opencode/*":"deny","*opencode.json":"deny","*opencode.jsonc":"deny"}"#),
-        "{content}"
-    );
-}
-
-#[test]
-fn table_of_workers_md_3_5() {
-    for (tool, key) in [
-        ("Bash", "bash"),
-        ("Edit", "edit"),
-        ("Write", "edit"),
-        ("MultiEdit", "edit"),
-        ("NotebookEdit", "edit"),
-        ("Read", "read"),
-        ("Glob", "glob"),
-        ("Grep", "grep"),
-        ("LS", "list"),
-        ("WebFetch", "webfetch"),
-        ("WebSearch", "websearch"),
-        ("Task", "task"),
-        ("TodoWrite", "todowrite"),
-    ] {
-        assert_eq!(permission::key_of(tool), Some(key), "{tool}");
-        assert!(permission::client_tool_supported(tool), "{tool}");
-        // Allowed alone: its key, and only its key, is allowed.
-        let rules = permission::rules(&strings(&[tool]), &[]);
-        for (k, r) in &rules {
-            let want = match (*k == key, *k) {
-                (true, "edit") => edit_allowed(),
-                (true, _) => ALLOW,
-                (false, _) => DENY,
-            };
-            assert_eq!(*r, want, "{tool}: {k}");
-        }
-        // Denied wins over allowed.
-        assert_eq!(rule(&[tool], &[tool], key), DENY, "{tool}");
-    }
-    assert_eq!(permission::rules(&[], &[]).len(), permission::KEYS.len());
-}
-
-#[test]
-fn unmapped_client_tools_are_refused() {
-    for bad in
-        ["mcp__github__create_issue", "mcp__x__*", "Agent", "bash", "Read(src/**)", "WebFetch(domain:x.org)", "Edit(*)"]
-    {
-        assert!(!permission::client_tool_supported(bad), "{bad}");
-    }
-    assert!(permission::client_tool_supported("Bash(git log:*)"));
-    assert_eq!(permission::first_unsupported(&strings(&["Read", "mcp__x__y", "Grep"])), Some("mcp__x__y"));
-    assert_eq!(permission::first_unsupported(&strings(&["Read", "Bash(ls)"])), None);
-}
-
-#[test]
-fn bash_rules_become_ordered_patterns() {
-    assert_eq!(permission::bash_patterns("git log:*"), ["git log", "git log *"]);
-    assert_eq!(permission::bash_patterns("npm test"), ["npm test"]);
-    assert_eq!(permission::bash_patterns(":*"), ["*"]);
-    // Only some commands: deny by default, allow patterns after.
-    assert_eq!(
-        rule(&["Bash(git log:*)", "Bash(ls)"], &[], "bash"),
-        Rule::Patterns(vec![
-            ("*".into(), Decision::Deny),
-            ("git log".into(), Decision::Allow),
-            ("git log *".into(), Decision::Allow),
-            ("ls".into(), Decision::Allow),
-        ])
-    );
-    // All but some: deny patterns last, so they win (last match).
-    assert_eq!(
-        rule(&["Bash", "Bash(git log:*)"], &["Bash(rm:*)"], "bash"),
-        Rule::Patterns(vec![
-            ("*".into(), Decision::Allow),
-            ("rm".into(), Decision::Deny),
-            ("rm *".into(), Decision::Deny)
-        ])
-    );
-    // Deny patterns after allow patterns.
-    let r = rule(&["Bash(git:*)"], &["Bash(git push:*)"], "bash");
-    let Rule::Patterns(p) = r else { panic!("patterns expected") };
-    assert_eq!(p.last(), Some(&("git push *".to_owned(), Decision::Deny)));
-    // A deny of everything, or of the bare name, is a flat deny.
-    assert_eq!(rule(&["Bash"], &["Bash(:*)"], "bash"), DENY);
-    assert_eq!(rule(&["Bash(ls)"], &["Bash"], "bash"), DENY);
-    // Only deny patterns and nothing allowed: still a flat deny.
-    assert_eq!(rule(&[], &["Bash(rm:*)"], "bash"), DENY);
-    let (content, _) = permission::config_content(None, &strings(&["Bash(git log:*)"]), &[]);
-    assert!(content.contains(r#""bash":{"*":"deny","git log":"allow","git log *":"allow"}"#), "{content}");
-}
-
-#[test]
-fn server_rules_opencode_cannot_express_fail_closed() {
-    // An allow rule on a non-Bash tool cannot be expressed: the key stays denied.
-    assert_eq!(rule(&["Read(src/**)"], &[], "read"), DENY);
-    // A deny rule on a non-Bash tool denies the whole key.
-    assert_eq!(rule(&["Read"], &["Read(/etc/**)"], "read"), DENY);
-    // Unknown names change nothing ("*": "deny" covers them).
-    assert_eq!(rule(&["mcp__x__*", "Read"], &["mcp__y__z"], "read"), ALLOW);
+    let perm = env_value(&l.policy_env, "OPENCODE_PERMISSION").expect("permission env");
+    let v: Value = serde_json::from_str(&perm).expect("JSON");
+    assert_eq!(v["read"], "allow");
+    assert_eq!(v["bash"], json!({"*": "allow", "rm*": "deny"}));
+    assert!(!perm.contains("\"ask\""), "{perm}");
 }
 
 #[test]
@@ -320,14 +134,13 @@ fn init_config_policy_for_opencode_cli() {
     };
     // system_prompt: no way to pass text to `opencode run` (refused, not ignored).
     assert!(apply(&|c| c.system_prompt = Some("be terse".into())).is_err());
-    // mode: only default.
-    assert!(apply(&|c| c.permission_mode = Some("default".into())).is_ok());
-    assert!(apply(&|c| c.permission_mode = Some("plan".into())).is_err());
+    // mode: opencode has none; the tool policy is the permission config.
+    assert!(apply(&|c| c.permission_mode = Some("default".into())).is_err());
     assert!(apply(&|c| c.max_turns = Some(3)).is_err());
-    // Tools: names of the table only; a rule only for Bash.
+    // Tools: names of the workers.md §3.5 table only.
     assert!(apply(&|c| c.allowed_tools = Some(strings(&["Bash(git log:*)"]))).is_ok());
     assert!(apply(&|c| c.disallowed_tools = Some(strings(&["mcp__x__y"]))).is_err());
-    assert!(apply(&|c| c.disallowed_tools = Some(strings(&["Read(/etc/**)"]))).is_err());
+    assert!(apply(&|c| c.allowed_tools = Some(strings(&["Frobnicate"]))).is_err());
     let s = apply(&|c| c.disallowed_tools = Some(strings(&["Bash"]))).expect("ok");
     assert_eq!(s.allowed_tools, ["Read"]);
     assert_eq!(s.disallowed_tools, ["Bash"]);
@@ -556,24 +369,4 @@ fn session_id_reported_once_per_process_and_checked() {
     let mut a = running();
     let acts = feed(&mut a, &[r#"{"type":"step_start","sessionID":"ses_1; rm -rf ~","part":{"messageID":"m"}}"#]);
     assert!(!acts.iter().any(|x| matches!(x, Action::AgentSessionId(_))));
-}
-
-#[test]
-fn operator_config_keeps_its_order_and_values() {
-    use super::ojson::OJson;
-    let text = r#"{"z":{"y":[1,-2,3.5,1e3,true,null,"é\"\n"],"b":{},"a":[]},"m":"x","z":0}"#;
-    let v = OJson::parse(text).expect("JSON");
-    // Order kept at every level; a repeated key keeps its first place, last value.
-    assert_eq!(v.to_json(), r#"{"z":0,"m":"x"}"#);
-    let text = r#"{"z":{"y":[1,-2,3.5,1e3,true,null,"é\"\n"],"b":{},"a":[]},"m":"x"}"#;
-    let round = OJson::parse(text).expect("JSON").to_json();
-    assert_eq!(round, r#"{"z":{"y":[1,-2,3.5,1000.0,true,null,"é\"\n"],"b":{},"a":[]},"m":"x"}"#);
-    let back: Value = serde_json::from_str(&round).expect("valid JSON");
-    assert_eq!(back["z"]["y"][6], "é\"\n");
-    // Through the merge: the operator's nested pattern order survives.
-    let op = r#"{"permission":{"skill":{"z*":"allow","*":"deny","a*":"allow"}},"mcp":{"b":{"type":"local"},"a":{"type":"remote"}}}"#;
-    let (content, err) = permission::config_content(Some(op), &[], &[]);
-    assert!(err.is_none());
-    assert!(content.contains(r#""skill":{"z*":"allow","*":"deny","a*":"allow"}"#), "{content}");
-    assert!(content.contains(r#""mcp":{"b":{"type":"local"},"a":{"type":"remote"}}"#), "{content}");
 }

@@ -9,40 +9,19 @@ use serde_json::{Map, Value, json};
 use crate::adapters::{ExitInfo, LaunchSpec};
 use crate::protocol::{ErrorCode, Event, Stats};
 
-use super::permission;
 use super::wire::{ErrorBody, TOOL_COMPLETED, TOOL_ERROR, Tokens, ToolPart};
+use crate::adapters::opencode_config;
 
 /// `worker_type` in error details.
 pub const WORKER_TYPE: &str = "opencode_cli";
 /// The subcommand and output format, before the per-session flags.
 pub const BASE_ARGS: [&str; 2] = ["run", "--format=json"];
-/// The variable carrying the gateway-written config (workers.md §3.2).
-pub const CONFIG_ENV: &str = "OPENCODE_CONFIG_CONTENT";
-/// Fixed variables of every launch (workers.md §3.7); [`CONFIG_ENV`] is added
-/// per launch. `OPENCODE_DISABLE_PROJECT_CONFIG=1`: opencode 1.18.33 would
-/// otherwise read the work dir's `opencode.json` and `.opencode/` agents,
-/// whose own `permission` overrides the gateway's rules (verified), so files
-/// left in the work dir could widen the policy of a later turn. It does not
-/// stop `.opencode/plugin/` code (see [`permission::PROTECTED_PATHS`]). An
-/// operator may set it to `0` in `workers.opencode_cli.env` (project
-/// `AGENTS.md` is skipped too while it is on).
-pub const FIXED_ENV: [(&str, &str); 3] = [
-    ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
-    ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
-    ("OPENCODE_DISABLE_PROJECT_CONFIG", "1"),
-];
 /// `step.step_type` of an LLM call.
 pub const STEP_LLM_CALL: &str = "llm_call";
 /// Message of the WORKER_CRASH error this adapter emits (fixed text, no upstream detail).
 pub const CRASH_MESSAGE: &str = "opencode exited before finishing the turn";
 /// Message of `ResumeFailed` when `--session` names an unknown session.
 pub const RESUME_FAILED_MESSAGE: &str = "opencode does not know the agent session to resume (Session not found)";
-
-/// Whether an agent session id may go into argv (security.md §4: worker
-/// reported ids must match `^[A-Za-z0-9_-]{1,128}$` before reuse).
-pub fn valid_session_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
 
 /// The argv after the program name: `run --format=json [--model=…]
 /// [--agent=…] [--session=…]`. Every value is joined to its flag as ONE
@@ -62,21 +41,21 @@ pub fn args(spec: &LaunchSpec, session: Option<&str>) -> Vec<String> {
     a
 }
 
-/// The worker-specific environment: the fixed variables and the merged
-/// `OPENCODE_CONFIG_CONTENT` (the operator's value comes from
-/// `spec.merge_env`, see [`permission::config_content`]).
-pub fn env(spec: &LaunchSpec) -> Vec<(String, String)> {
-    let operator = spec.merge_env.iter().rev().find(|(k, _)| k == CONFIG_ENV).map(|(_, v)| v.as_str());
-    let (content, bad) = permission::config_content(operator, &spec.allowed_tools, &spec.disallowed_tools);
-    if let Some(bad) = bad {
-        log::error!(
-            "opencode_cli: workers.opencode_cli.env.{CONFIG_ENV} ignored ({}); running with the gateway's config only",
-            bad.0
-        );
-    }
-    let mut env: Vec<(String, String)> = FIXED_ENV.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    env.push((CONFIG_ENV.to_owned(), content));
-    env
+/// The worker-specific environment: opencode's fixed variables (shared with
+/// opencode_server, [`opencode_config::ENV`]). The operator's own
+/// `OPENCODE_CONFIG_CONTENT` (provider setup) comes from
+/// `workers.opencode_cli.env` untouched.
+pub fn env() -> Vec<(String, String)> {
+    opencode_config::ENV.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// The tool policy as variables set after every configured one
+/// ([`crate::adapters::Launch::policy_env`]): `OPENCODE_PERMISSION` without a
+/// relay (`opencode run` auto-rejects `ask`, workers.md §3.5), so a tool
+/// outside the effective allow list is `deny`, never `ask`.
+pub fn policy_env(spec: &LaunchSpec) -> Vec<(String, String)> {
+    let permission = opencode_config::permission_config(&spec.allowed_tools, &spec.disallowed_tools, false);
+    vec![(opencode_config::PERMISSION_ENV.to_owned(), permission)]
 }
 
 // ---------------------------------------------------------------- stats

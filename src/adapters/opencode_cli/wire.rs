@@ -16,7 +16,6 @@
 //!
 //! [`Action::Unmapped`]: crate::adapters::Action::Unmapped
 
-use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,16 +27,7 @@ pub const TOOL_ERROR: &str = "error";
 /// does not have (workers.md §3.1: "Error: Session not found", exit 1, no stdout).
 pub const SESSION_NOT_FOUND: &str = "Session not found";
 
-/// Deserialize an optional field, turning any shape mismatch into `None`
-/// instead of failing the whole line.
-pub fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: DeserializeOwned,
-{
-    let v = Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).ok())
-}
+pub use crate::adapters::wire_util::lenient;
 
 /// The outcome of reading one stdout line.
 #[derive(Debug)]

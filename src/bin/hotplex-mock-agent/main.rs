@@ -17,6 +17,7 @@
 //! | `hang` | `system/init`, `system/status` and nothing more until interrupted (or killed) |
 //! | `tool [N]` | text, `tool_use` Bash `{"command":"echo mock",…}`, `user` tool_result (`mock`, or N bytes), text `Tool finished.` (2 API calls) |
 //! | `permission [Tool]` | text, `tool_use`, `control_request can_use_tool` (Tool default `Write`), waits; allow → tool_result ok, text `allowed`; deny → tool_result is_error = message, text `denied: <message>`; malformed answer (allow without `updatedInput`, deny without `message`) → tool_result is_error ZodError text, text `permission error: invalid permission response`; interrupt → `control_cancel_request` + interrupt sequence |
+//! | `permissions N [Tool]` | N `tool_use` blocks (Tool default `Bash`) and N `can_use_tool` requests sent back to back without waiting, then all answers collected in any order; replies `allowed=A denied=D invalid=I <deny messages joined by "; ">`; interrupt → one `control_cancel_request` per unanswered request + interrupt sequence |
 //! | `crash code N` / `crash signal N` | init, message_start, one delta, then `exit(N)` / dies by signal N (no core dump); N defaults to 1 / 11 |
 //! | `giant N` | one `assistant` line of exactly N bytes (huge text block), then a short text `giant line sent` |
 //! | `garbage` | a non-JSON line, a line of unknown `type`, a `system` line of unknown subtype, then `garbage done` |

@@ -35,6 +35,7 @@ pub fn run(ag: &mut Agent, input: &str) -> R {
         "stream" => stream(ag, int(0, 10), int(1, 0) as usize, float(2, 0.0)),
         "tool" => tool(ag, args.first().and_then(|s| s.parse().ok())),
         "permission" => permission(ag, args.first().copied().unwrap_or("Write")),
+        "permissions" => permissions(ag, int(0, 2).clamp(1, 64) as usize, args.get(1).copied().unwrap_or("Bash")),
         "crash" => {
             let how = args.first().copied().unwrap_or("code");
             crash(ag, how, int(1, if how == "signal" { 11 } else { 1 }) as i32)
@@ -395,6 +396,80 @@ fn permission(ag: &mut Agent, tool_name: &str) -> R {
         return Err(Stop::Aborted { tool: true });
     }
     reply(ag, &text)
+}
+
+/// `permissions N [Tool]`: N `tool_use` blocks in one message, then N `can_use_tool`
+/// requests written back to back (none waits for an answer), then every answer is
+/// collected in any order. Replies `allowed=A denied=D invalid=I` followed by the
+/// deny messages in request order (`; ` separated). An interrupt cancels the
+/// unanswered requests (one `control_cancel_request` each) and ends the turn.
+fn permissions(ag: &mut Agent, n: usize, tool_name: &str) -> R {
+    let input = json!({"mock": "input"});
+    let mut m = ag.msg_begin();
+    ag.text_block(&mut m, pieces(&format!("I will call the {tool_name} tool {n} times.")), Pace::Fast)?;
+    let tids: Vec<String> = (0..n).map(|_| ag.tool_block(&mut m, tool_name, &input)).collect();
+    ag.msg_end(m, "tool_use");
+    let mut rids = Vec::with_capacity(n);
+    for tid in &tids {
+        let rid = uuid();
+        let req = o! {"subtype" => "can_use_tool", "tool_name" => tool_name, "display_name" => tool_name,
+        "input" => &input, "description" => format!("Use {tool_name}"), "permission_suggestions" => a![],
+        "tool_use_id" => tid};
+        ag.emit(o! {"type" => "control_request", "request_id" => &rid, "request" => req});
+        rids.push(rid);
+    }
+    let mut answers: Vec<Option<Decision>> = (0..n).map(|_| None).collect();
+    while answers.iter().any(Option::is_none) {
+        match ag.next(None) {
+            Ctl::Interrupt(int_id) => {
+                for (i, rid) in rids.iter().enumerate() {
+                    if answers[i].is_none() {
+                        ag.emit(o! {"type" => "control_cancel_request", "request_id" => rid});
+                        journal_permission(ag, rid, tool_name, "cancelled", None);
+                    }
+                }
+                ag.control_ok(&int_id, None);
+                for tid in &tids {
+                    ag.tool_result(tid, crate::agent::REJECTED, true, J::from("User rejected tool use"));
+                }
+                return Err(Stop::Aborted { tool: true });
+            }
+            Ctl::Response(v) => {
+                let Some(i) = rids.iter().position(|r| v["response"]["request_id"] == r.as_str()) else { continue };
+                if answers[i].is_some() {
+                    continue;
+                }
+                let d = decide(&v["response"]);
+                let (kind, msg) = match &d {
+                    Decision::Allow { .. } => ("allow", None),
+                    Decision::Deny { message, .. } => ("deny", Some(message.clone())),
+                    Decision::Invalid(_) => ("invalid", None),
+                };
+                journal_permission(ag, &rids[i], tool_name, kind, msg.as_deref());
+                answers[i] = Some(d);
+            }
+            Ctl::Timeout => {}
+        }
+    }
+    let (mut allowed, mut denied, mut invalid, mut reasons) = (0, 0, 0, Vec::new());
+    for (tid, d) in tids.iter().zip(answers.into_iter().flatten()) {
+        match d {
+            Decision::Allow { .. } => {
+                allowed += 1;
+                ag.tool_result(tid, "ok", false, J::from(&input));
+            }
+            Decision::Deny { message, .. } => {
+                denied += 1;
+                ag.tool_result(tid, &message, true, J::from(format!("Error: {message}")));
+                reasons.push(message);
+            }
+            Decision::Invalid(e) => {
+                invalid += 1;
+                ag.tool_result(tid, &e, true, J::from(format!("Error: {e}")));
+            }
+        }
+    }
+    reply(ag, &format!("allowed={allowed} denied={denied} invalid={invalid} {}", reasons.join("; ")))
 }
 
 /// Sends `can_use_tool` and waits for the matching `control_response`.
