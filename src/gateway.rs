@@ -88,7 +88,13 @@ pub struct SecurityState {
 }
 
 /// Run the gateway until a shutdown signal; returns the process exit code.
-pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shutdown_timeout: Duration) -> i32 {
+pub fn run(
+    settings: Settings,
+    security: SecurityState,
+    listen: SocketAddr,
+    shutdown_timeout: Duration,
+    admin: crate::admin::AdminSetup,
+) -> i32 {
     if let Err(e) = sys::prepare_process() {
         log::error!("process setup failed: {e}");
         return EXIT_STARTUP;
@@ -137,6 +143,25 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         recovered.created_removed
     );
     kill_orphans(&recovered);
+    match crate::admin::revocations::load(&store.readers, &security.revocations) {
+        Ok(n) => log::info!("revocations loaded count={n}"),
+        Err(e) => {
+            log::error!("cannot load the revocations table: {e}");
+            return EXIT_STARTUP;
+        }
+    }
+    // Worker versions (operations.md §2.5 step 6), before the spawner starts reaping children.
+    let workers = crate::admin::probe::probe_all(admin.workers, &settings.sandbox.base_env);
+    for w in workers.iter().filter(|w| w.spec.enabled) {
+        match (&w.probe.version, &w.probe.probe_error) {
+            (Some(v), _) => log::info!("worker version worker_type={} version={v}", w.spec.worker_type.as_str()),
+            (None, e) => log::warn!(
+                "worker version probe failed worker_type={} error={}",
+                w.spec.worker_type.as_str(),
+                e.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
     if let Some(ws) = settings.worker(crate::adapters::WorkerType::Pi) {
         let path = &ws.adapter.pi.extension;
         if let Err(e) = install_pi_extension(path) {
@@ -173,6 +198,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         lockout: security.lockout,
         revocations: security.revocations,
         shutting_down: AtomicBool::new(false),
+        liveness: crate::reactor::shared::Liveness::new(n),
     });
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
     for (i, (poll, rx)) in polls.into_iter().zip(inboxes).enumerate() {
@@ -185,9 +211,20 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
             }
         }
     }
+    let reloader = Arc::new(crate::reload::Reloader::new());
+    let admin = match crate::admin::Admin::start(admin.listen, admin.settings, workers, shared.clone(), reloader) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("cannot bind admin.listen {}: {e}", admin.listen);
+            return EXIT_STARTUP;
+        }
+    };
     let stop2 = stop_accept.clone();
     let acceptor_thread = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run(stop2));
-    log::info!("ready gateway={local} reactors={n}");
+    shared.liveness.started.store(true, std::sync::atomic::Ordering::SeqCst);
+    log::info!("ready gateway={local} admin={} reactors={n}", admin.addr);
+    // Tests parse these two lines (admin first).
+    eprintln!("hotplex listening admin={}", admin.addr);
     eprintln!("hotplex listening gateway={local}");
 
     // Signal loop.
@@ -227,6 +264,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
     if let Ok(t) = acceptor_thread {
         let _ = t.join();
     }
+    admin.stop();
     drop(shared);
     store.close(Duration::from_secs(10));
     if let Some(d) = temp_data_dir {

@@ -145,5 +145,10 @@ fn real_main() -> i32 {
         revocations,
     };
     let shutdown = cfg.gateway.shutdown_timeout;
-    gateway::run(settings, security, cfg.gateway.listen, shutdown)
+    let admin = hotplex::admin::AdminSetup {
+        listen: cfg.admin.listen,
+        settings: hotplex::admin::AdminSettings::from_config(&cfg),
+        workers: hotplex::admin::probe::specs(&cfg),
+    };
+    gateway::run(settings, security, cfg.gateway.listen, shutdown, admin)
 }

@@ -40,6 +40,8 @@ pub enum TimerKind {
     DrainDeadline,
     /// Shutdown: connections that ignored `control.reconnect` are closed.
     ReconnectDeadline,
+    /// Admin drain (its epoch): connections still open at `reconnect_deadline` are closed.
+    DrainClose(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

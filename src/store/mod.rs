@@ -4,6 +4,7 @@
 //! reactor thread; reactors only `try_send` ops and receive notices.
 
 pub mod ops;
+pub mod queries;
 pub mod reader;
 pub mod recovery;
 pub mod replay;
@@ -13,7 +14,8 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use ops::{Append, CommitSink, SessionRow, SessionUpdate, Totals, WriteOp};
+pub use ops::{Append, CommitSink, RevocationRow, SessionRow, SessionUpdate, Totals, WriteOp};
+pub use queries::{Page, SessionFilter, SessionList, StoredStats, TurnRow};
 pub use reader::{Answer, EventRow, EventsPage, Query, Readers};
 pub use recovery::Recovered;
 pub use schema::{OpenError, StoreOptions};
