@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn routes_and_scopes() {
-        let ok = |m, p| route(m, p).map(|(r, n)| (r, n)).unwrap();
+        let ok = |m, p| route(m, p).unwrap();
         assert_eq!(ok("GET", "/health"), (Route::Health, Need::Health));
         assert_eq!(ok("GET", "/metrics"), (Route::Metrics, Need::Metrics));
         assert_eq!(

@@ -72,6 +72,15 @@ fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     }
 }
 
+/// The query parameters of a request, without the credentials (`token`,
+/// `api_key`: the authenticator read them, security.md §1.2).
+fn params(query: Option<&str>) -> Result<Params, ApiError> {
+    let mut p = Params::parse(query)?;
+    p.take("token");
+    p.take("api_key");
+    Ok(p)
+}
+
 /// A session id in a path: a lowercase UUID (anything else names no session).
 fn session_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     crate::session::identity::parse_server_id(raw).ok_or_else(|| ApiError::invalid_parameter("id"))
@@ -191,7 +200,7 @@ impl Reactor {
     }
 
     fn api_list(&mut self, key: Key, query: Option<&str>, owner: Arc<str>, cors: Cors) -> Result<(), ApiError> {
-        let mut p = Params::parse(query)?;
+        let mut p = params(query)?;
         let states = p.list("state", &LISTABLE)?.unwrap_or_else(|| LISTABLE.map(String::from).to_vec());
         let types: Vec<&str> = crate::adapters::WorkerType::ALL.iter().map(|t| t.as_str()).collect();
         let worker_types = p.list("worker_type", &types)?.unwrap_or_default();
@@ -222,7 +231,7 @@ impl Reactor {
         cors: Cors,
     ) -> Result<(), ApiError> {
         let id = session_id(raw_id)?;
-        let mut p = Params::parse(query)?;
+        let mut p = params(query)?;
         let after_seq = p.int("after_seq", 0, i64::MAX as u64, 0)?;
         let limit = p.int("limit", 1, EVENTS_MAX, EVENTS_DEFAULT)? as usize;
         p.finish()?;
@@ -258,7 +267,7 @@ impl Reactor {
         cors: Cors,
     ) -> Result<(), ApiError> {
         let id = session_id(raw_id)?;
-        Params::parse(query)?.finish()?;
+        params(query)?.finish()?;
         self.api_read(key, Query::Session(id.to_string()), move |r, answer| {
             let row = match answer {
                 Answer::Session(row) => row,

@@ -88,8 +88,7 @@ pub fn list_sessions(conn: &Connection, f: &SessionFilter) -> rusqlite::Result<S
     args.push(SqlValue::Integer(f.offset.min(i64::MAX as usize) as i64));
     let rows = {
         let mut stmt = tx.prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args.iter()), session_from_row)?.collect::<Result<Vec<_>, _>>()?;
-        rows
+        stmt.query_map(params_from_iter(args.iter()), session_from_row)?.collect::<Result<Vec<_>, _>>()?
     };
     tx.commit()?;
     Ok(SessionList { rows, total: total.max(0) as u64 })
