@@ -42,12 +42,18 @@ pub enum TimerKind {
     ReconnectDeadline,
     /// Admin drain (its epoch): connections still open at `reconnect_deadline` are closed.
     DrainClose(u64),
+    /// An outbound HTTP connect must complete (`http_client::CONNECT_TIMEOUT`).
+    HttpConnect,
+    /// An outbound HTTP request's own deadline.
+    HttpDeadline,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Owner {
     Conn(KeyOrd),
     Session(KeyOrd),
+    /// An outbound HTTP connection (`http_client`).
+    Http(KeyOrd),
     Reactor,
 }
 

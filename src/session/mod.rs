@@ -181,6 +181,8 @@ pub struct Session {
     pub end_waiters: Vec<crate::reactor::admin::Reply<crate::reactor::admin::Ended>>,
     /// The pending delete came from the admin API (close 1008 and `session_invalid`).
     pub admin_delete: bool,
+    /// Spans in flight and the attach span turns link to (operations.md §6.2).
+    pub trace: crate::otel::SessionTrace,
 }
 
 impl Session {
@@ -243,6 +245,7 @@ impl Session {
             terminated_ms: None,
             end_waiters: Vec::new(),
             admin_delete: false,
+            trace: Default::default(),
         }
     }
 
