@@ -108,7 +108,9 @@ impl Server {
             return self.internal("store queue full (revocation)");
         }
         log::info!("revocation kind={} actor={} terminate_sessions={terminate}", kind.as_str(), actor.name);
+        let actor = actor.clone();
         self.after_commit(id, move |srv, id| {
+            super::audit::revocation(srv, &actor, "added", kind.as_str(), &value, until_ms);
             if !srv.ctx.shared.revocations.insert(kind, value.clone(), until_ms.unwrap_or(u64::MAX)) {
                 return srv.internal("the in-memory revocation table is full");
             }
@@ -135,7 +137,7 @@ impl Server {
     }
 
     /// `DELETE /admin/revocations?kind=&value=`.
-    pub fn unrevoke(&mut self, id: ReqId, query: Option<&str>, body: Map<String, Value>) -> Step {
+    pub fn unrevoke(&mut self, id: ReqId, query: Option<&str>, body: Map<String, Value>, actor: &Actor) -> Step {
         let parsed = (|| {
             if let Some(k) = body.keys().next() {
                 return Err(ApiError::invalid_parameter(k));
@@ -154,10 +156,12 @@ impl Server {
         if self.ctx.shared.store.try_send(op).is_err() {
             return self.internal("store queue full (revocation)");
         }
+        let actor = actor.clone();
         self.after_commit(id, move |srv, _| {
             if !srv.ctx.shared.revocations.remove(kind, &value) {
                 return ApiError::not_found().into();
             }
+            super::audit::revocation(srv, &actor, "removed", kind.as_str(), &value, None);
             log::info!("revocation removed kind={}", kind.as_str());
             Step::Done(Response::json(200, &json!({"kind": kind.as_str(), "value": value, "deleted": true})))
         })

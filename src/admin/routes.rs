@@ -4,7 +4,8 @@
 //! loopback listener and Origin (403) → route (404/405) → per-IP rate limit
 //! (429; not for `/health` and `/ready`) → lockout (429) → Bearer token
 //! (401, counted toward the lockout) → scope (403) → body (415, 400) →
-//! audit row (503 `audit_unavailable` for a mutation) → handler.
+//! audit row, committed before the handler runs (503 `audit_unavailable`
+//! for a mutation whose row cannot be written) → handler.
 
 use serde_json::{Map, Value, json};
 
@@ -196,14 +197,18 @@ impl Server {
             }
         };
         let audited = req.method != "GET" || required == AdminScope::Admin;
-        if let (true, Some(a)) = (audited, &actor) {
-            if super::audit::admin_action(self, a, ip, &req.method, &req.path).is_err() && req.method != "GET" {
-                return ApiError::new(503, "audit_unavailable", "the audit log is unavailable; nothing was changed")
-                    .into();
-            }
-            log::info!("admin request actor={} method={} path={}", a.name, req.method, req.path);
-        }
         let actor = actor.unwrap_or(Actor { name: "-".into(), scope: AdminScope::Read });
+        if audited && !public {
+            log::info!("admin request actor={} method={} path={}", actor.name, req.method, req.path);
+            let entry = super::audit::admin_action(&actor, ip, &req.method, &req.path, &body);
+            let mutation = req.method != "GET";
+            return self.audited(
+                id,
+                entry,
+                mutation,
+                Box::new(move |srv: &mut Server, id| srv.handle(id, route, &call, &actor, body)),
+            );
+        }
         self.handle(id, route, &call, &actor, body)
     }
 
@@ -228,7 +233,7 @@ impl Server {
             Route::AuditVerify => self.audit_verify(id, query),
             Route::Revocations => self.list_revocations(id, query),
             Route::Revoke => self.revoke(id, query, body, actor),
-            Route::Unrevoke => self.unrevoke(id, query, body),
+            Route::Unrevoke => self.unrevoke(id, query, body, actor),
         }
     }
 }

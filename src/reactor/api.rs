@@ -21,6 +21,7 @@ use crate::admin::error::ApiError;
 use crate::admin::query::Params;
 use crate::admin::shapes::{self, View};
 use crate::net::http;
+use crate::security::audit::{ActorKind, AuditEntry, AuditKind, AuditOutcome};
 use crate::security::{AuthDecision, UnixTime};
 use crate::store::{Answer, Query, SessionFilter};
 
@@ -113,8 +114,8 @@ impl Reactor {
         if let Err(locked) = self.shared.lockout.check(ip, Instant::now()) {
             return self.api_error(key, &ApiError::rate_limited(locked.retry_after_secs()), &cors);
         }
-        let owner: Arc<str> = match self.shared.auth().upgrade(&req, UnixTime::now()) {
-            AuthDecision::Authenticated(p) => p.owner,
+        let (owner, actor): (Arc<str>, ActorKind) = match self.shared.auth().upgrade(&req, UnixTime::now()) {
+            AuthDecision::Authenticated(p) => (p.owner.clone(), super::audit::actor_kind(&p)),
             AuthDecision::PreAuth => {
                 // metrics: auth_failures_total{listener="api"}
                 self.shared.lockout.record_failure(ip, Instant::now());
@@ -125,6 +126,7 @@ impl Reactor {
             AuthDecision::Refused(f) => {
                 // metrics: auth_failures_total{listener="api"}
                 log::warn!("authentication failed on /api reason={} ip={ip}", f.label());
+                self.audit(super::audit::auth_failure(&f, Some(ip), "api"));
                 self.shared.lockout.record_failure(ip, Instant::now());
                 let e = ApiError::new(401, "invalid_credentials", f.client_message())
                     .with_header("WWW-Authenticate", r#"Bearer realm="hotplex", error="invalid_token""#);
@@ -137,8 +139,8 @@ impl Reactor {
         }
         let result = match r {
             Route::List => self.api_list(key, req.query.as_deref(), owner, cors.clone()),
-            Route::Events(id) => self.api_events(key, &id, req.query.as_deref(), owner, ip, cors.clone()),
-            Route::Delete(id) => self.api_delete(key, &id, req.query.as_deref(), owner, ip, cors.clone()),
+            Route::Events(id) => self.api_events(key, &id, req.query.as_deref(), (owner, actor), ip, cors.clone()),
+            Route::Delete(id) => self.api_delete(key, &id, req.query.as_deref(), (owner, actor), ip, cors.clone()),
         };
         if let Err(e) = result {
             self.api_error(key, &e, &cors);
@@ -226,7 +228,7 @@ impl Reactor {
         key: Key,
         raw_id: &str,
         query: Option<&str>,
-        owner: Arc<str>,
+        (owner, actor): (Arc<str>, ActorKind),
         ip: std::net::IpAddr,
         cors: Cors,
     ) -> Result<(), ApiError> {
@@ -248,7 +250,7 @@ impl Reactor {
                 }
                 found => {
                     if found.is_some_and(|row| row.state != "deleted") {
-                        r.foreign_api_probe(ip, &id);
+                        r.foreign_api_probe(ip, &id, &owner, actor);
                     }
                     r.api_error(key, &ApiError::session_not_found(), &cors);
                 }
@@ -262,7 +264,7 @@ impl Reactor {
         key: Key,
         raw_id: &str,
         query: Option<&str>,
-        owner: Arc<str>,
+        (owner, actor): (Arc<str>, ActorKind),
         ip: std::net::IpAddr,
         cors: Cors,
     ) -> Result<(), ApiError> {
@@ -277,12 +279,19 @@ impl Reactor {
                 Some(row) if row.owner == *owner && row.state != "deleted" => {}
                 found => {
                     if found.is_some_and(|row| row.state != "deleted") {
-                        r.foreign_api_probe(ip, &id);
+                        r.foreign_api_probe(ip, &id, &owner, actor);
                     }
                     return r.api_error(key, &ApiError::session_not_found(), &cors);
                 }
             }
-            // audit: session delete through /api (actor_kind of the principal, actor_id = owner)
+            // the closed kind set (security.md §10.3) has no session-delete kind:
+            // an `admin_action` row whose actor is the owner, not an admin token
+            let row = AuditEntry::new(AuditKind::AdminAction, AuditOutcome::Ok, actor)
+                .actor(&owner)
+                .client_ip(ip)
+                .session(&id.to_string())
+                .reason("DELETE /api/sessions/{id}");
+            r.audit(row);
             log::info!("session delete requested via /api session_id={id}");
             let back = r.shared.reactors[r.id].clone();
             let reply = Reply::new(move |ended: Option<Ended>| {
@@ -303,8 +312,13 @@ impl Reactor {
 
     /// Another owner's existing session named on `/api`: answered like a
     /// missing one, but counted toward the IP's lockout (security.md §2.3).
-    fn foreign_api_probe(&mut self, ip: std::net::IpAddr, id: &uuid::Uuid) {
+    fn foreign_api_probe(&mut self, ip: std::net::IpAddr, id: &uuid::Uuid, owner: &str, actor: ActorKind) {
         log::info!("foreign session probe via /api session_id={id}");
+        let row = AuditEntry::new(AuditKind::SessionForeignProbe, AuditOutcome::Denied, actor)
+            .actor(owner)
+            .client_ip(ip)
+            .session(&id.to_string());
+        self.audit(row);
         self.shared.lockout.record_failure(ip, Instant::now());
     }
 

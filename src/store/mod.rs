@@ -16,7 +16,7 @@ pub mod writer;
 use std::path::{Path, PathBuf};
 
 pub use ops::{Append, CommitSink, RevocationRow, SessionRow, SessionUpdate, Totals, WriteOp};
-pub use queries::{Page, SessionFilter, SessionList, StoredStats, TurnRow};
+pub use queries::{AuditFilter, AuditPage, AuditRow, Page, SessionFilter, SessionList, StoredStats, TurnRow};
 pub use reader::{Answer, EventRow, EventsPage, Query, Readers};
 pub use recovery::Recovered;
 pub use schema::{OpenError, StoreOptions};

@@ -1,6 +1,8 @@
 //! Read queries of the HTTP APIs (operations.md §4): session listings with
 //! filters and paging, an events page with its turns, the stored-state
-//! counts and file sizes of `/admin/stats`, and the `revocations` table.
+//! counts and file sizes of `/admin/stats`, the `revocations` table and
+//! pages of the audit log (`/admin/audit`; the log's writing and hashing
+//! are `security::audit`'s).
 //! They run on `store-reader-N` threads only (short read transactions,
 //! ≤ 1000 rows per page), never on a reactor or the admin thread.
 
@@ -187,6 +189,87 @@ pub fn upsert_revocation(tx: &Connection, r: &RevocationRow) -> rusqlite::Result
 pub fn delete_revocation(tx: &Connection, kind: &str, value: &str) -> rusqlite::Result<()> {
     tx.prepare_cached("DELETE FROM revocations WHERE kind = ?1 AND value = ?2")?.execute(params![kind, value])?;
     Ok(())
+}
+
+/// Filters and paging of `/admin/audit` (validated by the caller).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditFilter {
+    pub after_id: i64,
+    pub limit: usize,
+    /// Kinds to include (empty: all).
+    pub kinds: Vec<String>,
+    pub session_id: Option<String>,
+    pub since_ms: Option<u64>,
+}
+
+/// One `audit_log` row as stored (`hash` as lowercase hex).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditRow {
+    pub id: i64,
+    pub ts_ms: u64,
+    pub kind: String,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub credential_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub session_id: Option<String>,
+    pub detail: Option<String>,
+    pub hash: String,
+}
+
+/// A page of audit rows in `id` order and whether more match.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditPage {
+    pub rows: Vec<AuditRow>,
+    pub has_more: bool,
+}
+
+/// Rows with `id > after_id` matching the filters, at most `limit`.
+pub fn audit_page(conn: &Connection, f: &AuditFilter) -> rusqlite::Result<AuditPage> {
+    let mut sql = String::from(
+        "SELECT id, ts_ms, kind, outcome, reason, actor_kind, actor_id, credential_id, client_ip, session_id, \
+         detail, hash FROM audit_log WHERE id > ?",
+    );
+    let mut args: Vec<SqlValue> = vec![SqlValue::Integer(f.after_id)];
+    if !f.kinds.is_empty() {
+        sql.push_str(&format!(" AND kind IN ({})", vec!["?"; f.kinds.len()].join(",")));
+        args.extend(f.kinds.iter().map(|k| SqlValue::Text(k.clone())));
+    }
+    if let Some(sid) = &f.session_id {
+        sql.push_str(" AND session_id = ?");
+        args.push(SqlValue::Text(sid.clone()));
+    }
+    if let Some(since) = f.since_ms {
+        sql.push_str(" AND ts_ms >= ?");
+        args.push(SqlValue::Integer(since.min(i64::MAX as u64) as i64));
+    }
+    sql.push_str(" ORDER BY id LIMIT ?");
+    args.push(SqlValue::Integer(f.limit.saturating_add(1).min(i64::MAX as usize) as i64));
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt
+        .query_map(params_from_iter(args.iter()), |r| {
+            let hash: Vec<u8> = r.get(11)?;
+            Ok(AuditRow {
+                id: r.get(0)?,
+                ts_ms: r.get::<_, i64>(1)?.max(0) as u64,
+                kind: r.get(2)?,
+                outcome: r.get(3)?,
+                reason: r.get(4)?,
+                actor_kind: r.get(5)?,
+                actor_id: r.get(6)?,
+                credential_id: r.get(7)?,
+                client_ip: r.get(8)?,
+                session_id: r.get(9)?,
+                detail: r.get(10)?,
+                hash: hash.iter().map(|b| format!("{b:02x}")).collect(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let has_more = rows.len() > f.limit;
+    rows.truncate(f.limit);
+    Ok(AuditPage { rows, has_more })
 }
 
 /// Writer side: the heartbeat commit `/ready` looks for (operations.md §4.2).

@@ -62,6 +62,10 @@ pub enum Query {
     Revocations {
         now_ms: Option<u64>,
     },
+    /// A page of the audit log (`/admin/audit`).
+    AuditPage(super::queries::AuditFilter),
+    /// Re-walk the audit hash chain (`/admin/audit/verify`).
+    AuditVerify,
 }
 
 #[derive(Debug)]
@@ -73,6 +77,8 @@ pub enum Answer {
     Page(Box<super::queries::Page>),
     StoredStats(super::queries::StoredStats),
     Revocations(Vec<super::ops::RevocationRow>),
+    AuditPage(super::queries::AuditPage),
+    AuditVerify(crate::security::audit::VerifyResult),
     /// The read failed (or the pool was saturated); callers answer INTERNAL_ERROR.
     Failed(String),
 }
@@ -142,6 +148,8 @@ fn run(conn: &Connection, q: Query) -> rusqlite::Result<Answer> {
         }
         Query::StoredStats => Answer::StoredStats(super::queries::stored_stats(conn)?),
         Query::Revocations { now_ms } => Answer::Revocations(super::queries::revocations(conn, now_ms)?),
+        Query::AuditPage(f) => Answer::AuditPage(super::queries::audit_page(conn, &f)?),
+        Query::AuditVerify => Answer::AuditVerify(crate::security::audit::verify(conn)?),
     })
 }
 
