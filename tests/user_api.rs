@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::admin::{DEPLOY, assert_error, call, call_raw, gateway_with};
+use support::admin::{DEPLOY, OPS, assert_error, call, call_raw, gateway_with};
 use support::raw::HttpResponse;
 use support::sec::{ALICE_KEY, BOB_KEY, api_key_env, auth_yaml};
 use support::{Client, Gateway, RecvError, WAIT, eventually, is_state};
@@ -61,6 +61,15 @@ fn owners_see_only_their_sessions() {
         "session_not_found",
     );
     assert_eq!(as_key(&gw, "GET", "/api/sessions", ALICE_KEY).json()["total"], 2, "alice's sessions untouched");
+    // bob's probes of alice's session are audited (and alice's session is unchanged)
+    let probes = || call(gw.admin_addr, "GET", "/admin/audit?kind=session_foreign_probe", Some(OPS), None).json();
+    assert!(
+        eventually(WAIT, || probes()["entries"]
+            .as_array()
+            .is_some_and(|e| e.iter().filter(|r| r["session_id"] == s1.as_str() && r["actor_id"] == "bob").count() == 2)),
+        "{}",
+        probes()
+    );
     // the same credentials as the upgrade: query key, Bearer
     let q = call_raw(gw.addr, "GET", &format!("/api/sessions?api_key={ALICE_KEY}"), &[], b"");
     assert_eq!(q.json()["total"], 2);
@@ -172,6 +181,17 @@ fn delete_through_the_api_closes_attached_clients() {
     let mut again = Client::connect_with(&gw.url(), &[("X-API-Key", ALICE_KEY)]).expect("upgrade");
     again.send("init", json!({"worker_type": "claude_code", "session_id": sid}));
     again.expect_error("SESSION_NOT_FOUND");
+    // the delete is audited with the owner as actor (security.md §10.3)
+    let rows = || call(gw.admin_addr, "GET", &format!("/admin/audit?session_id={sid}"), Some(OPS), None).json();
+    assert!(
+        eventually(WAIT, || rows()["entries"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|r| r["reason"] == "DELETE /api/sessions/{id}"
+                && r["actor_id"] == "alice"
+                && r["actor_kind"] == "api_key"))),
+        "{}",
+        rows()
+    );
 }
 
 #[test]
