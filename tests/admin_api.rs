@@ -737,7 +737,7 @@ fn revocation_closes_live_connections_and_persists() {
     let (_, dir) = gw.stop(WAIT);
     let gw = jwt_gateway_in(Some(dir));
     assert_eq!(support::sec::connect_bearer(&gw, &token).err(), Some(401), "revocations survive a restart");
-    let q = format!("/admin/revocations?kind=sub&value=alice");
+    let q = "/admin/revocations?kind=sub&value=alice".to_string();
     let del = call(gw.admin_addr, "DELETE", &q, Some(OPS), None);
     assert_eq!((del.status, del.json()), (200, json!({"kind": "sub", "value": "alice", "deleted": true})));
     assert_error(&call(gw.admin_addr, "DELETE", &q, Some(OPS), None), 404, "not_found");
@@ -832,8 +832,14 @@ fn audit_rows_for_admin_actions_pages_and_verify() {
     // a read-scope GET writes no row; a mutation, an admin GET and a bad token do
     assert_eq!(get(&gw, "/admin/stats", Some(READER)).status, 200);
     assert_eq!(
-        call(gw.admin_addr, "POST", &format!("/admin/sessions/{sid}/terminate"), Some(DEPLOY), Some(&json!({"reason": "maint"})))
-            .status,
+        call(
+            gw.admin_addr,
+            "POST",
+            &format!("/admin/sessions/{sid}/terminate"),
+            Some(DEPLOY),
+            Some(&json!({"reason": "maint"}))
+        )
+        .status,
         200
     );
     c.until(WAIT, |f| is_state(f, "terminated"));
@@ -841,10 +847,8 @@ fn audit_rows_for_admin_actions_pages_and_verify() {
     assert_eq!(get(&gw, "/admin/stats", Some("not_a_token_0123456789abcdefghijklmnopq")).status, 401);
     // the audit page of this very request is written before it reads
     let actions = audit_all(&gw, "&kind=admin_action");
-    let rows: Vec<(&str, &str)> = actions
-        .iter()
-        .map(|e| (e["actor_id"].as_str().unwrap_or(""), e["reason"].as_str().unwrap_or("")))
-        .collect();
+    let rows: Vec<(&str, &str)> =
+        actions.iter().map(|e| (e["actor_id"].as_str().unwrap_or(""), e["reason"].as_str().unwrap_or(""))).collect();
     assert!(!rows.iter().any(|(_, r)| r.contains("/admin/stats")), "read GETs are not audited: {rows:?}");
     let term = actions
         .iter()
@@ -891,4 +895,26 @@ fn audit_rows_for_admin_actions_pages_and_verify() {
     drop(db);
     let v = get(&gw, "/admin/audit/verify", Some(OPS)).json();
     assert_eq!((v["ok"].clone(), v["first_bad_id"].clone()), (json!(false), term["id"].clone()), "{v}");
+}
+
+#[test]
+fn a_mutation_whose_audit_row_fails_is_refused() {
+    let gw = admin_gw("");
+    wait_ready(&gw);
+    let db = rusqlite::Connection::open(support::store::db_path(gw.dir.path())).expect("open db");
+    db.busy_timeout(WAIT).expect("busy timeout");
+    db.execute_batch("CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'no'); END;")
+        .expect("trigger");
+    let r = call(gw.admin_addr, "POST", "/admin/drain", Some(DEPLOY), None);
+    assert_error(&r, 503, "audit_unavailable");
+    // nothing was changed: not draining, upgrades still accepted
+    assert_eq!(get(&gw, "/admin/stats", Some(READER)).json()["draining"], false);
+    assert_eq!(get(&gw, "/ready", None).status, 200);
+    let _c = gw.connect();
+    // an audited GET still answers
+    assert_eq!(get(&gw, "/admin/config", Some(OPS)).status, 200);
+    db.execute_batch("DROP TRIGGER no_audit;").expect("drop trigger");
+    let r = call(gw.admin_addr, "POST", "/admin/drain", Some(DEPLOY), None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(get(&gw, "/admin/stats", Some(READER)).json()["draining"], true);
 }

@@ -64,9 +64,11 @@ fn owners_see_only_their_sessions() {
     // bob's probes of alice's session are audited (and alice's session is unchanged)
     let probes = || call(gw.admin_addr, "GET", "/admin/audit?kind=session_foreign_probe", Some(OPS), None).json();
     assert!(
-        eventually(WAIT, || probes()["entries"]
-            .as_array()
-            .is_some_and(|e| e.iter().filter(|r| r["session_id"] == s1.as_str() && r["actor_id"] == "bob").count() == 2)),
+        eventually(WAIT, || probes()["entries"].as_array().is_some_and(|e| e
+            .iter()
+            .filter(|r| r["session_id"] == s1.as_str() && r["actor_id"] == "bob")
+            .count()
+            == 2)),
         "{}",
         probes()
     );
@@ -184,9 +186,9 @@ fn delete_through_the_api_closes_attached_clients() {
     // the delete is audited with the owner as actor (security.md §10.3)
     let rows = || call(gw.admin_addr, "GET", &format!("/admin/audit?session_id={sid}"), Some(OPS), None).json();
     assert!(
-        eventually(WAIT, || rows()["entries"]
-            .as_array()
-            .is_some_and(|e| e.iter().any(|r| r["reason"] == "DELETE /api/sessions/{id}"
+        eventually(WAIT, || rows()["entries"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|r| r["reason"] == "DELETE /api/sessions/{id}"
                 && r["actor_id"] == "alice"
                 && r["actor_kind"] == "api_key"))),
         "{}",

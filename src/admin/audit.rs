@@ -57,8 +57,11 @@ pub fn admin_action(actor: &Actor, ip: IpAddr, method: &str, path: &str, body: &
 /// with `{id}` literally: a closed set of action names.
 fn action(method: &str, path: &str) -> String {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let shape: Vec<&str> =
-        segs.iter().enumerate().map(|(i, s)| if i == 2 && segs.get(1) == Some(&"sessions") { "{id}" } else { s }).collect();
+    let shape: Vec<&str> = segs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| if i == 2 && segs.get(1) == Some(&"sessions") { "{id}" } else { s })
+        .collect();
     format!("{method} /{}", shape.join("/"))
 }
 
