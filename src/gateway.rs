@@ -18,6 +18,7 @@ use crate::net::acceptor::Acceptor;
 use crate::reactor::Reactor;
 use crate::reactor::shared::{Counters, Msg, ReactorHandle, Shared, SpawnerClient};
 use crate::reactor::token;
+use crate::security::audit::{ActorKind, AuditEntry, AuditKind, AuditOutcome, Detail};
 use crate::settings::Settings;
 use crate::store::{CommitSink, Recovered, Store};
 use crate::sys;
@@ -85,6 +86,8 @@ pub struct SecurityState {
     pub auth: crate::security::Authenticator,
     pub lockout: crate::security::Lockout,
     pub revocations: Arc<crate::security::RevocationTable>,
+    /// SHA-256 (hex) of the config file as read, for the startup audit row.
+    pub config_sha256: Option<String>,
 }
 
 /// Run the gateway until a shutdown signal; returns the process exit code.
@@ -143,6 +146,16 @@ pub fn run(
         recovered.created_removed
     );
     crate::child::set_instance_id(&recovered.instance_id);
+    let startup = lifecycle_audit(
+        AuditKind::Startup,
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config_sha256": security.config_sha256,
+            "previous_shutdown_clean": recovered.clean_shutdown,
+            "recovered_sessions": recovered.terminated,
+        }),
+    );
+    crate::security::audit::try_record(&store.writer, startup);
     kill_orphans(&recovered);
     match crate::admin::revocations::load(&store.readers, &security.revocations) {
         Ok(n) => log::info!("revocations loaded count={n}"),
@@ -239,6 +252,8 @@ pub fn run(
                     return force_exit(&shared, exporter);
                 }
                 log::info!("shutdown requested (signal {sig})");
+                let row = lifecycle_audit(AuditKind::Shutdown, serde_json::json!({"signal": sig}));
+                crate::security::audit::try_record(&shared.store, row);
                 stop_accept.stop();
                 for h in &shared.reactors {
                     h.send(Msg::Shutdown);
@@ -320,6 +335,15 @@ fn kill_orphans(r: &Recovered) {
                 log::warn!("killed orphaned worker process pid={pid} session_id={sid}");
             }
         }
+    }
+}
+
+/// A `startup`/`shutdown` row (security.md §10.3), actor `system`.
+fn lifecycle_audit(kind: AuditKind, detail: serde_json::Value) -> AuditEntry {
+    let e = AuditEntry::new(kind, AuditOutcome::Ok, ActorKind::System);
+    match Detail::from_value(detail) {
+        Some(d) => e.detail(d),
+        None => e,
     }
 }
 
