@@ -105,6 +105,7 @@ fn real_main() -> i32 {
         }
         _ => {}
     }
+    let config_sha256 = loaded.file.as_deref().and_then(file_sha256);
     let cfg = loaded.config;
     let level = match cfg.log.level {
         config::LogLevel::Error => log::LevelFilter::Error,
@@ -143,7 +144,20 @@ fn real_main() -> i32 {
         auth,
         lockout: hotplex::security::Lockout::new(hotplex::security::LockoutPolicy::from_limits(&cfg.limits)),
         revocations,
+        config_sha256,
     };
     let shutdown = cfg.gateway.shutdown_timeout;
-    gateway::run(settings, security, cfg.gateway.listen, shutdown)
+    let admin = hotplex::admin::AdminSetup {
+        listen: cfg.admin.listen,
+        settings: hotplex::admin::AdminSettings::from_config(&cfg),
+        workers: hotplex::admin::probe::specs(&cfg),
+    };
+    gateway::run(settings, security, cfg.gateway.listen, shutdown, admin)
+}
+
+/// Hex SHA-256 of a file's bytes (the startup audit row names the config it ran with).
+fn file_sha256(path: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    Some(d.as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }

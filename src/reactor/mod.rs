@@ -3,6 +3,8 @@
 //! and a timer heap. Owns its slabs; talks to other threads only through
 //! channels. Nothing here blocks: no disk, no DNS, no `wait()`.
 
+pub mod admin;
+pub mod api;
 pub mod audit;
 pub mod client;
 pub mod http_client;
@@ -53,6 +55,10 @@ pub struct Reactor {
     generation: u32,
     /// Shutdown requested: terminate sessions, then exit the loop.
     pub stopping: bool,
+    /// Connections accepted so far (`/admin/stats` `opened_total`).
+    pub opened: u64,
+    /// Time spent outside `poll` (`/admin/stats` `busy_ratio`).
+    pub busy: admin::BusyMeter,
 }
 
 impl Reactor {
@@ -74,6 +80,8 @@ impl Reactor {
             http: http_client::HttpClients::default(),
             generation: 0,
             stopping: false,
+            opened: 0,
+            busy: admin::BusyMeter::new(),
         }
     }
 
@@ -89,7 +97,10 @@ impl Reactor {
             let now = Instant::now();
             let idle = self.again.is_empty() && !self.http.has_deferred();
             let timeout = if idle { self.timers.timeout(now, MAX_POLL) } else { Duration::ZERO };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            self.shared.liveness.beat(self.id);
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.busy.idle(now.elapsed());
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("reactor {} poll failed: {e}", self.id);
                     return;
@@ -143,6 +154,7 @@ impl Reactor {
                 Msg::StoreFailed(sid, seq) => self.on_store_failed(sid, seq),
                 Msg::StoreWritable => self.on_store_writable(),
                 Msg::Read(done) => self.on_read_done(*done),
+                Msg::Call(f) => f(self),
             }
         }
     }
@@ -175,6 +187,7 @@ impl Reactor {
                         }
                     }
                     TimerKind::ReconnectDeadline => self.close_for_reconnect(),
+                    TimerKind::DrainClose(epoch) => self.drain_deadline(epoch),
                     _ => {}
                 },
             }
@@ -212,7 +225,7 @@ impl Reactor {
         let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, generation: c.generation }).collect();
         for k in clients {
             match self.client(k).map(|c| c.stage.clone()) {
-                Some(client::Stage::Http) => self.drop_client(k),
+                Some(client::Stage::Http | client::Stage::Api) => self.drop_client(k),
                 Some(client::Stage::Closing) | None => {}
                 Some(_) => self.send_local(k, &notice),
             }
@@ -228,10 +241,10 @@ impl Reactor {
     }
 
     /// Close every connection that is still open with RECONNECT_REQUIRED (1001).
-    fn close_for_reconnect(&mut self) {
+    pub fn close_for_reconnect(&mut self) {
         let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, generation: c.generation }).collect();
         for k in clients {
-            if self.client(k).is_some_and(|c| c.stage != client::Stage::Closing) {
+            if self.client(k).is_some_and(|c| c.stage != client::Stage::Closing && c.conn.is_ws()) {
                 self.send_error(
                     k,
                     crate::protocol::ErrorCode::ReconnectRequired,
