@@ -186,7 +186,7 @@ fn golden_01_new_turn() {
             "turn_end success=true",
         ],
     );
-    assert_eq!(r.args, ["run", "--format=json"]);
+    assert_eq!(r.args, ["run", "--format=json", "--thinking"]);
     assert_eq!(
         stats_of(&r),
         (
@@ -288,7 +288,7 @@ fn golden_04_resume_uses_session_flag() {
         Drive { resume: Some("ses_def934d0effeh71PGDCWTU0KNh"), ..Drive::default() },
     );
     check_invariants("04", &r);
-    assert_eq!(r.args, ["run", "--format=json", "--session=ses_def934d0effeh71PGDCWTU0KNh"]);
+    assert_eq!(r.args, ["run", "--format=json", "--thinking", "--session=ses_def934d0effeh71PGDCWTU0KNh"]);
     assert_seq(
         "04",
         &r,

@@ -263,14 +263,19 @@ fn plain_turn_caps_text_and_stats() {
 }
 
 /// Tool use allowed by the ceiling (`security.tools.allowed: [Bash]`):
-/// `tool_call` immediately followed by its `tool_result`; a client that
+/// the model's reasoning as `reasoning`, `tool_call` immediately followed
+/// by its `tool_result`; a client that
 /// denies Bash gets an agent that is not even offered the tool.
 #[test]
 fn tool_use_allowed_by_the_ceiling_and_denied_by_the_client() {
     let rig = Rig::start(&["Bash"]);
     let (mut c, _sid, _) = rig.session("tools", json!({}));
-    let frames = run_turn(&mut c, "run [[tool:bash]]");
+    let frames = run_turn(&mut c, "run [[thinking]][[tool:bash]]");
     assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    // The model's thinking block arrives as one whole `reasoning` event.
+    let reasoning = of_type(&frames, "reasoning");
+    assert_eq!(reasoning.len(), 1, "{frames:#?}");
+    assert!(data(reasoning[0])["content"].as_str().is_some_and(|t| t.contains("think")), "{frames:#?}");
     let ci =
         frames.iter().position(|f| ev_type(f) == "tool_call").unwrap_or_else(|| panic!("no tool_call: {frames:#?}"));
     let call = data(&frames[ci]);
@@ -286,7 +291,11 @@ fn tool_use_allowed_by_the_ceiling_and_denied_by_the_client() {
     assert_eq!(done_of(&frames)["stats"]["tool_calls"], 1);
     let msgs = assert_messages(&frames);
     assert!(msgs.last().is_some_and(|m| m.contains("mock-tool-output")), "{msgs:?}");
-    assert_eq!(rig.request_for("run [[tool:bash]]")["tools"], json!(["bash"]), "only the allowed tool is offered");
+    assert_eq!(
+        rig.request_for("run [[thinking]][[tool:bash]]")["tools"],
+        json!(["bash"]),
+        "only the allowed tool is offered"
+    );
 
     let (mut c2, _sid2, _) = rig.session("tools-denied", json!({"disallowed_tools": ["Bash"]}));
     let frames = run_turn(&mut c2, "again [[tool:bash]]");

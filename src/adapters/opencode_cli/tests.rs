@@ -77,6 +77,7 @@ fn launch_every_value_is_one_element() {
         [
             "run",
             "--format=json",
+            "--thinking",
             "--model=anthropic/claude-sonnet-4-5",
             "--agent=build",
             "--session=ses_def934d0effeh71PGDCWTU0KNh"
@@ -86,14 +87,14 @@ fn launch_every_value_is_one_element() {
     // A value that looks like a flag stays inside its element.
     let spec = LaunchSpec { model: Some("--print-logs".into()), ..LaunchSpec::default() };
     let l = OpencodeCliAdapter::new().launch(&spec);
-    assert_eq!(l.args, ["run", "--format=json", "--model=--print-logs"]);
+    assert_eq!(l.args, ["run", "--format=json", "--thinking", "--model=--print-logs"]);
 }
 
 #[test]
 fn launch_discards_unsafe_session_id() {
     let spec = LaunchSpec { resume: Some("ses_1; rm -rf ~".into()), ..LaunchSpec::default() };
     let l = OpencodeCliAdapter::new().launch(&spec);
-    assert_eq!(l.args, ["run", "--format=json"]);
+    assert_eq!(l.args, ["run", "--format=json", "--thinking"]);
 }
 
 #[test]

@@ -15,7 +15,11 @@ use crate::adapters::opencode_config;
 /// `worker_type` in error details.
 pub const WORKER_TYPE: &str = "opencode_cli";
 /// The subcommand and output format, before the per-session flags.
-pub const BASE_ARGS: [&str; 2] = ["run", "--format=json"];
+///
+/// `--thinking` only makes the CLI print the reasoning parts the model
+/// produced (a display flag; it does not ask the model to think), so they
+/// become `reasoning` events.
+pub const BASE_ARGS: [&str; 3] = ["run", "--format=json", "--thinking"];
 /// `step.step_type` of an LLM call.
 pub const STEP_LLM_CALL: &str = "llm_call";
 /// Message of the WORKER_CRASH error this adapter emits (fixed text, no upstream detail).
@@ -23,7 +27,7 @@ pub const CRASH_MESSAGE: &str = "opencode exited before finishing the turn";
 /// Message of `ResumeFailed` when `--session` names an unknown session.
 pub const RESUME_FAILED_MESSAGE: &str = "opencode does not know the agent session to resume (Session not found)";
 
-/// The argv after the program name: `run --format=json [--model=…]
+/// The argv after the program name: `run --format=json --thinking [--model=…]
 /// [--agent=…] [--session=…]`. Every value is joined to its flag as ONE
 /// element (security.md §4; the CLI accepts `--flag=value` for each of them,
 /// verified with 1.18.33). The prompt never goes into argv (stdin).
