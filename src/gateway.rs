@@ -18,6 +18,7 @@ use crate::net::acceptor::Acceptor;
 use crate::reactor::Reactor;
 use crate::reactor::shared::{Counters, Msg, ReactorHandle, Shared, SpawnerClient};
 use crate::reactor::token;
+use crate::reload::{ReloadError, Reloader, Trigger};
 use crate::settings::Settings;
 use crate::store::{CommitSink, Recovered, Store};
 use crate::sys;
@@ -88,7 +89,9 @@ pub struct SecurityState {
 }
 
 /// Run the gateway until a shutdown signal; returns the process exit code.
-pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shutdown_timeout: Duration) -> i32 {
+/// `reloader` owns the running config: SIGHUP and the file poll (both on
+/// this thread's signal loop) reload through it, and so does the admin API.
+pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, reloader: Arc<Reloader>) -> i32 {
     if let Err(e) = sys::prepare_process() {
         log::error!("process setup failed: {e}");
         return EXIT_STARTUP;
@@ -162,7 +165,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         }
     };
     let shared = Arc::new(Shared {
-        settings: settings.clone(),
+        settings: std::sync::RwLock::new(settings.clone()),
         reactors: handles.clone(),
         spawner: Box::new(SpawnerHandle(supervisor)),
         store: store.writer.clone(),
@@ -174,6 +177,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         revocations: security.revocations,
         shutting_down: AtomicBool::new(false),
     });
+    reloader.attach(&shared);
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
     for (i, (poll, rx)) in polls.into_iter().zip(inboxes).enumerate() {
         let reactor = Reactor::new(i, poll, rx, shared.clone());
@@ -189,6 +193,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
     let acceptor_thread = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run(stop2));
     log::info!("ready gateway={local} reactors={n}");
     eprintln!("hotplex listening gateway={local}");
+    crate::sd_notify::notify("READY=1");
 
     // Signal loop.
     let mut deadline: Option<Instant> = None;
@@ -200,16 +205,18 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
                     return force_exit(&shared);
                 }
                 log::info!("shutdown requested (signal {sig})");
+                crate::sd_notify::notify("STOPPING=1");
                 stop_accept.stop();
                 for h in &shared.reactors {
                     h.send(Msg::Shutdown);
                 }
-                deadline = Some(Instant::now() + shutdown_timeout);
+                deadline = Some(Instant::now() + reloader.config().gateway.shutdown_timeout);
             }
-            Some(sig) if sig == libc::SIGHUP => {
-                log::info!("SIGHUP: configuration reload is not available in this version")
-            }
+            Some(sig) if sig == libc::SIGHUP && deadline.is_none() => on_sighup(&reloader),
             _ => {}
+        }
+        if deadline.is_none() {
+            reloader.tick(Instant::now());
         }
         if let Some(d) = deadline {
             if threads.iter().all(|t| t.is_finished()) {
@@ -274,6 +281,16 @@ fn kill_orphans(r: &Recovered) {
             }
         }
     }
+}
+
+/// SIGHUP: reload the config, bracketed for systemd (operations.md §1.8).
+/// The outcome is logged by the reloader.
+fn on_sighup(reloader: &Reloader) {
+    crate::sd_notify::reloading();
+    if let Err(ReloadError::InProgress) = reloader.reload(Trigger::Signal) {
+        log::info!("SIGHUP: a reload is already in progress");
+    }
+    crate::sd_notify::notify("READY=1");
 }
 
 fn force_exit(shared: &Shared) -> i32 {

@@ -105,18 +105,11 @@ fn real_main() -> i32 {
         }
         _ => {}
     }
+    hotplex::sd_notify::init(&env);
+    let reloader = std::sync::Arc::new(hotplex::reload::Reloader::from_loaded(opts.clone(), &loaded));
     let cfg = loaded.config;
-    let level = match cfg.log.level {
-        config::LogLevel::Error => log::LevelFilter::Error,
-        config::LogLevel::Warn => log::LevelFilter::Warn,
-        config::LogLevel::Info => log::LevelFilter::Info,
-        config::LogLevel::Debug => log::LevelFilter::Debug,
-        config::LogLevel::Trace => log::LevelFilter::Trace,
-    };
-    let format = match cfg.log.format {
-        config::LogFormat::Text => logging::Format::Text,
-        config::LogFormat::Json => logging::Format::Json,
-    };
+    let level = logging::level_of(cfg.log.level);
+    let format = logging::format_of(cfg.log.format);
     // Before the first thread starts (threads inherit the signal mask).
     if let Err(e) = gateway::block_signals() {
         eprintln!("hotplex: cannot block signals: {e}");
@@ -144,6 +137,5 @@ fn real_main() -> i32 {
         lockout: hotplex::security::Lockout::new(hotplex::security::LockoutPolicy::from_limits(&cfg.limits)),
         revocations,
     };
-    let shutdown = cfg.gateway.shutdown_timeout;
-    gateway::run(settings, security, cfg.gateway.listen, shutdown)
+    gateway::run(settings, security, cfg.gateway.listen, reloader)
 }

@@ -106,6 +106,8 @@ pub enum WriteOp {
     Barrier(Sender<()>),
     /// Drain, commit, checkpoint, mark a clean shutdown, reply, stop.
     Shutdown(Sender<()>),
+    /// A config reload changed group commit or retention (next batch, next job run).
+    Reconfigure(Box<super::writer::WriterTuning>),
 }
 
 impl WriteOp {
@@ -116,7 +118,7 @@ impl WriteOp {
             WriteOp::UpdateSession { .. } => "session_update",
             WriteOp::TurnStart { .. } | WriteOp::TurnEnd { .. } => "turn",
             WriteOp::Delete { .. } | WriteOp::Forget { .. } => "delete",
-            WriteOp::Barrier(_) | WriteOp::Shutdown(_) => "barrier",
+            WriteOp::Barrier(_) | WriteOp::Shutdown(_) | WriteOp::Reconfigure(_) => "barrier",
         }
     }
 }
