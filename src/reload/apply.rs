@@ -48,6 +48,9 @@ pub fn prepare(
 ) -> Result<Prepared, String> {
     let prev = shared.settings();
     let mut settings = Settings::from_config(new, env);
+    // `gateway.reactors: 0` is resolved from the CPU count, which may have
+    // changed since startup; the threads that run are what counts.
+    settings.reactors = prev.reactors;
     // A worker type switched off keeps serving the sessions already live.
     let mut retired = prev.retired_workers.clone();
     for (t, w) in &prev.workers {
