@@ -62,6 +62,8 @@ pub struct WorkerSettings {
     pub state_dir: Option<String>,
     /// Agent-specific values the adapter formats (`adapters::create`).
     pub adapter: AdapterConfig,
+    /// `workers.opencode_*.agent` (opencode's agent name).
+    pub agent: Option<String>,
 }
 
 /// Where workers live on disk and what they may see.
@@ -354,6 +356,12 @@ impl Settings {
                     mcp_config: mcp.filter(|p| !p.as_os_str().is_empty()),
                     state_dir: state_dir.filter(|d| !d.is_empty()),
                     adapter,
+                    agent: match t {
+                        WorkerType::OpencodeCli => Some(cfg.workers.opencode_cli.agent.clone()),
+                        WorkerType::OpencodeServer => Some(cfg.workers.opencode_server.agent.clone()),
+                        _ => None,
+                    }
+                    .filter(|a| !a.is_empty()),
                 },
             );
         }

@@ -96,6 +96,9 @@ impl Reactor {
                 Action::Timer { id, after } => {
                     self.timers.after(after, Owner::Session(skey.into()), TimerKind::Adapter(id))
                 }
+                Action::Http { id, request } => self.http_request(skey, id, request, false),
+                Action::HttpStream { id, request } => self.http_request(skey, id, request, true),
+                Action::HttpCancel { id } => self.http_cancel(skey, id),
             }
         }
     }
@@ -654,6 +657,7 @@ impl Reactor {
         if self.session(skey).is_none() {
             return;
         }
+        self.http_forget_session(skey);
         let s = self.sessions.remove(skey.idx);
         self.by_id.remove(&s.id);
         if s.counted {

@@ -76,11 +76,20 @@ impl Reactor {
 
     fn send_spawn(&mut self, skey: Key, prepare_only: bool) {
         let s_settings = self.s.clone();
+        // A managed HTTP server gets a fresh loopback port and password per process.
+        let managed = self.session(skey).and_then(|s| s.adapter.managed_server()).filter(|_| !prepare_only);
+        let endpoint = match managed {
+            None => None,
+            Some(m) => match self.http_endpoint_open(skey, m.basic_user) {
+                Ok(e) => Some((m, e)),
+                Err(e) => return self.spawn_failed(skey, SpawnError::Setup(e)),
+            },
+        };
         let Some(s) = self.session_mut(skey) else { return };
         let Some(ws) = s_settings.live_worker(s.worker_type) else { return };
         let per_turn = s.adapter.process_model() == ProcessModel::PerTurn;
-        let (args, adapter_env) = if prepare_only {
-            (Vec::new(), Vec::new())
+        let (args, adapter_env, policy_env) = if prepare_only {
+            (Vec::new(), Vec::new(), Vec::new())
         } else {
             let mut launch = s.launch.clone();
             // Per-turn agents continue their conversation on every turn;
@@ -92,15 +101,24 @@ impl Reactor {
             launch.work_dir = s.work_dir.clone().unwrap_or_default();
             launch.mcp_config = ws.mcp_config.clone();
             launch.turn_base = s.turns_started;
+            launch.agent = ws.agent.clone();
+            launch.endpoint = endpoint.as_ref().map(|(_, e)| e.clone());
             let l = s.adapter.launch(&launch);
             if let Some(id) = &l.agent_session_id {
                 s.agent_session_id = Some(id.clone());
             }
             let mut args = l.args;
             args.extend(ws.args.iter().cloned());
-            (args, l.env)
+            (args, l.env, l.policy_env)
         };
-        let env = worker_env(&s_settings, s.worker_type, &s.owner_hash, &s.id_str, &adapter_env);
+        let mut env = worker_env(&s_settings, s.worker_type, &s.owner_hash, &s.id_str, &adapter_env);
+        // Last, so neither configuration nor the deny list can replace them.
+        if let Some((m, e)) = &endpoint {
+            set_env(&mut env, m.password_env, &e.password);
+        }
+        for (k, v) in &policy_env {
+            set_env(&mut env, k, v);
+        }
         let sandbox = &s_settings.sandbox;
         let roots: Vec<PathBuf> =
             sandbox.work_dir_roots.iter().map(|r| PathBuf::from(expand(r, &s.owner_hash, &s.id_str))).collect();
@@ -179,7 +197,10 @@ impl Reactor {
         s.spawning = false;
         let (w, work_dir) = match result {
             Ok(v) => v,
-            Err(e) => return self.spawn_failed(skey, e),
+            Err(e) => {
+                self.http_worker_gone(skey);
+                return self.spawn_failed(skey, e);
+            }
         };
         s.worker_gen = s.worker_gen.wrapping_add(1) & 0x0fff_ffff;
         let wgen = s.worker_gen;
@@ -216,6 +237,7 @@ impl Reactor {
             worker.stdin = None;
         }
         let now = std::time::Instant::now();
+        self.http_endpoint_started(skey, wgen);
         let Some(s) = self.session_mut(skey) else { return };
         s.worker = Some(worker);
         s.live_since = now;
@@ -439,7 +461,9 @@ impl Reactor {
         }
     }
 
-    fn count_output(&mut self, skey: Key, n: u64) {
+    /// Worker output of the running turn: the stall clock restarts and
+    /// `limits.max_turn_output_bytes` is enforced.
+    pub(crate) fn count_output(&mut self, skey: Key, n: u64) {
         let max = self.s.worker.max_turn_output_bytes;
         let Some(s) = self.session_mut(skey) else { return };
         let Some(t) = s.turn.as_mut() else { return };
@@ -458,18 +482,22 @@ impl Reactor {
     fn handle_line(&mut self, skey: Key, item: LineItem<'_>) {
         match item {
             LineItem::Line(bytes) => self.with_adapter(skey, |a, out| a.on_line(bytes, out)),
-            LineItem::Oversize { len } => {
-                log::warn!("worker output line over worker.max_line_bytes dropped len={len}");
-                self.emit(
-                    skey,
-                    Event::error(
-                        ErrorCode::WorkerOutputLimit,
-                        "a worker output line exceeded worker.max_line_bytes and was dropped",
-                    ),
-                );
-                self.interrupt_for_output_limit(skey);
-            }
+            LineItem::Oversize { len } => self.output_oversize(skey, len),
         }
+    }
+
+    /// A worker output record (stdout line, server-sent event) over
+    /// `worker.max_line_bytes` was dropped: WORKER_OUTPUT_LIMIT, interrupt.
+    pub(crate) fn output_oversize(&mut self, skey: Key, len: usize) {
+        log::warn!("worker output record over worker.max_line_bytes dropped len={len}");
+        self.emit(
+            skey,
+            Event::error(
+                ErrorCode::WorkerOutputLimit,
+                "a worker output line exceeded worker.max_line_bytes and was dropped",
+            ),
+        );
+        self.interrupt_for_output_limit(skey);
     }
 
     /// WORKER_OUTPUT_LIMIT interrupts the turn. The dropped line may have
@@ -584,6 +612,8 @@ impl Reactor {
         }
         let signalled = w.signalled || gateway_signal.is_some();
         let info = ExitInfo { code, signal, signalled_by_gateway: signalled };
+        let port = self.http_worker_gone(skey);
+        let Some(s) = self.sessions.get_mut(skey.idx).filter(|s| s.generation == skey.generation) else { return };
         log::info!(
             "worker exited session_id={} pid={pid} code={code:?} signal={signal:?} gateway_signal={gateway_signal:?}",
             s.id_str
@@ -597,6 +627,14 @@ impl Reactor {
         self.with_adapter(skey, |a, out| a.on_exit(&info, out));
         let Some(s) = self.session_mut(skey) else { return };
         if std::mem::take(&mut s.awaiting_ready) {
+            // A managed server that lost its port to another process gets another one.
+            let retry = !signalled && s.ending.is_none();
+            if let Some(port) = port.filter(|_| retry) {
+                if self.http_should_retry_port(skey, port) {
+                    log::warn!("worker lost its port {port} to another process; starting it on a new port");
+                    return self.send_spawn(skey, false);
+                }
+            }
             return self
                 .spawn_failed(skey, SpawnError::Setup(io::Error::other("the worker exited during its startup")));
         }
@@ -626,6 +664,14 @@ impl Reactor {
             self.abort_turn(skey, Some((ErrorCode::ProcessSigkill, "worker killed at shutdown", details)));
         }
         self.finish_ending(skey, crash);
+    }
+}
+
+/// Set `name` in a built environment, replacing an earlier value.
+fn set_env(env: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match env.iter_mut().find(|(k, _)| k == name) {
+        Some(slot) => slot.1 = value.to_owned(),
+        None => env.push((name.to_owned(), value.to_owned())),
     }
 }
 

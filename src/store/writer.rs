@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
+use super::failpoint::{FailPoint, Point};
 use super::ops::{Append, CommitSink, SessionRow, SessionUpdate, WriteOp};
 use super::retention::{self, RetentionConfig};
 
@@ -122,7 +123,7 @@ pub fn start(
     let wake_wanted: Arc<Vec<AtomicBool>> = Arc::new((0..cfg.reactors).map(|_| AtomicBool::new(false)).collect());
     let stats = Arc::new(WriterStats::default());
     let handle = WriterHandle { tx, wake_wanted: wake_wanted.clone(), stats: stats.clone() };
-    let w = Writer { conn, cfg, sink, rx, wake_wanted, stats };
+    let w = Writer { conn, cfg, sink, rx, wake_wanted, stats, failpoint: FailPoint::from_env() };
     let join = std::thread::Builder::new().name("store-writer".into()).spawn(move || w.run())?;
     Ok((handle, join))
 }
@@ -134,6 +135,7 @@ struct Writer {
     rx: Receiver<WriteOp>,
     wake_wanted: Arc<Vec<AtomicBool>>,
     stats: Arc<WriterStats>,
+    failpoint: Option<FailPoint>,
 }
 
 /// A run of consecutive deltas of one message, stored as one row.
@@ -219,7 +221,11 @@ impl Writer {
                     batch.push(op);
                 }
             }
+            if let Some(f) = &mut self.failpoint {
+                f.count(batch.iter().filter(|op| matches!(op, WriteOp::Append(_))).count() as u64);
+            }
             let outcome = self.commit(&batch);
+            self.fail_at(Point::AfterCommit);
             self.report(outcome);
             let mut shutdown_reply = None;
             for op in batch.drain(..) {
@@ -339,10 +345,19 @@ impl Writer {
     fn try_commit(&mut self, batch: &[WriteOp], merge: bool) -> Result<Outcome, Failure> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
         let mut o = Outcome::default();
+        if self.failpoint.as_ref().is_some_and(|f| f.armed(Point::MidBatch)) {
+            let _ = apply_batch(&tx, &batch[..batch.len() / 2], merge, &mut o);
+            hit(&self.failpoint, Point::MidBatch);
+        }
         apply_batch(&tx, batch, merge, &mut o).map_err(classify)?;
         finish_batch(&tx, &o).map_err(classify)?;
+        hit(&self.failpoint, Point::BeforeCommit);
         tx.commit().map_err(classify)?;
         Ok(o)
+    }
+
+    fn fail_at(&self, point: Point) {
+        hit(&self.failpoint, point);
     }
 
     /// Each op under its own savepoint: only failing ops are dropped.
@@ -388,6 +403,13 @@ impl Writer {
         if let Err(e) = res {
             log::error!("store: clean shutdown bookkeeping failed: {e}");
         }
+    }
+}
+
+/// Abort the process if the test fail point `point` is armed.
+fn hit(failpoint: &Option<FailPoint>, point: Point) {
+    if let Some(f) = failpoint {
+        f.hit(point);
     }
 }
 
