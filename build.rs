@@ -25,5 +25,27 @@ fn main() {
     println!("cargo:rustc-env=HOTPLEX_TARGET={}", std::env::var("TARGET").unwrap_or_default());
     println!("cargo:rustc-env=HOTPLEX_PROFILE={profile}");
     println!("cargo:rerun-if-env-changed=HOTPLEX_GIT_SHA");
-    println!("cargo:rerun-if-changed=.git/HEAD");
+    // `.git` is a file in a worktree: ask git where HEAD (and the branch ref)
+    // live; a path that does not exist would make every build dirty.
+    let head = git(&["rev-parse", "--git-path", "HEAD"]);
+    let branch =
+        git(&["rev-parse", "--symbolic-full-name", "HEAD"]).and_then(|r| git(&["rev-parse", "--git-path", &r]));
+    let mut watched = false;
+    for p in [head, branch].into_iter().flatten().filter(|p| std::path::Path::new(p).exists()) {
+        println!("cargo:rerun-if-changed={p}");
+        watched = true;
+    }
+    if !watched {
+        println!("cargo:rerun-if-changed=build.rs");
+    }
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    Command::new("git")
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
 }

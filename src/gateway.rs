@@ -139,7 +139,9 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, relo
         recovered.terminated,
         recovered.created_removed
     );
+    crate::child::set_instance_id(&recovered.instance_id);
     kill_orphans(&recovered);
+    let exporter = crate::otel::init(&settings.tracing, &recovered.instance_id);
     if let Some(ws) = settings.worker(crate::adapters::WorkerType::Pi) {
         let path = &ws.adapter.pi.extension;
         if let Err(e) = install_pi_extension(path) {
@@ -202,7 +204,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, relo
             Some(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
                 if deadline.is_some() {
                     log::warn!("second signal during shutdown: forcing exit");
-                    return force_exit(&shared);
+                    return force_exit(&shared, exporter);
                 }
                 log::info!("shutdown requested (signal {sig})");
                 crate::sd_notify::notify("STOPPING=1");
@@ -224,7 +226,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, relo
             }
             if Instant::now() >= d {
                 log::error!("shutdown exceeded gateway.shutdown_timeout");
-                return force_exit(&shared);
+                return force_exit(&shared, exporter);
             }
         }
     }
@@ -238,6 +240,9 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, relo
     store.close(Duration::from_secs(10));
     if let Some(d) = temp_data_dir {
         let _ = std::fs::remove_dir_all(d);
+    }
+    if let Some(e) = exporter {
+        e.shutdown(crate::otel::SHUTDOWN_FLUSH);
     }
     log::info!("stopped");
     crate::logging::flush();
@@ -267,7 +272,8 @@ pub fn install_pi_extension(path: &std::path::Path) -> std::io::Result<()> {
 
 /// Worker groups recorded for sessions that were live when the previous
 /// process stopped: kill them if they (still the same processes) survived,
-/// and any process still carrying one of those sessions' ids.
+/// and any process still carrying one of those sessions' ids together with
+/// this store's instance id (another gateway's workers may share a session id).
 fn kill_orphans(r: &Recovered) {
     for (pid, ticks) in &r.orphans {
         if crate::child::kill_group_of(*pid, *ticks, libc::SIGKILL).unwrap_or(false) {
@@ -275,7 +281,10 @@ fn kill_orphans(r: &Recovered) {
         }
     }
     for sid in &r.session_ids {
-        for (pid, ticks) in crate::child::procfs::processes_with_env(crate::child::SESSION_ENV, sid) {
+        for (pid, ticks) in crate::child::procfs::processes_with_env(&[
+            (crate::child::SESSION_ENV, sid),
+            (crate::child::INSTANCE_ENV, &r.instance_id),
+        ]) {
             if crate::child::kill_process(pid, ticks, libc::SIGKILL).unwrap_or(false) {
                 log::warn!("killed orphaned worker process pid={pid} session_id={sid}");
             }
@@ -293,10 +302,13 @@ fn on_sighup(reloader: &Reloader) {
     crate::sd_notify::notify("READY=1");
 }
 
-fn force_exit(shared: &Shared) -> i32 {
+fn force_exit(shared: &Shared, exporter: Option<crate::otel::ExporterHandle>) -> i32 {
     shared.spawner.kill_all();
     // The spawner SIGKILLs every group and sweeps; give it a moment.
     std::thread::sleep(Duration::from_millis(500));
+    if let Some(e) = exporter {
+        e.shutdown(Duration::from_secs(1));
+    }
     crate::logging::flush();
     EXIT_FORCED
 }

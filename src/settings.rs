@@ -166,6 +166,8 @@ pub struct Settings {
     pub sandbox: Sandbox,
     pub store: StoreSettings,
     pub rate: RateSettings,
+    /// `tracing.*` (operations.md §6).
+    pub tracing: crate::otel::TraceConfig,
 }
 
 impl Settings {
@@ -437,6 +439,7 @@ impl Settings {
             },
             workers,
             retired_workers: HashMap::new(),
+            tracing: crate::otel::TraceConfig::from_config(cfg),
             rate: RateSettings {
                 conn_per_sec: l.rate.conn_frames_per_sec as f64,
                 conn_burst: l.rate.conn_burst as f64,
@@ -477,6 +480,7 @@ impl Settings {
                         replay_retention_events: cfg.store.replay_retention_events,
                         retention: cfg.store.retention,
                         tombstone_retention: cfg.store.tombstone_retention,
+                        audit_retention: cfg.store.audit_retention,
                         interval: cfg.sessions.gc_interval,
                     }),
                 },

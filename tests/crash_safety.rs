@@ -250,12 +250,14 @@ fn resume_all(gw: &Gateway, sids: &[String], before: &[(u64, u64, bool)]) -> Vec
 }
 
 /// `SESSIONS` attached drivers, each after one warm-up turn.
-fn open_sessions(gw: &Gateway) -> (Vec<String>, Vec<Conn>) {
+/// Keys are prefixed per test: both tests run at once, and sessions of one
+/// owner with the same key would have the same id in both gateways.
+fn open_sessions(gw: &Gateway, prefix: &str) -> (Vec<String>, Vec<Conn>) {
     let mut sids = Vec::new();
     let mut conns = Vec::new();
     for i in 0..SESSIONS {
         let mut c = gw.connect();
-        let ack = c.init_key(&format!("crash-{i}"));
+        let ack = c.init_key(&format!("{prefix}-{i}"));
         sids.push(sid(&ack));
         let t = c.turn(WARM_UP);
         assert_eq!(delta_text(&t), WARM_UP.strip_prefix("say ").unwrap());
@@ -278,7 +280,7 @@ fn sigkill_under_load_loses_nothing_any_client_saw() {
     let t_start = Instant::now();
 
     let mut gw = Gateway::start_with(opts());
-    let (sids, mut conns) = open_sessions(&gw);
+    let (sids, mut conns) = open_sessions(&gw, "crash");
 
     let iterations = std::env::var("HOTPLEX_CRASH_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(ITERATIONS);
     for iteration in 0..iterations {
@@ -330,7 +332,7 @@ fn writer_fail_points_keep_the_guarantees() {
         let at = 2_000 + rng.next() % 8_000;
         let armed = Options { env: vec![("HOTPLEX_FAILPOINT".into(), format!("{point}:{at}"))], ..opts() };
         let mut gw = Gateway::start_with(armed);
-        let (sids, conns) = open_sessions(&gw);
+        let (sids, conns) = open_sessions(&gw, point);
         let threads = flood_all(conns);
         let status = gw.child_wait(Duration::from_secs(60)).unwrap_or_else(|| panic!("{point}:{at} never fired"));
         use std::os::unix::process::ExitStatusExt;

@@ -23,8 +23,8 @@ use crate::protocol::{Event, Stats};
 
 pub mod acp;
 pub mod claude;
-pub mod pi;
 pub mod opencode_server;
+pub mod pi;
 
 /// The five worker types (aep-v1.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -129,7 +129,6 @@ pub struct LaunchSpec {
     pub endpoint: Option<ServerEndpoint>,
 }
 
-
 /// Where a managed server must listen and the password it must require.
 /// The port was free a moment ago on 127.0.0.1 (bind-probe, workers.md
 /// §4.1); the password is 32 random bytes in hex, for this process only.
@@ -217,7 +216,6 @@ impl HttpError {
         }
     }
 }
-
 
 /// Gateway configuration an adapter needs beyond [`LaunchSpec`]: values of
 /// `workers.<type>` that only one agent understands. Never client input.

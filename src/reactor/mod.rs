@@ -3,9 +3,10 @@
 //! and a timer heap. Owns its slabs; talks to other threads only through
 //! channels. Nothing here blocks: no disk, no DNS, no `wait()`.
 
+pub mod audit;
 pub mod client;
-pub mod limits;
 pub mod http_client;
+pub mod limits;
 pub mod shared;
 pub mod timer;
 pub mod token;

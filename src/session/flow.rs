@@ -32,6 +32,7 @@ impl Reactor {
     pub fn emit(&mut self, skey: Key, ev: Event) {
         let Some(s) = self.session_mut(skey) else { return };
         s.seq += 1;
+        crate::otel::session::on_event(&mut s.trace, &ev);
         let frame = Arc::new(SessionFrame::new(s.seq, now_ms(), s.id_str.clone(), &ev));
         self.persist_event(skey, frame);
     }
@@ -176,6 +177,7 @@ impl Reactor {
         });
         s.last_turn_agent_error = false;
         s.last_active = now;
+        self.trace_turn_begin(skey, _metadata.as_ref());
         self.emit_state(skey, SessionState::Running, None);
         if let Some(s) = self.session(skey) {
             let input = serde_json::json!({"content": content, "metadata": _metadata}).to_string();
@@ -215,6 +217,7 @@ impl Reactor {
         super::persist::add_stats(&mut s.totals, &stats);
         let turn_no = turn.n;
         self.emit(skey, Event::Done { success, stats: Some(stats.clone()) });
+        self.trace_turn_end(skey, success, &turn, None);
         self.store_turn_end(skey, turn_no, success, Some(&stats));
         let live = self.session(skey).is_some_and(|s| s.ending.is_none());
         if live {
@@ -236,6 +239,7 @@ impl Reactor {
         let Some(s) = self.session_mut(skey) else { return };
         let Some(turn) = s.turn.take() else { return };
         s.completed_turns += 1;
+        let error_code = error.as_ref().map(|e| e.0);
         if let Some((code, msg, details)) = error {
             self.emit(skey, Event::Error { code, message: msg.to_owned(), event_id: None, details });
         }
@@ -248,6 +252,7 @@ impl Reactor {
             super::persist::add_stats(&mut s.totals, &stats);
         }
         self.emit(skey, Event::Done { success: false, stats: Some(stats.clone()) });
+        self.trace_turn_end(skey, false, &turn, error_code);
         self.store_turn_end(skey, turn.n, false, Some(&stats));
     }
 
@@ -322,7 +327,13 @@ impl Reactor {
             } else {
                 "too_many_pending"
             };
+            let decision = if denied_tool { "policy_denied" } else { "cancelled" };
+            let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+            self.audit_permission(&sid, &owner, &ask.tool_name, decision, None);
             let reply = PermissionReply { id, allow: false, reason: Some(reason.into()), remember: false };
+            if denied_tool {
+                self.trace_permission(skey, "policy_denied");
+            }
             return self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
         }
         s.perm_serial += 1;
@@ -372,8 +383,11 @@ impl Reactor {
         if let Some(t) = s.turn.as_mut() {
             t.last_output = Instant::now();
         }
+        let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+        self.audit_permission(&sid, &owner, &p.tool_name, if allowed { "allowed" } else { "denied" }, Some(client));
         let remember = remember && allowed && self.s.policy.may_remember(&p.tool_name);
         let reply = PermissionReply { id, allow: allowed, reason, remember };
+        self.trace_permission(skey, if allowed { "allowed" } else { "denied" });
         self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
     }
 
@@ -383,6 +397,7 @@ impl Reactor {
         let pending: Vec<String> = s.perms.drain(..).map(|p| p.id).collect();
         for id in pending {
             let reply = PermissionReply { id, allow: false, reason: Some(reason.to_owned()), remember: false };
+            self.trace_permission(skey, "cancelled");
             self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
         }
     }
@@ -554,6 +569,7 @@ impl Reactor {
         let Some(s) = self.session(skey) else { return };
         let running = s.turn.is_some();
         let agent_error_before = s.last_turn_agent_error;
+        let crash_code = crash.as_ref().map(|c| c.0);
         if let Some((code, details)) = crash {
             if running {
                 self.abort_turn(skey, Some((code, "the worker exited unexpectedly", Some(details))));
@@ -590,6 +606,7 @@ impl Reactor {
             s.terminated_at = Some(Instant::now());
         }
         self.emit_state(skey, SessionState::Terminated, Some(msg));
+        self.trace_session_end(skey, msg, crash_code);
         let replies = self.session_mut(skey).map(|s| std::mem::take(&mut s.term_replies)).unwrap_or_default();
         for (client, gc) in replies {
             let msg = if gc { Some("session_archived") } else { None };
@@ -625,6 +642,7 @@ impl Reactor {
     /// `state{deleted}` went out (`finish_delete`, after its commit).
     fn complete_delete(&mut self, skey: Key) {
         self.emit_state(skey, SessionState::Deleted, None);
+        self.trace_session_end(skey, "deleted", None);
         if let Some(s) = self.session(skey) {
             let op = WriteOp::Delete { session: s.id_str.clone(), at: now_ms() };
             self.store_op(skey, op);
@@ -752,7 +770,10 @@ impl Reactor {
                 if let Some(t) = s.turn.as_mut() {
                     t.last_output = Instant::now();
                 }
+                let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+                self.audit_permission(&sid, &owner, &p.tool_name, "timeout", None);
                 let reply = PermissionReply { id: p.id, allow: false, reason: Some("timeout".into()), remember: false };
+                self.trace_permission(skey, "timeout");
                 self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
             }
             TimerKind::Adapter(id) => self.with_adapter(skey, |a, out| a.on_timer(id, out)),

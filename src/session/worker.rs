@@ -75,6 +75,9 @@ impl Reactor {
     }
 
     fn send_spawn(&mut self, skey: Key, prepare_only: bool) {
+        if !prepare_only {
+            self.trace_spawn_begin(skey);
+        }
         let s_settings = self.s.clone();
         // A managed HTTP server gets a fresh loopback port and password per process.
         let managed = self.session(skey).and_then(|s| s.adapter.managed_server()).filter(|_| !prepare_only);
@@ -241,7 +244,13 @@ impl Reactor {
         let Some(s) = self.session_mut(skey) else { return };
         s.worker = Some(worker);
         s.live_since = now;
-        log::info!("worker started session_id={} worker_type={} pid={}", s.id_str, s.worker_type.as_str(), w.pid);
+        log::info!(
+            "worker started session_id={} worker_type={} pid={}{}",
+            s.id_str,
+            s.worker_type.as_str(),
+            w.pid,
+            s.trace.spawn.log_ids()
+        );
         let per_turn = s.adapter.process_model() == ProcessModel::PerTurn;
         let needs_ready = !per_turn && s.adapter.needs_ready();
         // Set before on_started: an adapter may finish its handshake at once.
@@ -252,6 +261,7 @@ impl Reactor {
         }
         // Unread output may already be waiting.
         self.again.push((Kind::Stdout, pk));
+        self.trace_spawned(skey, w.pid, per_turn);
         if per_turn {
             return; // a turn's process: the turn is already running
         }
@@ -297,6 +307,7 @@ impl Reactor {
     /// The worker (or, per-turn, the prepared work dir) is ready: `idle`,
     /// answer waiting inits, announce a resume or reset.
     fn session_live(&mut self, skey: Key) {
+        self.trace_spawn_end(skey, None);
         let Some(s) = self.session_mut(skey) else { return };
         let was = s.state;
         let ending = s.ending;
@@ -343,6 +354,7 @@ impl Reactor {
         } else {
             (ErrorCode::WorkerStartFailed, "the worker could not be started")
         };
+        self.trace_spawn_end(skey, Some(code));
         let Some(s) = self.session_mut(skey) else { return };
         log::warn!(
             "worker spawn failed session_id={} worker_type={} reason={}",
@@ -381,6 +393,7 @@ impl Reactor {
     pub fn stop_worker(&mut self, skey: Key, force: bool) {
         let grace = self.s.worker.kill_grace;
         let id = self.id;
+        self.trace_stop_requested(skey);
         let Some(s) = self.session_mut(skey) else { return };
         let Some(w) = s.worker.as_mut() else { return };
         w.signalled = true;
@@ -624,6 +637,7 @@ impl Reactor {
                 log::debug!("worker stderr tail session_id={}: {}", s.id_str, tail.trim_end());
             }
         }
+        self.trace_exited(skey, code, signal, signalled);
         self.with_adapter(skey, |a, out| a.on_exit(&info, out));
         let Some(s) = self.session_mut(skey) else { return };
         if std::mem::take(&mut s.awaiting_ready) {

@@ -20,6 +20,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 use super::failpoint::{FailPoint, Point};
 use super::ops::{Append, CommitSink, SessionRow, SessionUpdate, WriteOp};
 use super::retention::{self, RetentionConfig};
+use crate::security::audit::{self, AuditAck, AuditRecord, FloodControl};
 
 /// Group-commit knobs (`store.batch_max_ops`, `store.commit_interval`).
 #[derive(Clone, Debug)]
@@ -54,6 +55,11 @@ pub struct WriterStats {
     pub purged_events: AtomicU64,
     pub purged_sessions: AtomicU64,
     pub purged_tombstones: AtomicU64,
+    pub purged_audit: AtomicU64,
+    /// Audit rows committed / held back by flood control / dropped on a full queue.
+    pub audit_rows: AtomicU64,
+    pub audit_suppressed: AtomicU64,
+    pub audit_dropped: AtomicU64,
     /// Set while a transient failure is being retried.
     pub failing: AtomicBool,
 }
@@ -79,6 +85,11 @@ impl WriterHandle {
     /// Blocking enqueue (threads that may wait: admin, shutdown).
     pub fn send(&self, op: WriteOp) {
         let _ = self.tx.send(op);
+    }
+
+    /// Enqueue waiting at most `timeout` (admin thread: audit rows of mutations).
+    pub fn send_timeout(&self, op: WriteOp, timeout: Duration) -> Result<(), WriteOp> {
+        self.tx.send_timeout(op, timeout).map_err(|e| e.into_inner())
     }
 
     /// Ask for a `writable` notice once the queue has room.
@@ -123,7 +134,16 @@ pub fn start(
     let wake_wanted: Arc<Vec<AtomicBool>> = Arc::new((0..cfg.reactors).map(|_| AtomicBool::new(false)).collect());
     let stats = Arc::new(WriterStats::default());
     let handle = WriterHandle { tx, wake_wanted: wake_wanted.clone(), stats: stats.clone() };
-    let w = Writer { conn, cfg, sink, rx, wake_wanted, stats, failpoint: FailPoint::from_env() };
+    let w = Writer {
+        conn,
+        cfg,
+        sink,
+        rx,
+        wake_wanted,
+        stats,
+        failpoint: FailPoint::from_env(),
+        flood: FloodControl::new(),
+    };
     let join = std::thread::Builder::new().name("store-writer".into()).spawn(move || w.run())?;
     Ok((handle, join))
 }
@@ -136,6 +156,8 @@ struct Writer {
     wake_wanted: Arc<Vec<AtomicBool>>,
     stats: Arc<WriterStats>,
     failpoint: Option<FailPoint>,
+    /// Audit flood control: one instance, so the limit is global.
+    flood: FloodControl,
 }
 
 /// A run of consecutive deltas of one message, stored as one row.
@@ -157,6 +179,8 @@ struct Outcome {
     /// (reactor, session) → highest committed seq.
     committed: HashMap<Arc<str>, (usize, u64)>,
     failed: Vec<(usize, Arc<str>, u64)>,
+    /// Indices (in the batch) of ops dropped by the op-by-op re-run.
+    failed_ops: Vec<usize>,
     events: u64,
     merged: u64,
 }
@@ -188,31 +212,39 @@ impl Writer {
         let mut interval = self.cfg.retention.as_ref().map(|r| r.interval);
         let mut next_jobs = interval.map(|i| Instant::now() + i);
         loop {
-            let first = match next_jobs {
+            // wake for the retention jobs or a due audit summary, whichever is first
+            let summary_at = self
+                .flood
+                .next_due()
+                .map(|ms| Instant::now() + Duration::from_millis(ms.saturating_sub(crate::protocol::now_ms())));
+            let deadline = match (next_jobs, summary_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let first = match deadline {
                 Some(at) => match self.rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                    Ok(op) => op,
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                        self.retention_jobs();
-                        next_jobs = interval.map(|i| Instant::now() + i);
-                        continue;
-                    }
+                    Ok(op) => Some(op),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 },
                 None => match self.rx.recv() {
-                    Ok(op) => op,
+                    Ok(op) => Some(op),
                     Err(_) => return, // every sender is gone
                 },
             };
-            batch.push(first);
-            let opened = Instant::now();
-            let mut stop = matches!(batch.last(), Some(WriteOp::Shutdown(_)));
-            while !stop && batch.len() < self.cfg.batch_max_ops && opened.elapsed() < self.cfg.commit_interval {
-                match self.rx.try_recv() {
-                    Ok(op) => {
-                        stop = matches!(op, WriteOp::Shutdown(_));
-                        batch.push(op);
+            let mut stop = false;
+            if let Some(first) = first {
+                stop = matches!(first, WriteOp::Shutdown(_));
+                batch.push(first);
+                let opened = Instant::now();
+                while !stop && batch.len() < self.cfg.batch_max_ops && opened.elapsed() < self.cfg.commit_interval {
+                    match self.rx.try_recv() {
+                        Ok(op) => {
+                            stop = matches!(op, WriteOp::Shutdown(_));
+                            batch.push(op);
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
             }
             if stop {
@@ -221,43 +253,90 @@ impl Writer {
                     batch.push(op);
                 }
             }
-            if let Some(f) = &mut self.failpoint {
-                f.count(batch.iter().filter(|op| matches!(op, WriteOp::Append(_))).count() as u64);
-            }
-            let outcome = self.commit(&batch);
-            self.fail_at(Point::AfterCommit);
-            self.report(outcome);
-            let mut shutdown_reply = None;
-            for op in batch.drain(..) {
-                match op {
-                    WriteOp::Barrier(reply) => {
-                        let _ = reply.send(());
-                    }
-                    WriteOp::Shutdown(reply) => shutdown_reply = Some(reply),
-                    WriteOp::Reconfigure(t) => {
-                        self.cfg.batch_max_ops = t.batch_max_ops.max(1);
-                        self.cfg.commit_interval = t.commit_interval;
-                        self.cfg.retention = t.retention;
-                        interval = self.cfg.retention.as_ref().map(|r| r.interval);
-                        let sooner = interval.map(|i| Instant::now() + i);
-                        next_jobs = match (next_jobs, sooner) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (_, b) => b,
-                        };
-                    }
-                    _ => {}
+            self.audit_flood(&mut batch, stop);
+            if !batch.is_empty() {
+                if let Some(f) = &mut self.failpoint {
+                    f.count(batch.iter().filter(|op| matches!(op, WriteOp::Append(_))).count() as u64);
                 }
-            }
-            if let Some(reply) = shutdown_reply {
-                self.finish();
-                let _ = reply.send(());
-                return;
+                let span = crate::otel::start(
+                    "hotplex.store.batch",
+                    crate::otel::Kind::Internal,
+                    crate::otel::Parent::StoreRoot,
+                );
+                let mut outcome = self.commit(&batch);
+                batch_span(span, &batch, &outcome);
+                self.fail_at(Point::AfterCommit);
+                let failed_ops = std::mem::take(&mut outcome.failed_ops);
+                self.report(outcome);
+                let mut shutdown_reply = None;
+                for (i, op) in batch.drain(..).enumerate() {
+                    match op {
+                        WriteOp::Barrier(reply) => {
+                            let _ = reply.send(());
+                        }
+                        WriteOp::Shutdown(reply) => shutdown_reply = Some(reply),
+                        WriteOp::Reconfigure(t) => {
+                            self.cfg.batch_max_ops = t.batch_max_ops.max(1);
+                            self.cfg.commit_interval = t.commit_interval;
+                            self.cfg.retention = t.retention;
+                            interval = self.cfg.retention.as_ref().map(|r| r.interval);
+                            let sooner = interval.map(|i| Instant::now() + i);
+                            next_jobs = match (next_jobs, sooner) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (_, b) => b,
+                            };
+                        }
+                        WriteOp::Audit(rec) => {
+                            let failed = failed_ops.contains(&i);
+                            if !failed {
+                                self.stats.audit_rows.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if let Some(ack) = rec.ack {
+                                let _ = ack.try_send(if failed { AuditAck::Failed } else { AuditAck::Stored });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(reply) = shutdown_reply {
+                    self.finish();
+                    let _ = reply.send(());
+                    return;
+                }
             }
             if next_jobs.is_some_and(|at| Instant::now() >= at) {
                 self.retention_jobs();
                 next_jobs = interval.map(|i| Instant::now() + i);
             }
         }
+    }
+
+    /// Flood control before the commit (so a retried batch is not counted
+    /// twice): held-back audit rows leave the batch (acknowledged as
+    /// suppressed); summaries of closed windows — all of them at shutdown —
+    /// join it.
+    fn audit_flood(&mut self, batch: &mut Vec<WriteOp>, shutdown: bool) {
+        let now = crate::protocol::now_ms();
+        let mut summaries = if shutdown { Vec::new() } else { self.flood.due(now) };
+        let (flood, stats) = (&mut self.flood, &self.stats);
+        batch.retain(|op| match op {
+            WriteOp::Audit(rec) if !flood.admit(&rec.entry, now) => {
+                stats.audit_suppressed.fetch_add(1, Ordering::Relaxed);
+                if let Some(ack) = &rec.ack {
+                    let _ = ack.try_send(AuditAck::Suppressed);
+                }
+                false
+            }
+            _ => true,
+        });
+        if shutdown {
+            summaries = self.flood.drain(now);
+        }
+        let at = batch.iter().position(|op| matches!(op, WriteOp::Audit(_))).unwrap_or(batch.len());
+        batch.splice(
+            at..at,
+            summaries.into_iter().map(|entry| WriteOp::Audit(Box::new(AuditRecord { entry, ack: None }))),
+        );
     }
 
     fn retention_jobs(&mut self) {
@@ -267,12 +346,14 @@ impl Writer {
                 self.stats.purged_events.fetch_add(p.events, Ordering::Relaxed);
                 self.stats.purged_sessions.fetch_add(p.sessions, Ordering::Relaxed);
                 self.stats.purged_tombstones.fetch_add(p.tombstones, Ordering::Relaxed);
+                self.stats.purged_audit.fetch_add(p.audit, Ordering::Relaxed);
                 if p != retention::Purged::default() {
                     log::info!(
-                        "store retention: events={} sessions={} tombstones={}",
+                        "store retention: events={} sessions={} tombstones={} audit={}",
                         p.events,
                         p.sessions,
-                        p.tombstones
+                        p.tombstones,
+                        p.audit
                     );
                 }
             }
@@ -364,7 +445,7 @@ impl Writer {
     fn commit_one_by_one(&mut self, batch: &[WriteOp]) -> Result<Outcome, Failure> {
         let mut tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
         let mut o = Outcome::default();
-        for op in batch {
+        for (i, op) in batch.iter().enumerate() {
             let sp = tx.savepoint().map_err(classify)?;
             let mut one = Outcome::default();
             match apply_batch(&sp, std::slice::from_ref(op), false, &mut one) {
@@ -381,6 +462,7 @@ impl Writer {
                     match classify(e) {
                         Failure::OpSpecific(e) => {
                             log::error!("store: dropped one {} op: {e}", op.metric_label());
+                            o.failed_ops.push(i);
                             if let WriteOp::Append(a) = op {
                                 o.failed.push((a.reactor, a.session.clone(), a.frame.seq));
                             }
@@ -500,6 +582,9 @@ fn apply_batch(tx: &Connection, batch: &[WriteOp], merge: bool, o: &mut Outcome)
                 o.committed.remove(session);
                 tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute(params![&**session])?;
             }
+            WriteOp::Audit(rec) => {
+                audit::insert(tx, &rec.entry)?;
+            }
             WriteOp::Barrier(_) | WriteOp::Shutdown(_) | WriteOp::Reconfigure(_) => {}
         }
     }
@@ -508,6 +593,29 @@ fn apply_batch(tx: &Connection, batch: &[WriteOp], merge: bool, o: &mut Outcome)
         flush_run(tx, &mut runs, &s, o)?;
     }
     Ok(())
+}
+
+/// Finish a `hotplex.store.batch` span (operations.md §6.2; sampled by
+/// `tracing.store_sample_ratio`): op and event counts and event bytes only.
+fn batch_span(mut span: crate::otel::Span, batch: &[WriteOp], o: &Outcome) {
+    if !span.is_recording() {
+        return;
+    }
+    let bytes: usize = batch
+        .iter()
+        .map(|op| match op {
+            WriteOp::Append(a) => a.frame.data_json().len(),
+            _ => 0,
+        })
+        .sum();
+    span.set_u64("hotplex.ops", batch.len() as u64);
+    span.set_u64("hotplex.events", o.events);
+    span.set_u64("hotplex.merged", o.merged);
+    span.set_u64("hotplex.bytes", bytes as u64);
+    if let Some(start) = span.start_ns() {
+        span.set_u64("hotplex.commit_us", crate::otel::span::now_ns().saturating_sub(start) / 1000);
+    }
+    span.end();
 }
 
 fn note_committed(o: &mut Outcome, a: &Append) {
