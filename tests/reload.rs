@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::sec::{ALICE_KEY, ALICE_KEY_ENV, BOB_KEY};
+use support::sec::{ALICE_KEY, ALICE_KEY_ENV};
 use support::*;
 
 /// A poll happens within this (poll_interval 1 s, plus the loop tick and a slow CI).
@@ -65,29 +65,66 @@ fn api_key_options(poll: &str) -> Options {
     Options { yaml, env: vec![(ALICE_KEY_ENV.into(), ALICE_KEY.into())], ..Options::default() }
 }
 
-/// Add bob, whose key is read from a secret file, and lower `max_per_owner` to 1.
-fn add_bob_and_lower_limit(gw: &Gateway) {
-    let file = gw.dir.path().join("bob.key");
-    std::fs::write(&file, format!("{BOB_KEY}\n")).expect("write key file");
+/// Alice's key after the rotation in [`rotate_key_and_tighten_limits`].
+const ALICE_NEW_KEY: &str = "hpk_alice_rotated_0123456789abcdefghijklmnopqrstuv";
+
+/// Rotate alice's API key (the new one is read from a secret file), lower
+/// `max_per_owner` to 1 and the per-connection rate to 1/s with a burst of 3.
+fn rotate_key_and_tighten_limits(gw: &Gateway) {
+    let file = gw.dir.path().join("alice.key");
+    std::fs::write(&file, format!("{ALICE_NEW_KEY}\n")).expect("write key file");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod key file");
     let text = std::fs::read_to_string(&gw.config_path).expect("read config");
-    let alice = format!("    - {{owner: alice, env: {ALICE_KEY_ENV}}}\n");
-    let bob = format!("{alice}    - {{owner: bob, file: \"{}\"}}\n", file.display());
-    assert!(text.contains(&alice) && text.contains("max_per_owner: 5"), "{text}");
-    write_atomic(&gw.config_path, &text.replacen(&alice, &bob, 1).replacen("max_per_owner: 5", "max_per_owner: 1", 1));
+    let old = format!("    - {{owner: alice, env: {ALICE_KEY_ENV}}}\n");
+    let new = format!("    - {{owner: alice, file: \"{}\"}}\n", file.display());
+    let rate = "    conn_frames_per_sec: 100000\n    conn_burst: 100000\n";
+    for needle in [old.as_str(), "max_per_owner: 5", rate] {
+        assert!(text.contains(needle), "{needle:?} in {text}");
+    }
+    let text = text.replacen(&old, &new, 1).replacen("max_per_owner: 5", "max_per_owner: 1", 1).replacen(
+        rate,
+        "    conn_frames_per_sec: 1\n    conn_burst: 3\n",
+        1,
+    );
+    write_atomic(&gw.config_path, &text);
 }
 
-/// After [`add_bob_and_lower_limit`] was applied: bob's new key authenticates
-/// a new upgrade, alice's connection from before still runs turns, and alice
-/// can no longer open a second live session.
+/// The key paths [`rotate_key_and_tighten_limits`] changes, as the reload reports them.
+const ROTATED: &str =
+    "applied=[limits.rate.conn_burst,limits.rate.conn_frames_per_sec,security.api_keys,sessions.max_per_owner]";
+
+/// After [`rotate_key_and_tighten_limits`] was applied: alice's connection
+/// from before (upgraded with the old key) still runs turns, the new key
+/// authenticates a new upgrade, the old key is refused, alice can no longer
+/// open a second live session, and the lower rate holds on the old connection.
 fn check_applied(gw: &Gateway, alice: &mut Client) {
-    let mut bob = connect_key(gw, BOB_KEY).expect("bob's key authenticates after the reload");
-    bob.init_key("bob-1");
     let frames = alice.turn("still here");
     assert_eq!(delta_text(&frames), "echo: still here", "the old connection keeps working");
-    let c = connect_key(gw, ALICE_KEY).expect("alice");
+    assert_eq!(connect_key(gw, ALICE_KEY).err(), Some(401), "the old key is refused after the rotation");
+    let c = connect_key(gw, ALICE_NEW_KEY).expect("the new key authenticates after the reload");
     init_refused(gw, Some(c), key("alice-2"), "GATEWAY_OVERLOAD");
-    assert!(!gw.stderr().contains(BOB_KEY), "a secret reached the log");
+    // 8 pings at once against a burst of 3: the rest are rejected for the rate.
+    for _ in 0..8 {
+        alice.send("ping", json!({}));
+    }
+    let frames = alice.until(WAIT, |v| ev_type(v) == "error");
+    assert_eq!(frames.last().map(|v| v["event"]["data"]["code"].clone()), Some(json!("RATE_LIMIT_EXCEEDED")));
+    assert!(!gw.stderr().contains(ALICE_NEW_KEY), "a secret reached the log");
+}
+
+/// The `config_reload` rows of the audit log: (outcome, reason, detail).
+fn audit_reloads(gw: &Gateway) -> Vec<(String, String, Value)> {
+    let c = support::store::open_ro(gw.dir.path());
+    let mut st = c
+        .prepare("SELECT outcome, reason, detail FROM audit_log WHERE kind = 'config_reload' ORDER BY id")
+        .expect("prepare");
+    st.query_map([], |r| {
+        let detail: Option<String> = r.get(2)?;
+        Ok((r.get(0)?, r.get(1)?, detail.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null)))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
 }
 
 /// (a) File poll: a limit and an API key change while a session is attached.
@@ -97,14 +134,25 @@ fn poll_applies_live_keys_without_dropping_connections() {
     let mut alice = connect_key(&gw, ALICE_KEY).expect("alice connects");
     alice.init_key("alice-1");
     alice.turn("before");
-    assert_eq!(connect_key(&gw, BOB_KEY).err(), Some(401), "bob is unknown before the reload");
+    assert_eq!(connect_key(&gw, ALICE_NEW_KEY).err(), Some(401), "the new key is unknown before the reload");
 
-    add_bob_and_lower_limit(&gw);
+    rotate_key_and_tighten_limits(&gw);
     let line = wait_line(&gw, "config reloaded trigger=file_poll", 1);
     assert!(line.contains("generation=2 changed=true"), "{line}");
-    assert!(line.contains("applied=[security.api_keys,sessions.max_per_owner] restart_required=[]"), "{line}");
+    assert!(line.contains(&format!("{ROTATED} restart_required=[]")), "{line}");
     assert!(line.contains(" INFO "), "{line}");
     check_applied(&gw, &mut alice);
+    // The reload is in the audit log, key paths only.
+    let mut rows = Vec::new();
+    assert!(eventually(WAIT, || {
+        rows = audit_reloads(&gw);
+        !rows.is_empty()
+    }));
+    let (outcome, reason, detail) = &rows[0];
+    assert_eq!((outcome.as_str(), reason.as_str()), ("ok", "file_poll"), "{rows:?}");
+    assert_eq!(detail["generation"], 2, "{detail}");
+    assert_eq!(detail["restart_required"], json!([]), "{detail}");
+    assert!(detail["applied"].as_array().is_some_and(|a| a.contains(&json!("security.api_keys"))), "{detail}");
 }
 
 /// (b) SIGHUP with the poll off, bracketed by sd_notify RELOADING=1 … READY=1.
@@ -126,10 +174,10 @@ fn sighup_reloads_with_the_poll_off() {
     let mut alice = connect_key(&gw, ALICE_KEY).expect("alice connects");
     alice.init_key("alice-1");
 
-    add_bob_and_lower_limit(&gw);
+    rotate_key_and_tighten_limits(&gw);
     // The poll is off: the edit alone changes nothing, even after a poll interval's worth.
     assert!(!eventually(Duration::from_millis(1500), || gw.stderr().contains("config reloaded")));
-    assert_eq!(connect_key(&gw, BOB_KEY).err(), Some(401));
+    assert_eq!(connect_key(&gw, ALICE_NEW_KEY).err(), Some(401));
 
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(gw.pid(), libc::SIGHUP) };
@@ -137,7 +185,7 @@ fn sighup_reloads_with_the_poll_off() {
     assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{reloading:?}");
     assert_eq!(recv(), "READY=1");
     let line = wait_line(&gw, "config reloaded trigger=signal", 1);
-    assert!(line.contains("applied=[security.api_keys,sessions.max_per_owner]"), "{line}");
+    assert!(line.contains(ROTATED), "{line}");
     check_applied(&gw, &mut alice);
 }
 
@@ -192,6 +240,11 @@ fn invalid_file_keeps_the_running_config_until_fixed() {
     // Retried at later polls, not reported again.
     wait_line(&gw, "config reload retried", 2);
     assert_eq!(lines_with(&gw, "config reload rejected trigger=file_poll").len(), 1, "{}", gw.stderr());
+    // One audit row for the rejection, naming the key; quiet retries add none.
+    let rows = audit_reloads(&gw);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("error", "file_poll"), "{rows:?}");
+    assert_eq!(rows[0].2["errors"], json!(["gateway.ping_interval"]), "{rows:?}");
     init_refused(&gw, None, key("a-2"), "GATEWAY_OVERLOAD");
     a.turn("unaffected");
 

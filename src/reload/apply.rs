@@ -13,7 +13,8 @@
 //!   policy are swapped in `Shared` (new upgrades and inits; authenticated
 //!   connections keep their principal);
 //! * the store writer gets batch and retention knobs through its channel;
-//! * the log level and format change at once.
+//! * the log level and format change at once;
+//! * the tracing sample ratios change at once (new root spans).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,19 +34,22 @@ pub struct Prepared {
     lockout: Option<crate::security::LockoutPolicy>,
     writer: Option<crate::store::WriterTuning>,
     log: Option<(log::LevelFilter, crate::logging::Format)>,
+    /// `tracing.sample_ratio`, `tracing.store_sample_ratio`.
+    sampling: Option<(f64, f64)>,
 }
 
 fn touches(applied: &[String], prefixes: &[&str]) -> bool {
     applied.iter().any(|k| prefixes.iter().any(|p| k == p || k.starts_with(&format!("{p}."))))
 }
 
-/// Build what `new` needs; `applied` are the changed (live) key paths.
+/// Build what `new` needs; `applied` are the changed (live) key paths. An
+/// error names the key whose application failed and why.
 pub fn prepare(
     shared: &Shared,
     new: &Config,
     env: &[(String, String)],
     applied: &[String],
-) -> Result<Prepared, String> {
+) -> Result<Prepared, (&'static str, String)> {
     let prev = shared.settings();
     let mut settings = Settings::from_config(new, env);
     // `gateway.reactors: 0` is resolved from the CPU count, which may have
@@ -61,11 +65,11 @@ pub fn prepare(
     if let Some(ws) = settings.worker(WorkerType::Pi).filter(|_| prev.worker(WorkerType::Pi).is_none()) {
         // pi switched on: its permission-gate extension was not written at startup.
         crate::gateway::install_pi_extension(&ws.adapter.pi.extension)
-            .map_err(|e| format!("cannot write the pi permission-gate extension: {e}"))?;
+            .map_err(|e| ("workers.pi", format!("cannot write the pi permission-gate extension: {e}")))?;
     }
     let auth = if touches(applied, &["security"]) {
         let a = crate::security::Authenticator::from_config(new, shared.revocations.clone())
-            .map_err(|e| format!("cannot set up authentication: {e:?}"))?;
+            .map_err(|e| ("security", format!("cannot set up authentication: {e:?}")))?;
         Some(a)
     } else {
         None
@@ -95,7 +99,9 @@ pub fn prepare(
     });
     let log = touches(applied, &["log"])
         .then(|| (crate::logging::level_of(new.log.level), crate::logging::format_of(new.log.format)));
-    Ok(Prepared { settings: Arc::new(settings), auth, lockout, writer, log })
+    let sampling = touches(applied, &["tracing.sample_ratio", "tracing.store_sample_ratio"])
+        .then_some((new.tracing.sample_ratio, new.tracing.store_sample_ratio));
+    Ok(Prepared { settings: Arc::new(settings), auth, lockout, writer, log, sampling })
 }
 
 impl Prepared {
@@ -104,6 +110,9 @@ impl Prepared {
         if let Some((level, format)) = self.log {
             crate::logging::set_level(level);
             crate::logging::set_format(format);
+        }
+        if let Some((ratio, store_ratio)) = self.sampling {
+            crate::otel::set_sample_ratios(ratio, store_ratio);
         }
         if let Some(a) = self.auth {
             match shared.auth.write() {

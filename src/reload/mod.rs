@@ -185,6 +185,9 @@ impl Reloader {
         let result = self.load_and_apply(trigger);
         let ok = result.is_ok();
         lock(&self.poll).record(state, ok);
+        if !quiet {
+            self.audit(trigger, &result);
+        }
         match result {
             Ok(report) => Ok(report),
             Err(errors) => {
@@ -199,7 +202,6 @@ impl Reloader {
                     }
                 }
                 // metrics: metrics::config_reloaded("invalid")
-                // audit: config_reload outcome=error (security.md §10.3), once secmisc's audit lands
                 Err(ReloadError::Invalid(errors))
             }
         }
@@ -237,7 +239,7 @@ impl Reloader {
         if !applied.is_empty() {
             if let Some(shared) = lock(&self.target).upgrade() {
                 let prepared = apply::prepare(&shared, &new, &self.opts.env, &applied)
-                    .map_err(|m| ConfigErrors::single("", m, None))?;
+                    .map_err(|(key, m)| ConfigErrors::single(key, m, None))?;
                 prepared.commit(&shared);
             }
         }
@@ -255,7 +257,6 @@ impl Reloader {
         // metrics: metrics::config_reloaded(if changed { "applied" } else { "unchanged" })
         // metrics: metrics::set_config_generation(generation)
         // metrics: metrics::set_config_restart_pending(!restart_required.is_empty())
-        // audit: config_reload outcome=ok detail={trigger, applied, restart_required} (security.md §10.3)
         let line = format!(
             "config reloaded trigger={} generation={generation} changed={changed} applied={} restart_required={}",
             trigger.as_str(),
@@ -268,6 +269,39 @@ impl Reloader {
             log::warn!("{line} (restart-class keys are not applied until a restart)");
         }
         Ok(ReloadReport { generation, changed, applied, restart_required })
+    }
+
+    /// The `config_reload` audit row (security.md §10.3): outcome `ok` with
+    /// the changed key paths, or `error` with the keys that failed. Never
+    /// waits (a full store queue drops the row with an error log); quiet
+    /// poll retries of an already reported file are not recorded.
+    fn audit(&self, trigger: Trigger, result: &Result<ReloadReport, ConfigErrors>) {
+        use crate::security::audit::{self, ActorKind, AuditEntry, AuditKind, AuditOutcome, Detail};
+        let Some(shared) = lock(&self.target).upgrade() else { return };
+        let (outcome, detail) = match result {
+            Ok(r) => (
+                AuditOutcome::Ok,
+                json!({
+                    "trigger": trigger.as_str(),
+                    "generation": r.generation,
+                    "changed": r.changed,
+                    "applied": r.applied,
+                    "restart_required": r.restart_required,
+                }),
+            ),
+            Err(e) => (
+                AuditOutcome::Error,
+                json!({
+                    "trigger": trigger.as_str(),
+                    "errors": e.errors.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+                }),
+            ),
+        };
+        let mut entry = AuditEntry::new(AuditKind::ConfigReload, outcome, ActorKind::System).reason(trigger.as_str());
+        if let Some(d) = Detail::from_value(detail) {
+            entry = entry.detail(d);
+        }
+        audit::try_record(&shared.store, entry);
     }
 
     /// `GET /admin/config` body (operations.md §4.2): generation, load time,
