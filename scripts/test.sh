@@ -39,6 +39,9 @@ echo "== benches run once each in criterion's test mode"
 # criterion's own harness: it takes no libtest flags such as --test-threads
 cargo test --locked --benches
 
+echo "== fuzz targets, 10 s each (security.md §13)"
+scripts/fuzz.sh 10
+
 echo "== shipped dev config"
 cargo run --quiet --locked --bin hotplex -- --check-config --config configs/config-dev.yaml
 

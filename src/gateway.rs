@@ -19,6 +19,7 @@ use crate::reactor::Reactor;
 use crate::reactor::shared::{Counters, Msg, ReactorHandle, Shared, SpawnerClient};
 use crate::reactor::token;
 use crate::reload::{ReloadError, Reloader, Trigger};
+use crate::security::audit::{ActorKind, AuditEntry, AuditKind, AuditOutcome, Detail};
 use crate::settings::Settings;
 use crate::store::{CommitSink, Recovered, Store};
 use crate::sys;
@@ -86,12 +87,20 @@ pub struct SecurityState {
     pub auth: crate::security::Authenticator,
     pub lockout: crate::security::Lockout,
     pub revocations: Arc<crate::security::RevocationTable>,
+    /// SHA-256 (hex) of the config file as read, for the startup audit row.
+    pub config_sha256: Option<String>,
 }
 
 /// Run the gateway until a shutdown signal; returns the process exit code.
 /// `reloader` owns the running config: SIGHUP and the file poll (both on
 /// this thread's signal loop) reload through it, and so does the admin API.
-pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, reloader: Arc<Reloader>) -> i32 {
+pub fn run(
+    settings: Settings,
+    security: SecurityState,
+    listen: SocketAddr,
+    admin: crate::admin::AdminSetup,
+    reloader: Arc<Reloader>,
+) -> i32 {
     if let Err(e) = sys::prepare_process() {
         log::error!("process setup failed: {e}");
         return EXIT_STARTUP;
@@ -140,7 +149,36 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, relo
         recovered.created_removed
     );
     crate::child::set_instance_id(&recovered.instance_id);
+    let startup = lifecycle_audit(
+        AuditKind::Startup,
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config_sha256": security.config_sha256,
+            "previous_shutdown_clean": recovered.clean_shutdown,
+            "recovered_sessions": recovered.terminated,
+        }),
+    );
+    crate::security::audit::try_record(&store.writer, startup);
     kill_orphans(&recovered);
+    match crate::admin::revocations::load(&store.readers, &security.revocations) {
+        Ok(n) => log::info!("revocations loaded count={n}"),
+        Err(e) => {
+            log::error!("cannot load the revocations table: {e}");
+            return EXIT_STARTUP;
+        }
+    }
+    // Worker versions (operations.md §2.5 step 6), before the spawner starts reaping children.
+    let workers = crate::admin::probe::probe_all(admin.workers, &settings.sandbox.base_env);
+    for w in workers.iter().filter(|w| w.spec.enabled) {
+        match (&w.probe.version, &w.probe.probe_error) {
+            (Some(v), _) => log::info!("worker version worker_type={} version={v}", w.spec.worker_type.as_str()),
+            (None, e) => log::warn!(
+                "worker version probe failed worker_type={} error={}",
+                w.spec.worker_type.as_str(),
+                e.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
     let exporter = crate::otel::init(&settings.tracing, &recovered.instance_id);
     if let Some(ws) = settings.worker(crate::adapters::WorkerType::Pi) {
         let path = &ws.adapter.pi.extension;
@@ -178,6 +216,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, relo
         lockout: security.lockout,
         revocations: security.revocations,
         shutting_down: AtomicBool::new(false),
+        liveness: crate::reactor::shared::Liveness::new(n),
     });
     reloader.attach(&shared);
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
@@ -191,9 +230,21 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, relo
             }
         }
     }
+    let admin =
+        match crate::admin::Admin::start(admin.listen, admin.settings, workers, shared.clone(), reloader.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                log::error!("cannot bind admin.listen {}: {e}", admin.listen);
+                return EXIT_STARTUP;
+            }
+        };
+    reloader.attach_admin(admin.control.clone());
     let stop2 = stop_accept.clone();
     let acceptor_thread = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run(stop2));
-    log::info!("ready gateway={local} reactors={n}");
+    shared.liveness.started.store(true, std::sync::atomic::Ordering::SeqCst);
+    log::info!("ready gateway={local} admin={} reactors={n}", admin.addr);
+    // Tests parse these two lines (admin first).
+    eprintln!("hotplex listening admin={}", admin.addr);
     eprintln!("hotplex listening gateway={local}");
     crate::sd_notify::notify("READY=1");
 
@@ -208,6 +259,8 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, relo
                 }
                 log::info!("shutdown requested (signal {sig})");
                 crate::sd_notify::notify("STOPPING=1");
+                let row = lifecycle_audit(AuditKind::Shutdown, serde_json::json!({"signal": sig}));
+                crate::security::audit::try_record(&shared.store, row);
                 stop_accept.stop();
                 for h in &shared.reactors {
                     h.send(Msg::Shutdown);
@@ -236,6 +289,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, relo
     if let Ok(t) = acceptor_thread {
         let _ = t.join();
     }
+    admin.stop();
     drop(shared);
     store.close(Duration::from_secs(10));
     if let Some(d) = temp_data_dir {
@@ -300,6 +354,15 @@ fn on_sighup(reloader: &Reloader) {
         log::info!("SIGHUP: a reload is already in progress");
     }
     crate::sd_notify::notify("READY=1");
+}
+
+/// A `startup`/`shutdown` row (security.md §10.3), actor `system`.
+fn lifecycle_audit(kind: AuditKind, detail: serde_json::Value) -> AuditEntry {
+    let e = AuditEntry::new(kind, AuditOutcome::Ok, ActorKind::System);
+    match Detail::from_value(detail) {
+        Some(d) => e.detail(d),
+        None => e,
+    }
 }
 
 fn force_exit(shared: &Shared, exporter: Option<crate::otel::ExporterHandle>) -> i32 {

@@ -3,6 +3,7 @@
 //! See docs/architecture.md for the threads and who owns what.
 
 pub mod adapters;
+pub mod admin;
 pub mod child;
 pub mod cli;
 pub mod config;

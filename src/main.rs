@@ -107,6 +107,7 @@ fn real_main() -> i32 {
     }
     hotplex::sd_notify::init(&env);
     let reloader = std::sync::Arc::new(hotplex::reload::Reloader::from_loaded(opts.clone(), &loaded));
+    let config_sha256 = loaded.file.as_deref().and_then(file_sha256);
     let cfg = loaded.config;
     let level = logging::level_of(cfg.log.level);
     let format = logging::format_of(cfg.log.format);
@@ -136,6 +137,19 @@ fn real_main() -> i32 {
         auth,
         lockout: hotplex::security::Lockout::new(hotplex::security::LockoutPolicy::from_limits(&cfg.limits)),
         revocations,
+        config_sha256,
     };
-    gateway::run(settings, security, cfg.gateway.listen, reloader)
+    let admin = hotplex::admin::AdminSetup {
+        listen: cfg.admin.listen,
+        settings: hotplex::admin::AdminSettings::from_config(&cfg),
+        workers: hotplex::admin::probe::specs(&cfg),
+    };
+    gateway::run(settings, security, cfg.gateway.listen, admin, reloader)
+}
+
+/// Hex SHA-256 of a file's bytes (the startup audit row names the config it ran with).
+fn file_sha256(path: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    Some(d.as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -108,6 +108,9 @@ pub struct RateSettings {
     pub handshakes_burst: f64,
     pub inputs_per_min: f64,
     pub creates_per_min: f64,
+    /// `/api/…` requests per principal (`limits.rate.api_requests_per_sec` / `api_burst`).
+    pub api_per_sec: f64,
+    pub api_burst: f64,
     pub throttle_threshold: f64,
     pub max_violations_per_min: usize,
     pub max_connections_per_ip: usize,
@@ -451,6 +454,8 @@ impl Settings {
                 handshakes_burst: l.rate.handshakes_burst as f64,
                 inputs_per_min: l.rate.inputs_per_min_per_owner as f64,
                 creates_per_min: l.rate.session_creates_per_min_per_owner as f64,
+                api_per_sec: l.rate.api_requests_per_sec as f64,
+                api_burst: l.rate.api_burst as f64,
                 throttle_threshold: l.rate.throttle_threshold,
                 max_violations_per_min: l.rate.max_violations_per_min as usize,
                 max_connections_per_ip: l.max_connections_per_ip as usize,

@@ -144,7 +144,12 @@ fn spans_follow_the_client_trace_and_carry_no_content() {
     let col = Collector::start(&[]);
     let yaml = col.yaml("  store_sample_ratio: 1.0\n  headers:\n    X-Collector-Tenant: \"probe-7\"\n");
     let gw = Gateway::start_yaml(&yaml);
-    assert!(thread_names(gw.pid()).iter().any(|t| t == "otlp"), "the otlp thread runs when tracing is on");
+    // A new thread names itself once it runs: poll rather than race it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !thread_names(gw.pid()).iter().any(|t| t == "otlp") {
+        assert!(std::time::Instant::now() < deadline, "the otlp thread runs when tracing is on");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     let canary = format!("PROMPT-CANARY-{}", std::process::id());
     let mut c = gw.connect();

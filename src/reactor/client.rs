@@ -32,6 +32,8 @@ const LINGER: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stage {
     Http,
+    /// A user-API request waits for a store read or another reactor (`api.rs`).
+    Api,
     AwaitInit,
     /// `init` accepted, its session is being attached (worker spawning).
     InitPending,
@@ -99,6 +101,7 @@ impl Reactor {
             attach_span: crate::otel::Span::NONE,
         };
         let idx = self.clients.insert(client);
+        self.opened += 1;
         let key = Key { idx, generation };
         let registered = match self.clients.get_mut(idx) {
             Some(c) => {
@@ -162,7 +165,7 @@ impl Reactor {
         match c.stage {
             Stage::Http => self.read_http(key),
             Stage::AwaitInit | Stage::Attached { .. } => self.read_frames(key),
-            Stage::InitPending => {}
+            Stage::InitPending | Stage::Api => {}
             Stage::Closing => {
                 if c.conn.drain_closing() {
                     self.drop_client(key);
@@ -196,13 +199,17 @@ impl Reactor {
                 let resp = http::error_response(405, "method_not_allowed", "only GET", &[("Allow", "GET")]);
                 return self.respond(key, resp);
             }
+            p if p == "/api" || p.starts_with("/api/") => return self.api_request(key, req),
             _ => {
                 let resp = http::error_response(404, "not_found", "no such path", &[]);
                 return self.respond(key, resp);
             }
         }
-        if self.stopping {
-            let resp = http::error_response(503, "draining", "server shutting down", &[("Retry-After", "2")]);
+        if self.stopping || self.shared.liveness.draining.load(Ordering::Relaxed) {
+            // operations.md §2.6: refused with Retry-After = gateway.reconnect_delay
+            let secs = self.s.reconnect_delay.as_secs_f64().ceil().max(1.0).to_string();
+            let resp =
+                http::error_response(503, "draining", "server draining; reconnect later", &[("Retry-After", &secs)]);
             return self.respond(key, resp);
         }
         let r = &self.s.rate;
@@ -591,6 +598,7 @@ impl Reactor {
         let Some(c) = self.client(key) else { return };
         match kind {
             TimerKind::Handshake if c.stage == Stage::Http => self.drop_client(key),
+            TimerKind::Handshake if c.stage == Stage::Api => self.api_timed_out(key),
             TimerKind::Init if c.stage == Stage::AwaitInit => {
                 self.close_client(key, close::POLICY, "init timeout", false)
             }

@@ -43,6 +43,7 @@ struct OwnerEntry {
     frames: Bucket,
     inputs: Bucket,
     creates: Bucket,
+    api: Bucket,
 }
 
 /// Limits that span reactors.
@@ -96,10 +97,12 @@ impl Limiter {
             frames: Bucket::new(r.owner_per_sec, r.owner_burst, now),
             inputs: Bucket::new(r.inputs_per_min / 60.0, r.inputs_per_min, now),
             creates: Bucket::new(r.creates_per_min / 60.0, r.creates_per_min, now),
+            api: Bucket::new(r.api_per_sec, r.api_burst, now),
         });
         e.frames.retune(r.owner_per_sec, r.owner_burst);
         e.inputs.retune(r.inputs_per_min / 60.0, r.inputs_per_min);
         e.creates.retune(r.creates_per_min / 60.0, r.creates_per_min);
+        e.api.retune(r.api_per_sec, r.api_burst);
         e
     }
 
@@ -185,6 +188,16 @@ impl Limiter {
         let now = Instant::now();
         let mut m = lock(&self.owners);
         Self::owner_entry(&mut m, owner, r, now).creates.charge(now, 0.0) != Charge::Empty
+    }
+}
+
+impl Limiter {
+    /// One `/api/…` request of `owner`; `Err` carries the wait until a token is back.
+    pub fn owner_api(&self, owner: &str, r: &RateSettings) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut m = lock(&self.owners);
+        let b = &mut Self::owner_entry(&mut m, owner, r, now).api;
+        if b.charge(now, 0.0) == Charge::Empty { Err(b.until_one(now)) } else { Ok(()) }
     }
 }
 

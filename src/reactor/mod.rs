@@ -3,6 +3,8 @@
 //! and a timer heap. Owns its slabs; talks to other threads only through
 //! channels. Nothing here blocks: no disk, no DNS, no `wait()`.
 
+pub mod admin;
+pub mod api;
 pub mod audit;
 pub mod client;
 pub mod http_client;
@@ -55,6 +57,10 @@ pub struct Reactor {
     pub stopping: bool,
     /// Settings published by a reload, swapped in at the end of the iteration.
     next_settings: Option<Arc<Settings>>,
+    /// Connections accepted so far (`/admin/stats` `opened_total`).
+    pub opened: u64,
+    /// Time spent outside `poll` (`/admin/stats` `busy_ratio`).
+    pub busy: admin::BusyMeter,
 }
 
 impl Reactor {
@@ -77,6 +83,8 @@ impl Reactor {
             generation: 0,
             stopping: false,
             next_settings: None,
+            opened: 0,
+            busy: admin::BusyMeter::new(),
         }
     }
 
@@ -92,7 +100,10 @@ impl Reactor {
             let now = Instant::now();
             let idle = self.again.is_empty() && !self.http.has_deferred();
             let timeout = if idle { self.timers.timeout(now, MAX_POLL) } else { Duration::ZERO };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            self.shared.liveness.beat(self.id);
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.busy.idle(now.elapsed());
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("reactor {} poll failed: {e}", self.id);
                     return;
@@ -150,6 +161,7 @@ impl Reactor {
                 Msg::StoreWritable => self.on_store_writable(),
                 Msg::Read(done) => self.on_read_done(*done),
                 Msg::Reload(s) => self.next_settings = Some(s),
+                Msg::Call(f) => f(self),
             }
         }
     }
@@ -196,6 +208,7 @@ impl Reactor {
                         }
                     }
                     TimerKind::ReconnectDeadline => self.close_for_reconnect(),
+                    TimerKind::DrainClose(epoch) => self.drain_deadline(epoch),
                     _ => {}
                 },
             }
@@ -233,7 +246,7 @@ impl Reactor {
         let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, generation: c.generation }).collect();
         for k in clients {
             match self.client(k).map(|c| c.stage.clone()) {
-                Some(client::Stage::Http) => self.drop_client(k),
+                Some(client::Stage::Http | client::Stage::Api) => self.drop_client(k),
                 Some(client::Stage::Closing) | None => {}
                 Some(_) => self.send_local(k, &notice),
             }
@@ -249,10 +262,10 @@ impl Reactor {
     }
 
     /// Close every connection that is still open with RECONNECT_REQUIRED (1001).
-    fn close_for_reconnect(&mut self) {
+    pub fn close_for_reconnect(&mut self) {
         let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, generation: c.generation }).collect();
         for k in clients {
-            if self.client(k).is_some_and(|c| c.stage != client::Stage::Closing) {
+            if self.client(k).is_some_and(|c| c.stage != client::Stage::Closing && c.conn.is_ws()) {
                 self.send_error(
                     k,
                     crate::protocol::ErrorCode::ReconnectRequired,

@@ -89,6 +89,9 @@ pub struct Reloader {
     /// The runtime to publish to (set by `gateway::run`); weak so the
     /// gateway's shutdown drops the store writer's last handle.
     target: Mutex<Weak<Shared>>,
+    /// The admin listener's settings switch (`admin.*` except `listen`,
+    /// `gateway.trusted_proxies`/`client_ip_header`, `limits.http_*`).
+    admin: Mutex<Option<crate::admin::AdminControl>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -131,12 +134,18 @@ impl Reloader {
             busy: Mutex::new(()),
             poll: Mutex::new(poll),
             target: Mutex::new(Weak::new()),
+            admin: Mutex::new(None),
         }
     }
 
     /// Publish reloads to this runtime from now on.
     pub fn attach(&self, shared: &Arc<Shared>) {
         *lock(&self.target) = Arc::downgrade(shared);
+    }
+
+    /// Publish reloads to this admin listener from now on.
+    pub fn attach_admin(&self, control: crate::admin::AdminControl) {
+        *lock(&self.admin) = Some(control);
     }
 
     /// The running configuration (restart-class keys at their running values).
@@ -241,6 +250,9 @@ impl Reloader {
                 let prepared = apply::prepare(&shared, &new, &self.opts.env, &applied)
                     .map_err(|(key, m)| ConfigErrors::single(key, m, None))?;
                 prepared.commit(&shared);
+            }
+            if let Some(admin) = lock(&self.admin).as_ref() {
+                admin.set_settings(crate::admin::AdminSettings::from_config(&new));
             }
         }
         let mut r = lock(&self.running);

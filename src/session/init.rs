@@ -151,6 +151,10 @@ impl Reactor {
             // created or loaded by a concurrent init meanwhile
             return self.attach_existing(key, idx, frame_id, req, &owner);
         }
+        if self.tombstones.contains_key(&id) {
+            // deleted (admin or API) while the lookup was in flight
+            return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
+        }
         match answer {
             Answer::Session(Some(row)) => {
                 if row.state == "deleted" {

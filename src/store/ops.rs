@@ -70,9 +70,33 @@ pub struct Append {
     pub frame: SharedFrame,
 }
 
+/// One `revocations` row (security.md §1.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationRow {
+    /// `jti`, `sub` or `api_key`.
+    pub kind: String,
+    pub value: String,
+    /// `None`: never expires.
+    pub until_ms: Option<u64>,
+    pub created_ms: u64,
+    /// Admin token name that made it.
+    pub actor: Option<String>,
+}
+
 #[derive(Debug)]
 pub enum WriteOp {
     Append(Append),
+    /// `UPDATE meta` heartbeat, so `/ready` sees the writer commit while idle.
+    Heartbeat {
+        at_ms: u64,
+    },
+    /// Insert or replace a revocation.
+    Revoke(Box<RevocationRow>),
+    /// Remove a revocation.
+    Unrevoke {
+        kind: String,
+        value: String,
+    },
     InsertSession(Box<SessionRow>),
     UpdateSession {
         id: Arc<str>,
@@ -117,6 +141,8 @@ impl WriteOp {
     pub fn metric_label(&self) -> &'static str {
         match self {
             WriteOp::Append(_) => "append_event",
+            WriteOp::Heartbeat { .. } => "heartbeat",
+            WriteOp::Revoke(_) | WriteOp::Unrevoke { .. } => "revocation",
             WriteOp::InsertSession(_) => "session_insert",
             WriteOp::UpdateSession { .. } => "session_update",
             WriteOp::TurnStart { .. } | WriteOp::TurnEnd { .. } => "turn",

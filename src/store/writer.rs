@@ -547,6 +547,9 @@ fn apply_batch(tx: &Connection, batch: &[WriteOp], merge: bool, o: &mut Outcome)
                 }
             }
             WriteOp::InsertSession(row) => insert_session(tx, row)?,
+            WriteOp::Heartbeat { at_ms } => super::queries::heartbeat(tx, *at_ms)?,
+            WriteOp::Revoke(r) => super::queries::upsert_revocation(tx, r)?,
+            WriteOp::Unrevoke { kind, value } => super::queries::delete_revocation(tx, kind, value)?,
             WriteOp::UpdateSession { id, update } => update_session(tx, id, update)?,
             WriteOp::TurnStart { session, turn, start_seq, started_at, input } => {
                 tx.prepare_cached(
