@@ -337,3 +337,55 @@ fn message_bound_applies_to_open_connections() {
     a.send("input", json!({"content": big}));
     assert_eq!(a.expect_close().0, 1009, "the open connection reads with the new bound");
 }
+
+/// The new `prom` admin token after the rotation in [`admin_reload_reports_and_applies`].
+const PROM_NEW: &str = "prom_rotated_0123456789abcdefghijklmnopqrstuv";
+
+/// `POST /admin/config/reload` (operations.md §4.2): an invalid file is
+/// answered 400 naming the key and changes nothing; a valid one answers the
+/// report (applied and restart-required key paths), rotates an admin token
+/// at once (old refused, new accepted), applies a session limit and leaves
+/// `gateway.listen` pending; a session attached before keeps working.
+#[test]
+fn admin_reload_reports_and_applies() {
+    use support::admin::{OPS, READER, assert_error, call, gateway_with};
+    let gw = gateway_with(
+        "sessions:\n  max_per_owner: 5\nreload:\n  poll_interval: 0s\n",
+        vec![("T_PROM_NEW".into(), PROM_NEW.into())],
+    );
+    let admin = gw.admin_addr;
+    let reload = || call(admin, "POST", "/admin/config/reload", Some(OPS), None);
+    let mut a = gw.connect();
+    a.init_key("a-1");
+    let text = std::fs::read_to_string(&gw.config_path).expect("read config");
+
+    write_atomic(&gw.config_path, &text.replacen("gateway:\n", "gateway:\n  ping_interval: \"0s\"\n", 1));
+    let body = assert_error(&reload(), 400, "config_invalid");
+    let keys: Vec<&Value> =
+        body["error"]["details"]["errors"].as_array().into_iter().flatten().map(|e| &e["key"]).collect();
+    assert_eq!(keys, vec![&json!("gateway.ping_interval")], "{body}");
+    assert_eq!(call(admin, "GET", "/admin/config", Some(OPS), None).json()["generation"], 1, "nothing applied");
+
+    let prom = "{name: prom, scopes: [read], env: T_READER}";
+    assert!(text.contains(prom), "{text}");
+    let edited = text
+        .replacen(prom, "{name: prom, scopes: [read], env: T_PROM_NEW}", 1)
+        .replacen("max_per_owner: 5", "max_per_owner: 1", 1)
+        .replacen("listen: \"127.0.0.1:0\"", "listen: \"127.0.0.1:1\"", 1);
+    write_atomic(&gw.config_path, &edited);
+    let r = reload();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let report = r.json();
+    assert_eq!(report["generation"], 2, "{report}");
+    assert_eq!(report["changed"], true, "{report}");
+    assert_eq!(report["applied"], json!(["admin.tokens", "sessions.max_per_owner"]), "{report}");
+    assert_eq!(report["restart_required"], json!(["gateway.listen"]), "{report}");
+
+    assert_eq!(call(admin, "GET", "/admin/stats", Some(READER), None).status, 401, "the old token is refused");
+    assert_eq!(call(admin, "GET", "/admin/stats", Some(PROM_NEW), None).status, 200, "the new token works");
+    let cfg = call(admin, "GET", "/admin/config", Some(OPS), None).json();
+    assert_eq!(cfg["pending_restart"], json!(["gateway.listen"]), "{cfg}");
+    assert_eq!(cfg["config"]["gateway"]["listen"], "127.0.0.1:0", "the running listener, not the file's");
+    init_refused(&gw, None, key("a-2"), "GATEWAY_OVERLOAD");
+    assert_eq!(delta_text(&a.turn("still here")), "echo: still here", "the session attached before keeps working");
+}
