@@ -18,6 +18,7 @@ use crate::net::acceptor::Acceptor;
 use crate::reactor::Reactor;
 use crate::reactor::shared::{Counters, Msg, ReactorHandle, Shared, SpawnerClient};
 use crate::reactor::token;
+use crate::reload::{ReloadError, Reloader, Trigger};
 use crate::security::audit::{ActorKind, AuditEntry, AuditKind, AuditOutcome, Detail};
 use crate::settings::Settings;
 use crate::store::{CommitSink, Recovered, Store};
@@ -91,12 +92,14 @@ pub struct SecurityState {
 }
 
 /// Run the gateway until a shutdown signal; returns the process exit code.
+/// `reloader` owns the running config: SIGHUP and the file poll (both on
+/// this thread's signal loop) reload through it, and so does the admin API.
 pub fn run(
     settings: Settings,
     security: SecurityState,
     listen: SocketAddr,
-    shutdown_timeout: Duration,
     admin: crate::admin::AdminSetup,
+    reloader: Arc<Reloader>,
 ) -> i32 {
     if let Err(e) = sys::prepare_process() {
         log::error!("process setup failed: {e}");
@@ -202,7 +205,7 @@ pub fn run(
         }
     };
     let shared = Arc::new(Shared {
-        settings: settings.clone(),
+        settings: std::sync::RwLock::new(settings.clone()),
         reactors: handles.clone(),
         spawner: Box::new(SpawnerHandle(supervisor)),
         store: store.writer.clone(),
@@ -215,6 +218,7 @@ pub fn run(
         shutting_down: AtomicBool::new(false),
         liveness: crate::reactor::shared::Liveness::new(n),
     });
+    reloader.attach(&shared);
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
     for (i, (poll, rx)) in polls.into_iter().zip(inboxes).enumerate() {
         let reactor = Reactor::new(i, poll, rx, shared.clone());
@@ -226,14 +230,15 @@ pub fn run(
             }
         }
     }
-    let reloader = Arc::new(crate::reload::Reloader::new());
-    let admin = match crate::admin::Admin::start(admin.listen, admin.settings, workers, shared.clone(), reloader) {
-        Ok(a) => a,
-        Err(e) => {
-            log::error!("cannot bind admin.listen {}: {e}", admin.listen);
-            return EXIT_STARTUP;
-        }
-    };
+    let admin =
+        match crate::admin::Admin::start(admin.listen, admin.settings, workers, shared.clone(), reloader.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                log::error!("cannot bind admin.listen {}: {e}", admin.listen);
+                return EXIT_STARTUP;
+            }
+        };
+    reloader.attach_admin(admin.control.clone());
     let stop2 = stop_accept.clone();
     let acceptor_thread = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run(stop2));
     shared.liveness.started.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -241,6 +246,7 @@ pub fn run(
     // Tests parse these two lines (admin first).
     eprintln!("hotplex listening admin={}", admin.addr);
     eprintln!("hotplex listening gateway={local}");
+    crate::sd_notify::notify("READY=1");
 
     // Signal loop.
     let mut deadline: Option<Instant> = None;
@@ -252,18 +258,20 @@ pub fn run(
                     return force_exit(&shared, exporter);
                 }
                 log::info!("shutdown requested (signal {sig})");
+                crate::sd_notify::notify("STOPPING=1");
                 let row = lifecycle_audit(AuditKind::Shutdown, serde_json::json!({"signal": sig}));
                 crate::security::audit::try_record(&shared.store, row);
                 stop_accept.stop();
                 for h in &shared.reactors {
                     h.send(Msg::Shutdown);
                 }
-                deadline = Some(Instant::now() + shutdown_timeout);
+                deadline = Some(Instant::now() + reloader.config().gateway.shutdown_timeout);
             }
-            Some(sig) if sig == libc::SIGHUP => {
-                log::info!("SIGHUP: configuration reload is not available in this version")
-            }
+            Some(sig) if sig == libc::SIGHUP && deadline.is_none() => on_sighup(&reloader),
             _ => {}
+        }
+        if deadline.is_none() {
+            reloader.tick(Instant::now());
         }
         if let Some(d) = deadline {
             if threads.iter().all(|t| t.is_finished()) {
@@ -336,6 +344,16 @@ fn kill_orphans(r: &Recovered) {
             }
         }
     }
+}
+
+/// SIGHUP: reload the config, bracketed for systemd (operations.md §1.8).
+/// The outcome is logged by the reloader.
+fn on_sighup(reloader: &Reloader) {
+    crate::sd_notify::reloading();
+    if let Err(ReloadError::InProgress) = reloader.reload(Trigger::Signal) {
+        log::info!("SIGHUP: a reload is already in progress");
+    }
+    crate::sd_notify::notify("READY=1");
 }
 
 /// A `startup`/`shutdown` row (security.md §10.3), actor `system`.

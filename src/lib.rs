@@ -19,6 +19,7 @@ pub mod protocol;
 pub mod rate;
 pub mod reactor;
 pub mod reload;
+pub mod sd_notify;
 pub mod security;
 pub mod session;
 pub mod settings;

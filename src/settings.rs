@@ -162,6 +162,10 @@ pub struct Settings {
     pub worker: WorkerLimits,
     pub policy: Policy,
     pub workers: HashMap<WorkerType, WorkerSettings>,
+    /// Worker types a config reload disabled: only sessions that were live
+    /// before it keep using them (resets, per-turn spawns); inits and resumes
+    /// look at `workers` only (operations.md §1.8).
+    pub retired_workers: HashMap<WorkerType, WorkerSettings>,
     pub sandbox: Sandbox,
     pub store: StoreSettings,
     pub rate: RateSettings,
@@ -172,6 +176,12 @@ pub struct Settings {
 impl Settings {
     pub fn worker(&self, t: WorkerType) -> Option<&WorkerSettings> {
         self.workers.get(&t)
+    }
+
+    /// The worker settings for a session that is already live: enabled, or
+    /// disabled by a reload after the session started.
+    pub fn live_worker(&self, t: WorkerType) -> Option<&WorkerSettings> {
+        self.workers.get(&t).or_else(|| self.retired_workers.get(&t))
     }
 }
 
@@ -431,6 +441,7 @@ impl Settings {
                 max_turns_ceiling: l.max_turns_ceiling as u64,
             },
             workers,
+            retired_workers: HashMap::new(),
             tracing: crate::otel::TraceConfig::from_config(cfg),
             rate: RateSettings {
                 conn_per_sec: l.rate.conn_frames_per_sec as f64,

@@ -111,6 +111,7 @@ impl Server {
     fn stats_json(&self, stored: &StoredStats, per: &[ReactorStats]) -> Value {
         let sum = |f: fn(&ReactorStats) -> usize| per.iter().map(f).sum::<usize>();
         let shared = &self.ctx.shared;
+        let settings = shared.settings();
         let terminated = stored.by_state.iter().find(|(s, _)| s == "terminated").map(|(_, n)| *n).unwrap_or(0);
         let mut workers = Map::new();
         for info in self.ctx.workers.iter().filter(|w| w.spec.enabled) {
@@ -138,12 +139,12 @@ impl Server {
                 "idle": sum(|r| r.idle),
                 "running": sum(|r| r.running),
                 "terminated": terminated,
-                "max_total": shared.settings.sessions.max_total,
+                "max_total": settings.sessions.max_total,
             },
             "workers": workers,
             "store": {
                 "queue_depth": shared.store.depth(),
-                "queue_capacity": shared.settings.store.writer.queue_capacity,
+                "queue_capacity": settings.store.writer.queue_capacity,
                 "blocked_sessions": sum(|r| r.blocked_sessions),
                 "last_commit_age_ms": if last_commit == 0 { Value::Null } else {
                     json!(crate::protocol::now_ms().saturating_sub(last_commit))
@@ -167,7 +168,7 @@ impl Server {
             |r| r.stats_snapshot(),
             |srv, _, answers| {
                 let per: Vec<ReactorStats> = answers.into_iter().flatten().collect();
-                let settings = &srv.ctx.shared.settings;
+                let settings = srv.ctx.shared.settings();
                 let list: Vec<Value> = srv
                     .ctx
                     .workers
@@ -220,7 +221,7 @@ impl Server {
                 Some(_) => return Err(ApiError::invalid_parameter("reason")),
             };
             let delay = match body.get("delay_ms") {
-                None => self.ctx.shared.settings.reconnect_delay.as_millis() as u64,
+                None => self.ctx.shared.settings().reconnect_delay.as_millis() as u64,
                 Some(v) => {
                     v.as_u64().filter(|d| *d <= MAX_DELAY_MS).ok_or_else(|| ApiError::invalid_parameter("delay_ms"))?
                 }

@@ -47,7 +47,7 @@ mod tests;
 
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, did_you_mean, edit_distance};
-pub use load::{CONFIG_ENV, DEV_PROFILE, LoadOptions, Loaded, config_path, load, load_in};
+pub use load::{CONFIG_ENV, DEV_PROFILE, LoadOptions, Loaded, config_path, load, load_adjusted, load_in};
 pub use resolve::{ResolveError, ResolvedWorker, resolve_command};
 pub use secret::{Secret, SecretSource, SecretValue};
 pub use types::*;

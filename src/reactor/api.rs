@@ -105,7 +105,8 @@ impl Reactor {
             return self.api_error(key, &e, &cors);
         }
         let Some(peer) = self.client(key).map(|c| c.conn.peer.ip()) else { return };
-        let rs = &self.shared.settings.rate;
+        let settings = self.s.clone();
+        let rs = &settings.rate;
         let ip = match crate::net::client_ip::client_ip(peer, &rs.trusted_proxies, req.header_all(&rs.client_ip_header))
         {
             Ok(ip) => ip,
@@ -133,7 +134,7 @@ impl Reactor {
                 return self.api_error(key, &e, &cors);
             }
         };
-        if let Err(wait) = self.shared.limiter.owner_api(&owner, &self.shared.settings.rate) {
+        if let Err(wait) = self.shared.limiter.owner_api(&owner, &settings.rate) {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             return self.api_error(key, &ApiError::rate_limited(secs), &cors);
         }

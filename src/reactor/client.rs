@@ -76,7 +76,7 @@ impl Reactor {
     }
 
     pub(super) fn accept(&mut self, sock: TcpStream, peer: SocketAddr) {
-        let r = &self.shared.settings.rate;
+        let r = &self.s.rate;
         let peer_ip = crate::net::client_ip::normalize(peer.ip());
         let per_ip = (!crate::net::client_ip::is_trusted(peer_ip, &r.trusted_proxies)).then_some(peer_ip);
         if self.shared.limiter.accept(per_ip, r).is_err() {
@@ -212,7 +212,7 @@ impl Reactor {
                 http::error_response(503, "draining", "server draining; reconnect later", &[("Retry-After", &secs)]);
             return self.respond(key, resp);
         }
-        let r = &self.shared.settings.rate;
+        let r = &self.s.rate;
         let peer = match self.client(key) {
             Some(c) => c.conn.peer.ip(),
             None => return,

@@ -55,6 +55,8 @@ pub struct Reactor {
     generation: u32,
     /// Shutdown requested: terminate sessions, then exit the loop.
     pub stopping: bool,
+    /// Settings published by a reload, swapped in at the end of the iteration.
+    next_settings: Option<Arc<Settings>>,
     /// Connections accepted so far (`/admin/stats` `opened_total`).
     pub opened: u64,
     /// Time spent outside `poll` (`/admin/stats` `busy_ratio`).
@@ -63,7 +65,7 @@ pub struct Reactor {
 
 impl Reactor {
     pub fn new(id: usize, poll: Poll, inbox: Receiver<Msg>, shared: Arc<Shared>) -> Reactor {
-        let s = shared.settings.clone();
+        let s = shared.settings();
         Reactor {
             id,
             poll,
@@ -80,6 +82,7 @@ impl Reactor {
             http: http_client::HttpClients::default(),
             generation: 0,
             stopping: false,
+            next_settings: None,
             opened: 0,
             busy: admin::BusyMeter::new(),
         }
@@ -130,6 +133,9 @@ impl Reactor {
             self.http_flush_deferred();
             self.fire_timers();
             self.flush_dirty();
+            if let Some(s) = self.next_settings.take() {
+                self.swap_settings(s);
+            }
             if self.stopping && self.sessions.is_empty() {
                 // Nothing left to drain: the remaining connections had their notice.
                 if !self.clients.is_empty() && self.dirty.is_empty() {
@@ -154,9 +160,24 @@ impl Reactor {
                 Msg::StoreFailed(sid, seq) => self.on_store_failed(sid, seq),
                 Msg::StoreWritable => self.on_store_writable(),
                 Msg::Read(done) => self.on_read_done(*done),
+                Msg::Reload(s) => self.next_settings = Some(s),
                 Msg::Call(f) => f(self),
             }
         }
+    }
+
+    /// Take the settings of a config reload (operations.md §1.8). Most keys
+    /// are read where they are used (next enqueue, next timer armed, next
+    /// spawn, next init); what a live connection holds itself — tungstenite's
+    /// message bound — is updated here. Authenticated connections are not
+    /// re-checked and live sessions are never evicted.
+    fn swap_settings(&mut self, s: Arc<Settings>) {
+        if s.max_message_bytes != self.s.max_message_bytes {
+            for (_, c) in self.clients.iter_mut() {
+                c.conn.set_max_message_bytes(s.max_message_bytes);
+            }
+        }
+        self.s = s;
     }
 
     fn on_read_done(&mut self, done: shared::ReadDone) {

@@ -34,6 +34,9 @@ pub enum Msg {
     StoreWritable,
     /// A store read finished (session lookup, replay page).
     Read(Box<ReadDone>),
+    /// A config reload published new settings: swap them at the end of
+    /// this loop iteration (operations.md §1.8).
+    Reload(Arc<Settings>),
     /// Run this on the reactor: admin requests, user-API steps, answers
     /// routed back from readers or other reactors (`reactor::admin`).
     Call(ReactorCall),
@@ -203,7 +206,9 @@ impl Liveness {
 }
 
 pub struct Shared {
-    pub settings: Arc<Settings>,
+    /// The current settings; replaced whole by a config reload. Reactors
+    /// keep their own copy (`Reactor::s`), swapped through `Msg::Reload`.
+    pub settings: std::sync::RwLock<Arc<Settings>>,
     pub reactors: Vec<ReactorHandle>,
     pub spawner: Box<dyn SpawnerClient>,
     pub store: crate::store::WriterHandle,
@@ -219,6 +224,14 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The current settings (threads other than the reactors).
+    pub fn settings(&self) -> Arc<Settings> {
+        match self.settings.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     /// The current authenticator.
     pub fn auth(&self) -> Arc<crate::security::Authenticator> {
         match self.auth.read() {

@@ -20,7 +20,7 @@ pub use queries::{AuditFilter, AuditPage, AuditRow, Page, SessionFilter, Session
 pub use reader::{Answer, EventRow, EventsPage, Query, Readers};
 pub use recovery::Recovered;
 pub use schema::{OpenError, StoreOptions};
-pub use writer::{WriterConfig, WriterHandle};
+pub use writer::{WriterConfig, WriterHandle, WriterTuning};
 
 /// `store.path: ":memory:"`: a fresh database in a temp file, removed at exit
 /// (operations.md §3.1: writer and readers must share it).

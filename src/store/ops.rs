@@ -133,6 +133,8 @@ pub enum WriteOp {
     Barrier(Sender<()>),
     /// Drain, commit, checkpoint, mark a clean shutdown, reply, stop.
     Shutdown(Sender<()>),
+    /// A config reload changed group commit or retention (next batch, next job run).
+    Reconfigure(Box<super::writer::WriterTuning>),
 }
 
 impl WriteOp {
@@ -146,7 +148,7 @@ impl WriteOp {
             WriteOp::TurnStart { .. } | WriteOp::TurnEnd { .. } => "turn",
             WriteOp::Delete { .. } | WriteOp::Forget { .. } => "delete",
             WriteOp::Audit(_) => "audit",
-            WriteOp::Barrier(_) | WriteOp::Shutdown(_) => "barrier",
+            WriteOp::Barrier(_) | WriteOp::Shutdown(_) | WriteOp::Reconfigure(_) => "barrier",
         }
     }
 }
