@@ -295,7 +295,7 @@ pub enum Action {
     ResumeFailed { message: String },
     /// Bytes for the worker's stdin (whole lines).
     Stdin(Vec<u8>),
-    /// Close the worker's stdin.
+    /// Close the worker's stdin once everything queued for it is written.
     CloseStdin,
     /// Stop the worker process (SIGTERM to its group, SIGKILL after
     /// `worker.kill_grace`, then the sweep of escaped descendants).
