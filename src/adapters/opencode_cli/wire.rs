@@ -27,43 +27,20 @@ pub const TOOL_ERROR: &str = "error";
 /// does not have (workers.md §3.1: "Error: Session not found", exit 1, no stdout).
 pub const SESSION_NOT_FOUND: &str = "Session not found";
 
+use crate::adapters::wire_util;
 pub use crate::adapters::wire_util::lenient;
 
 /// The outcome of reading one stdout line.
-#[derive(Debug)]
-pub enum Parsed {
-    /// Empty or whitespace-only line.
-    Blank,
-    /// Not JSON (or not UTF-8, or truncated).
-    NonJson,
-    /// JSON, but not an object or not of the shape its `type` promises.
-    Malformed(Value),
-    /// A line of a known shape (or an unknown `type`: [`Line::Unknown`]),
-    /// with the parsed tree kept for passthrough.
-    Line(Line, Value),
+pub type Parsed = wire_util::Parsed<Line>;
+
+/// Parse one stdout line (without its `\n`). Never fails, never panics.
+pub fn parse(line: &[u8]) -> Parsed {
+    wire_util::parse(line)
 }
 
 /// The `sessionID` every line carries (`ses_…`), read from the parsed tree.
 pub fn session_id(raw: &Value) -> Option<&str> {
     raw.get("sessionID").and_then(Value::as_str)
-}
-
-/// Parse one stdout line (without its `\n`). Never fails, never panics.
-pub fn parse(line: &[u8]) -> Parsed {
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Parsed::Blank;
-    }
-    let raw: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(_) => return Parsed::NonJson,
-    };
-    if !raw.is_object() {
-        return Parsed::Malformed(raw);
-    }
-    match Line::deserialize(&raw) {
-        Ok(l) => Parsed::Line(l, raw),
-        Err(_) => Parsed::Malformed(raw),
-    }
 }
 
 /// A record's body, by `type`.
