@@ -43,6 +43,9 @@ impl Reactor {
         let ip = c.rate.open_ip;
         match decision {
             AuthDecision::Authenticated(p) => {
+                if self.s.guards.log_auth_success {
+                    self.audit(crate::reactor::audit::auth_success(&p, ip, "init"));
+                }
                 if let Some(c) = self.client_mut(key) {
                     c.owner = Some(p.owner.clone());
                     c.principal = Some(p);
