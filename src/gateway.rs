@@ -188,6 +188,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         lockout: security.lockout,
         revocations: security.revocations,
         shutting_down: AtomicBool::new(false),
+        spawn_pace: Default::default(),
     });
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
     for (i, (poll, rx)) in polls.into_iter().zip(inboxes).enumerate() {

@@ -8,6 +8,7 @@ pub mod client;
 pub mod http_client;
 pub mod limits;
 pub mod shared;
+pub mod spawn_pace;
 pub mod timer;
 pub mod token;
 

@@ -168,6 +168,8 @@ pub struct Shared {
     pub lockout: crate::security::Lockout,
     pub revocations: Arc<crate::security::RevocationTable>,
     pub shutting_down: AtomicBool,
+    /// `limits.max_spawns_per_second` schedule.
+    pub spawn_pace: super::spawn_pace::SpawnPacer,
 }
 
 impl Shared {

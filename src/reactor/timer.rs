@@ -44,6 +44,8 @@ pub enum TimerKind {
     HttpConnect,
     /// An outbound HTTP request's own deadline.
     HttpDeadline,
+    /// A worker spawn's slot under `limits.max_spawns_per_second` arrived.
+    SpawnSlot,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

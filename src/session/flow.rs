@@ -778,6 +778,7 @@ impl Reactor {
             }
             TimerKind::Adapter(id) => self.with_adapter(skey, |a, out| a.on_timer(id, out)),
             TimerKind::StartTimeout(worker_gen) => self.start_timed_out(skey, worker_gen),
+            TimerKind::SpawnSlot => self.on_spawn_slot(skey),
             _ => {}
         }
     }
