@@ -189,6 +189,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         revocations: security.revocations,
         shutting_down: AtomicBool::new(false),
         spawn_pace: Default::default(),
+        creates_in_flight: Default::default(),
     });
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
     for (i, (poll, rx)) in polls.into_iter().zip(inboxes).enumerate() {

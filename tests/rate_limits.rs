@@ -448,3 +448,33 @@ fn worker_spawns_are_paced_globally() {
     let mut c = gw.connect();
     c.init_key("later");
 }
+
+/// `sessions.max_stored_per_owner: 2`: stored sessions count, terminated ones
+/// included. Alice creates two and terminates both; her third create is
+/// refused with GATEWAY_OVERLOAD + 1008, resuming her first still works, and
+/// bob's creates are unaffected.
+#[test]
+fn stored_sessions_per_owner_are_capped() {
+    let gw = auth_gateway("[api_key]", 100_000, "sessions:\n  max_stored_per_owner: 2\n");
+    let connect = |key: &str| Client::connect_with(&gw.url(), &[("X-API-Key", key)]).expect("upgrade");
+    for name in ["st1", "st2"] {
+        let mut c = connect(ALICE_KEY);
+        c.init(init_data(name, None, "drive"));
+        c.send("control", json!({"action": "terminate"}));
+        c.until(Duration::from_secs(15), |v| is_state(v, "terminated"));
+    }
+    let mut c = connect(ALICE_KEY);
+    let e = init_refused(&mut c, init_data("st3", None, "drive"), "GATEWAY_OVERLOAD");
+    assert_eq!(e["seq"], 0);
+    assert!(processes_of_session(&session_id("alice", "claude_code", "st3")).is_empty(), "nothing spawned");
+    // Resuming a stored session is no create.
+    let mut r = connect(ALICE_KEY);
+    let ack = r.init(init_data("st1", None, "drive"));
+    assert_eq!(ack["event"]["data"]["resumed"], true, "{ack}");
+    assert_eq!(delta_text(&r.turn("say back")), "back");
+    // Another owner has its own count.
+    for name in ["st1", "st2"] {
+        let mut b = connect(BOB_KEY);
+        b.init(init_data(name, None, "drive"));
+    }
+}

@@ -151,6 +151,9 @@ impl Reactor {
     fn on_read_done(&mut self, done: shared::ReadDone) {
         match done {
             shared::ReadDone::InitLookup { client, pending, answer } => self.on_init_lookup(client, *pending, answer),
+            shared::ReadDone::StoredCount { client, pending, owner, in_flight, answer } => {
+                self.on_stored_count(client, *pending, owner, in_flight, answer)
+            }
             shared::ReadDone::Replay { client, session, top, after, first, answer } => {
                 self.on_replay_page(client, session, top, after, first, answer)
             }

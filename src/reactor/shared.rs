@@ -40,6 +40,15 @@ pub enum Msg {
 pub enum ReadDone {
     /// Lookup of a session that is not in memory, for an `init`.
     InitLookup { client: crate::reactor::token::Key, pending: Box<PendingInit>, answer: crate::store::Answer },
+    /// The owner's stored-session count, for an `init` that creates (`session/stored.rs`).
+    StoredCount {
+        client: crate::reactor::token::Key,
+        pending: Box<PendingInit>,
+        owner: Arc<str>,
+        /// The owner's creates not yet visible in the store (this one included).
+        in_flight: usize,
+        answer: crate::store::Answer,
+    },
     /// One page of replay for a connection.
     Replay {
         client: crate::reactor::token::Key,
@@ -170,6 +179,8 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     /// `limits.max_spawns_per_second` schedule.
     pub spawn_pace: super::spawn_pace::SpawnPacer,
+    /// Creates not yet visible in the store (`sessions.max_stored_per_owner`).
+    pub creates_in_flight: crate::session::stored::InFlightCreates,
 }
 
 impl Shared {

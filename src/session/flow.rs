@@ -678,6 +678,10 @@ impl Reactor {
         self.http_forget_session(skey);
         let s = self.sessions.remove(skey.idx);
         self.by_id.remove(&s.id);
+        if s.persist.committed == 0 {
+            // never reached the store (or only now will): the store decides from here
+            self.shared.creates_in_flight.release(&s.owner, &s.id_str);
+        }
         if s.counted {
             self.shared.counters.remove_session(&s.owner);
         }

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod init;
 pub mod persist;
 pub mod replay;
+pub mod stored;
 pub mod worker;
 
 use std::os::fd::OwnedFd;

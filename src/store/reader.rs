@@ -47,6 +47,11 @@ pub enum Query {
     CountStored {
         owner: String,
     },
+    /// Like `CountStored`, not counting the sessions named in `except`.
+    CountStoredExcept {
+        owner: String,
+        except: Vec<String>,
+    },
 }
 
 #[derive(Debug)]
@@ -117,6 +122,20 @@ fn run(conn: &Connection, q: Query) -> rusqlite::Result<Answer> {
             params![owner],
             |r| r.get::<_, i64>(0),
         )? as u64),
+        Query::CountStoredExcept { owner, except } => {
+            let all: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM sessions WHERE owner = ?1 AND state != 'deleted'",
+                params![owner],
+                |r| r.get(0),
+            )?;
+            let mut listed: i64 = 0;
+            let mut stmt = conn
+                .prepare_cached("SELECT COUNT(*) FROM sessions WHERE id = ?1 AND owner = ?2 AND state != 'deleted'")?;
+            for id in &except {
+                listed += stmt.query_row(params![id, owner], |r| r.get::<_, i64>(0))?;
+            }
+            Answer::Count(all.saturating_sub(listed).max(0) as u64)
+        }
     })
 }
 
