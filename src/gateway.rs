@@ -190,6 +190,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         shutting_down: AtomicBool::new(false),
         spawn_pace: Default::default(),
         creates_in_flight: Default::default(),
+        send_queues: crate::reactor::sendq::SendQueues::new(n),
     });
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
     for (i, (poll, rx)) in polls.into_iter().zip(inboxes).enumerate() {

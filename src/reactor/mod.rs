@@ -7,6 +7,7 @@ pub mod audit;
 pub mod client;
 pub mod http_client;
 pub mod limits;
+pub mod sendq;
 pub mod shared;
 pub mod spawn_pace;
 pub mod timer;
@@ -54,6 +55,8 @@ pub struct Reactor {
     generation: u32,
     /// Shutdown requested: terminate sessions, then exit the loop.
     pub stopping: bool,
+    /// Since when the global send-queue total is above its limit (`sendq.rs`).
+    pub sendq_over_since: Option<Instant>,
 }
 
 impl Reactor {
@@ -75,6 +78,7 @@ impl Reactor {
             http: http_client::HttpClients::default(),
             generation: 0,
             stopping: false,
+            sendq_over_since: None,
         }
     }
 
@@ -120,6 +124,7 @@ impl Reactor {
             self.http_flush_deferred();
             self.fire_timers();
             self.flush_dirty();
+            self.enforce_total_send_queue();
             if self.stopping && self.sessions.is_empty() {
                 // Nothing left to drain: the remaining connections had their notice.
                 if !self.clients.is_empty() && self.dirty.is_empty() {

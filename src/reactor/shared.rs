@@ -181,6 +181,8 @@ pub struct Shared {
     pub spawn_pace: super::spawn_pace::SpawnPacer,
     /// Creates not yet visible in the store (`sessions.max_stored_per_owner`).
     pub creates_in_flight: crate::session::stored::InFlightCreates,
+    /// `limits.max_total_send_queue_bytes` accounting (`reactor/sendq.rs`).
+    pub send_queues: super::sendq::SendQueues,
 }
 
 impl Shared {
