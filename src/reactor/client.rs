@@ -606,6 +606,7 @@ impl Reactor {
                 self.close_client(key, close::POLICY, "init timeout", false)
             }
             TimerKind::Linger => self.drop_client(key),
+            TimerKind::CredentialExpiry => self.on_credential_expiry(key),
             TimerKind::Heartbeat => {
                 if c.conn.is_closing() || !c.conn.is_ws() {
                     return;

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod client;
+pub mod expiry;
 pub mod http_client;
 pub mod limits;
 pub mod sendq;

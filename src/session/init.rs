@@ -504,6 +504,7 @@ impl Reactor {
         if let Some(c) = self.client_mut(key) {
             c.stage = Stage::Attached { session: skey, mode };
         }
+        self.arm_credential_expiry(key);
         if let Some(last) = last_seq {
             self.replay_to(key, skey, last, top);
         }
