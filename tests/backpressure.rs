@@ -108,8 +108,13 @@ fn baseline_growth() -> u64 {
     watch.max().saturating_sub(rss0)
 }
 
+/// The two 20 MB streaming tests run one at a time: on two shared cores the
+/// other's stream can slow the baseline's reading client past its 1 MiB bound.
+static STREAMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn slow_consumer_is_closed_alone_and_resumes_without_loss() {
+    let _one_stream = STREAMING.lock().unwrap_or_else(|p| p.into_inner());
     let baseline = baseline_growth();
     let gw = Gateway::start_yaml(YAML);
     let mut a = connect_large(&gw);
@@ -244,6 +249,7 @@ fn a_frame_larger_than_the_queue_bound_reaches_a_client_that_reads() {
 /// keeps running.
 #[test]
 fn total_send_queue_limit_closes_the_largest_queue() {
+    let _one_stream = STREAMING.lock().unwrap_or_else(|p| p.into_inner());
     let gw = Gateway::start_yaml(
         "gateway:\n  send_queue_bytes: \"64MiB\"\n  send_queue_high_water: \"64KiB\"\nworker:\n  max_line_bytes: \"64MiB\"\nlimits:\n  max_total_send_queue_bytes: \"256KiB\"\n",
     );
