@@ -105,10 +105,11 @@ impl Reactor {
             .map(|(i, c)| (c.sendq_counted, Key { idx: i, generation: c.generation }))
             .max_by_key(|(b, _)| *b);
         let (bytes, key) = largest.unwrap_or((0, Key { idx: usize::MAX, generation: 0 }));
+        // Scan again only after another grace period (not on every loop).
+        self.sendq_over_since = Some(now);
         if !self.shared.send_queues.publish_and_check(self.id, bytes) || bytes == 0 {
             return;
         }
-        self.sendq_over_since = None;
         if self.client(key).is_some_and(|c| c.conn.is_closing()) {
             // Already closed, but the frame it is being written (a whole
             // coalesced message) still holds the bytes and its close frame
