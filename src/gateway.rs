@@ -217,6 +217,9 @@ pub fn run(
         revocations: security.revocations,
         shutting_down: AtomicBool::new(false),
         liveness: crate::reactor::shared::Liveness::new(n),
+        spawn_pace: Default::default(),
+        creates_in_flight: Default::default(),
+        send_queues: crate::reactor::sendq::SendQueues::new(n),
     });
     reloader.attach(&shared);
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);

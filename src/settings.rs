@@ -18,6 +18,8 @@ use crate::ws::handshake::UpgradePolicy;
 pub struct SessionLimits {
     pub max_total: usize,
     pub max_per_owner: usize,
+    /// Stored sessions (incl. terminated) per owner; 0 = unlimited.
+    pub max_stored_per_owner: usize,
     pub max_observers: usize,
     pub replay_events: usize,
     pub replay_bytes: usize,
@@ -121,6 +123,17 @@ pub struct RateSettings {
     pub client_ip_header: String,
 }
 
+/// Global guards of security.md §9 that span reactors and the spawner.
+#[derive(Clone, Debug)]
+pub struct Guards {
+    /// `security.audit.log_auth_success`: audit every successful `init` authentication.
+    pub log_auth_success: bool,
+    /// `limits.max_spawns_per_second` (global); 0 = unlimited.
+    pub max_spawns_per_second: u32,
+    /// `limits.max_total_send_queue_bytes` over every connection.
+    pub max_total_send_queue_bytes: usize,
+}
+
 /// Storage (`store.*`).
 #[derive(Clone, Debug)]
 pub struct StoreSettings {
@@ -171,6 +184,7 @@ pub struct Settings {
     pub rate: RateSettings,
     /// `tracing.*` (operations.md §6).
     pub tracing: crate::otel::TraceConfig,
+    pub guards: Guards,
 }
 
 impl Settings {
@@ -404,6 +418,7 @@ impl Settings {
             sessions: SessionLimits {
                 max_total: cfg.sessions.max_total as usize,
                 max_per_owner: cfg.sessions.max_per_owner as usize,
+                max_stored_per_owner: cfg.sessions.max_stored_per_owner as usize,
                 max_observers: l.max_observers_per_session as usize,
                 replay_events: cfg.sessions.replay_buffer_events as usize,
                 replay_bytes: cfg.sessions.replay_buffer_bytes as usize,
@@ -443,6 +458,11 @@ impl Settings {
             workers,
             retired_workers: HashMap::new(),
             tracing: crate::otel::TraceConfig::from_config(cfg),
+            guards: Guards {
+                log_auth_success: sec.audit.log_auth_success,
+                max_spawns_per_second: l.max_spawns_per_second,
+                max_total_send_queue_bytes: usize::try_from(l.max_total_send_queue_bytes).unwrap_or(usize::MAX),
+            },
             rate: RateSettings {
                 conn_per_sec: l.rate.conn_frames_per_sec as f64,
                 conn_burst: l.rate.conn_burst as f64,

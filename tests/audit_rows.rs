@@ -126,3 +126,32 @@ fn a_gateway_run_leaves_a_verifiable_audit_trail_without_secrets() {
         assert!(!dump.contains(secret), "a key reached the audit log: {dump}");
     }
 }
+
+/// `security.audit.log_auth_success` (§10.3): with the flag, alice's `init`
+/// leaves an `auth_success` row naming her, her key id and her IP; with the
+/// default, none — checked after a later row (a foreign probe) has landed,
+/// since rows are written in the order they are queued.
+#[test]
+fn auth_success_rows_only_when_configured() {
+    for (flag, extra) in [(true, "security:\n  audit:\n    log_auth_success: true\n"), (false, "")] {
+        let gw = auth_gateway("[api_key]", 100_000, extra);
+        let db = open_ro(gw.dir.path());
+        let mut alice = Client::connect_with(&gw.url(), &[("X-API-Key", ALICE_KEY)]).expect("alice");
+        let ack = alice.init(init_data("hello", None, "drive"));
+        let sid = ack["event"]["data"]["session_id"].as_str().expect("session id").to_string();
+        let mut bob = Client::connect_with(&gw.url(), &[("X-API-Key", BOB_KEY)]).expect("bob");
+        init_refused(&mut bob, init_data(&sid, None, "observe"), "SESSION_NOT_FOUND");
+        wait_row(&db, "foreign probe", |r| r.kind == "session_foreign_probe");
+        let ok: Vec<Row> = rows(&db).into_iter().filter(|r| r.kind == "auth_success").collect();
+        if !flag {
+            assert!(ok.is_empty(), "auth_success rows without log_auth_success: {ok:#?}");
+            continue;
+        }
+        let a = ok.iter().find(|r| r.actor_id.as_deref() == Some("alice")).unwrap_or_else(|| panic!("{ok:#?}"));
+        assert_eq!((a.outcome.as_str(), a.actor_kind.as_str()), ("ok", "api_key"), "{a:?}");
+        assert_eq!(a.client_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(a.detail["stage"], "init", "{a:?}");
+        let dump = format!("{ok:?}");
+        assert!(!dump.contains(ALICE_KEY), "the key reached the audit log: {dump}");
+    }
+}

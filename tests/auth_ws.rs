@@ -413,3 +413,37 @@ fn mode_none_origin_and_host() {
     assert_ack(&c.init(init_data("sess_test", None, "drive")), "anonymous", "sess_test", "mode none");
     assert_eq!(session_id("anonymous", "claude_code", "sess_test"), "db8d034f-02b6-56e0-8a6a-bcadc4b6ec00");
 }
+
+/// security.md §1.3 `close_on_expiry: true` (leeway 0): a live connection
+/// whose JWT expires gets `error{UNAUTHORIZED, "credential expired"}` and
+/// close 1008 at `exp`, not before; the session keeps running and a fresh
+/// token resumes it.
+#[test]
+fn close_on_expiry_closes_a_live_connection_at_exp() {
+    use std::time::{Duration, Instant};
+    let jwt = format!(
+        "security:\n  jwt:\n    jwks_file: \"{}\"\n    issuer: hotplex-test\n    audience: hotplex\n    leeway: 0s\n    close_on_expiry: true\n",
+        jwt_fixture("jwks.json").display()
+    );
+    let gw = auth_gateway("[jwt]", 100_000, &jwt);
+    let minted = Instant::now();
+    let short = mint_ttl("alice", &[], "3s");
+    let mut c = connect_bearer(&gw, &short).expect("upgrade with a valid token");
+    let ack = c.init(init_data("expiring", None, "drive"));
+    let sid = ack["event"]["data"]["session_id"].as_str().expect("session id").to_string();
+    assert_eq!(delta_text(&c.turn("say still valid")), "still valid");
+    let e = c.recv_within(Duration::from_secs(10)).expect("an error at expiry");
+    let at = minted.elapsed();
+    assert_eq!(ev_type(&e), "error", "{e}");
+    assert_eq!(e["event"]["data"]["code"], "UNAUTHORIZED", "{e}");
+    assert_eq!(e["event"]["data"]["message"], "credential expired", "{e}");
+    // exp = iat + 3 s in whole seconds: never earlier than 2 s after minting.
+    assert!(at >= Duration::from_secs(2), "closed {at:?} after minting a 3 s token");
+    assert_eq!(c.expect_close().0, 1008);
+    // The session outlives the connection: a fresh token resumes it.
+    let mut c2 = connect_bearer(&gw, &mint("alice", &[])).expect("upgrade with a fresh token");
+    let ack = c2.init(init_data("expiring", None, "drive"));
+    assert_eq!(ack["event"]["data"]["session_id"], sid.as_str());
+    assert_eq!(ack["event"]["data"]["state"], "idle", "{ack}");
+    assert_eq!(delta_text(&c2.turn("say again")), "again");
+}

@@ -108,8 +108,13 @@ fn baseline_growth() -> u64 {
     watch.max().saturating_sub(rss0)
 }
 
+/// The two 20 MB streaming tests run one at a time: on two shared cores the
+/// other's stream can slow the baseline's reading client past its 1 MiB bound.
+static STREAMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn slow_consumer_is_closed_alone_and_resumes_without_loss() {
+    let _one_stream = STREAMING.lock().unwrap_or_else(|p| p.into_inner());
     let baseline = baseline_growth();
     let gw = Gateway::start_yaml(YAML);
     let mut a = connect_large(&gw);
@@ -234,4 +239,53 @@ fn a_frame_larger_than_the_queue_bound_reaches_a_client_that_reads() {
     assert_eq!(output.as_str().map(str::len), Some(3_000_000), "the whole tool output arrives");
     assert_eq!(shape(&frames), ["state:running", "done:true", "state:idle"]);
     assert_eq!(delta_text(&c.turn("and after")), "echo: and after");
+}
+
+/// `limits.max_total_send_queue_bytes` (256 KiB here, far below the
+/// per-connection bound of 64 MiB): a driver and an observer that stop
+/// reading during a 20 MB stream are closed 1008 `slow consumer` (or reset,
+/// see below) — each in turn holds the largest queue — while an observer
+/// that reads receives the whole stream and its turn end, and the session
+/// keeps running.
+#[test]
+fn total_send_queue_limit_closes_the_largest_queue() {
+    let _one_stream = STREAMING.lock().unwrap_or_else(|p| p.into_inner());
+    let gw = Gateway::start_yaml(
+        "gateway:\n  send_queue_bytes: \"64MiB\"\n  send_queue_high_water: \"64KiB\"\nworker:\n  max_line_bytes: \"64MiB\"\nlimits:\n  max_total_send_queue_bytes: \"256KiB\"\n",
+    );
+    let mut driver = connect_large(&gw);
+    let (_, sid) = init_new(&mut driver);
+    let observe = json!({"worker_type": "claude_code", "session_id": sid, "mode": "observe"});
+    let mut idle_observer = connect_large(&gw);
+    idle_observer.init(observe.clone());
+    let mut reader = connect_large(&gw);
+    reader.init(observe);
+    let reading = std::thread::spawn(move || until_done_and_state(&mut reader, Duration::from_secs(90)));
+    driver.send("input", json!({"content": format!("stream {DELTAS} {WIDTH} 0")}));
+
+    let frames = reading.join().unwrap_or_else(|_| panic!("reader thread failed; log:\n{}", gw.stderr()));
+    assert_eq!(of_type(&frames, "done").len(), 1, "{:?}", shape(&frames));
+    let msg_id = frames
+        .iter()
+        .find(|v| ev_type(v) == "message.delta")
+        .and_then(|v| v["event"]["data"]["message_id"].as_str())
+        .expect("the reader got deltas")
+        .to_string();
+    assert_eq!(text_of(&frames, &msg_id), stream_text(DELTAS), "the reading observer lost nothing");
+    for (who, c) in [("driver", &mut driver), ("idle observer", &mut idle_observer)] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let end = loop {
+            match c.recv_within(deadline.saturating_duration_since(Instant::now())) {
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        // The close frame waits behind the frame being written; when that
+        // frame (a whole coalesced message) alone keeps the total over the
+        // limit, the closing connection is dropped: a reset.
+        let closed = end == RecvError::Closed(1008, "slow consumer".into());
+        assert!(closed || matches!(end, RecvError::Gone(_)), "{who}: {end:?}");
+    }
+    assert!(gw.wait_log("max_total_send_queue_bytes", Duration::from_secs(5)), "the close is logged");
+    assert_eq!(session_state(&gw, &sid), "idle", "the session keeps running");
 }

@@ -398,3 +398,83 @@ fn connections_per_owner() {
     init_refused(&mut c, json!({"worker_type": "claude_code", "session_id": "other"}), "GATEWAY_OVERLOAD");
     assert_eq!(delta_text(&d.turn("say fine")), "fine");
 }
+
+/// `limits.max_spawns_per_second: 1` (global): eight inits at once. Worker
+/// starts are paced one per second, so the k-th `init_ack` arrives no earlier
+/// than k seconds after the burst; the inits that could not start a worker
+/// within 5 s get GATEWAY_OVERLOAD and close 1008.
+#[test]
+fn worker_spawns_are_paced_globally() {
+    let gw = Gateway::start_yaml("limits:\n  max_spawns_per_second: 1\n");
+    let mut clients: Vec<Client> = (0..8).map(|_| gw.connect()).collect();
+    let start = Instant::now();
+    let results: Vec<(Value, Duration)> = std::thread::scope(|s| {
+        let handles: Vec<_> = clients
+            .iter_mut()
+            .enumerate()
+            .map(|(i, c)| {
+                s.spawn(move || {
+                    c.send("init", json!({"worker_type": "claude_code", "session_id": format!("paced{i}")}));
+                    let v = c.recv_within(Duration::from_secs(15)).expect("a reply to init");
+                    (v, start.elapsed())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+    });
+    let mut acks: Vec<Duration> = Vec::new();
+    let mut refused = 0;
+    for (v, at) in &results {
+        match ev_type(v) {
+            "init_ack" => acks.push(*at),
+            "error" => {
+                assert_eq!(code(v), "GATEWAY_OVERLOAD", "{v}");
+                refused += 1;
+            }
+            other => panic!("unexpected first frame {other}: {v}"),
+        }
+    }
+    acks.sort();
+    assert!(refused >= 1 && acks.len() >= 5, "acks at {acks:?}, {refused} refused");
+    for (k, at) in acks.iter().enumerate() {
+        assert!(*at + Duration::from_millis(50) >= Duration::from_secs(k as u64), "ack {k} after {at:?}: {acks:?}");
+    }
+    for (c, (v, _)) in clients.iter_mut().zip(&results) {
+        if ev_type(v) == "error" {
+            assert_eq!(c.expect_close().0, 1008);
+        }
+    }
+    // Refusals hold no slot: a later init waits at most for the next one.
+    let mut c = gw.connect();
+    c.init_key("later");
+}
+
+/// `sessions.max_stored_per_owner: 2`: stored sessions count, terminated ones
+/// included. Alice creates two and terminates both; her third create is
+/// refused with GATEWAY_OVERLOAD + 1008, resuming her first still works, and
+/// bob's creates are unaffected.
+#[test]
+fn stored_sessions_per_owner_are_capped() {
+    let gw = auth_gateway("[api_key]", 100_000, "sessions:\n  max_stored_per_owner: 2\n");
+    let connect = |key: &str| Client::connect_with(&gw.url(), &[("X-API-Key", key)]).expect("upgrade");
+    for name in ["st1", "st2"] {
+        let mut c = connect(ALICE_KEY);
+        c.init(init_data(name, None, "drive"));
+        c.send("control", json!({"action": "terminate"}));
+        c.until(Duration::from_secs(15), |v| is_state(v, "terminated"));
+    }
+    let mut c = connect(ALICE_KEY);
+    let e = init_refused(&mut c, init_data("st3", None, "drive"), "GATEWAY_OVERLOAD");
+    assert_eq!(e["seq"], 0);
+    assert!(processes_of_session(&session_id("alice", "claude_code", "st3")).is_empty(), "nothing spawned");
+    // Resuming a stored session is no create.
+    let mut r = connect(ALICE_KEY);
+    let ack = r.init(init_data("st1", None, "drive"));
+    assert_eq!(ack["event"]["data"]["resumed"], true, "{ack}");
+    assert_eq!(delta_text(&r.turn("say back")), "back");
+    // Another owner has its own count.
+    for name in ["st1", "st2"] {
+        let mut b = connect(BOB_KEY);
+        b.init(init_data(name, None, "drive"));
+    }
+}

@@ -1,5 +1,6 @@
 //! Audit rows written from reactor threads (security.md §10.3): auth
-//! failures at the upgrade and at `init`, foreign-session probes, refused
+//! failures at the upgrade and at `init`, successes at `init` (with
+//! `security.audit.log_auth_success`), foreign-session probes, refused
 //! `init.config` policies, permission decisions and rate-limit closes.
 //!
 //! Owns only the mapping from a reactor event to an [`AuditEntry`]; the
@@ -41,6 +42,21 @@ pub fn auth_failure(f: &AuthFailure, ip: Option<IpAddr>, stage: &str) -> AuditEn
         d["source"] = json!(s.as_str());
     }
     match Detail::from_value(d) {
+        Some(d) => e.detail(d),
+        None => e,
+    }
+}
+
+/// `auth_success` (only with `security.audit.log_auth_success`): who
+/// authenticated, with which credential id (never the secret), from where.
+pub fn auth_success(p: &Principal, ip: Option<IpAddr>, stage: &str) -> AuditEntry {
+    let mut e = AuditEntry::new(AuditKind::AuthSuccess, AuditOutcome::Ok, actor_kind(p))
+        .actor(&p.owner)
+        .credential(&p.credential_id());
+    if let Some(ip) = ip {
+        e = e.client_ip(ip);
+    }
+    match Detail::from_value(json!({"listener": "ws", "stage": stage})) {
         Some(d) => e.detail(d),
         None => e,
     }

@@ -64,6 +64,8 @@ pub struct Client {
     pub principal: Option<crate::security::Principal>,
     /// The `hotplex.session.attach` span of an init in progress.
     pub attach_span: crate::otel::Span,
+    /// Queue bytes counted in the global total (`reactor/sendq.rs`).
+    pub sendq_counted: usize,
 }
 
 impl Reactor {
@@ -99,6 +101,7 @@ impl Reactor {
             rate,
             principal: None,
             attach_span: crate::otel::Span::NONE,
+            sendq_counted: 0,
         };
         let idx = self.clients.insert(client);
         self.opened += 1;
@@ -135,6 +138,7 @@ impl Reactor {
             rate,
             principal,
             attach_span,
+            sendq_counted: 0,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -549,6 +553,7 @@ impl Reactor {
             return;
         }
         let mut c = self.clients.remove(key.idx);
+        self.shared.send_queues.update(c.sendq_counted, 0);
         let _ = self.poll.registry().deregister(&mut c.conn.sock);
         c.rate.release(&self.shared.limiter);
         if c.upgraded_at.is_some() {
@@ -556,8 +561,14 @@ impl Reactor {
         }
     }
 
-    /// Write queued output; handle the end of a closing connection.
+    /// Write queued output; handle the end of a closing connection; count
+    /// what is left toward the global send-queue total.
     pub fn flush_client(&mut self, key: Key) {
+        self.flush_client_queue(key);
+        self.account_send_queue(key);
+    }
+
+    fn flush_client_queue(&mut self, key: Key) {
         let Some(c) = self.clients.get_mut(key.idx).filter(|c| c.generation == key.generation) else { return };
         let tok = token::make(Kind::Conn, key);
         match c.conn.flush() {
@@ -603,6 +614,7 @@ impl Reactor {
                 self.close_client(key, close::POLICY, "init timeout", false)
             }
             TimerKind::Linger => self.drop_client(key),
+            TimerKind::CredentialExpiry => self.on_credential_expiry(key),
             TimerKind::Heartbeat => {
                 if c.conn.is_closing() || !c.conn.is_ws() {
                     return;
@@ -647,6 +659,8 @@ impl Reactor {
             return;
         }
         let mut c = self.clients.remove(key.idx);
+        // The home reactor counts the queue again at its first flush.
+        self.shared.send_queues.update(c.sendq_counted, 0);
         let _ = self.poll.registry().deregister(&mut c.conn.sock);
         c.conn.write_armed = false;
         let owner = c.owner.clone().unwrap_or_else(|| Arc::from(identity::ANONYMOUS));

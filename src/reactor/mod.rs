@@ -7,9 +7,12 @@ pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod client;
+pub mod expiry;
 pub mod http_client;
 pub mod limits;
+pub mod sendq;
 pub mod shared;
+pub mod spawn_pace;
 pub mod timer;
 pub mod token;
 
@@ -61,6 +64,8 @@ pub struct Reactor {
     pub opened: u64,
     /// Time spent outside `poll` (`/admin/stats` `busy_ratio`).
     pub busy: admin::BusyMeter,
+    /// Since when the global send-queue total is above its limit (`sendq.rs`).
+    pub sendq_over_since: Option<Instant>,
 }
 
 impl Reactor {
@@ -85,6 +90,7 @@ impl Reactor {
             next_settings: None,
             opened: 0,
             busy: admin::BusyMeter::new(),
+            sendq_over_since: None,
         }
     }
 
@@ -136,6 +142,7 @@ impl Reactor {
             if let Some(s) = self.next_settings.take() {
                 self.swap_settings(s);
             }
+            self.enforce_total_send_queue();
             if self.stopping && self.sessions.is_empty() {
                 // Nothing left to drain: the remaining connections had their notice.
                 if !self.clients.is_empty() && self.dirty.is_empty() {
@@ -183,6 +190,9 @@ impl Reactor {
     fn on_read_done(&mut self, done: shared::ReadDone) {
         match done {
             shared::ReadDone::InitLookup { client, pending, answer } => self.on_init_lookup(client, *pending, answer),
+            shared::ReadDone::StoredCount { client, pending, owner, in_flight, answer } => {
+                self.on_stored_count(client, *pending, owner, in_flight, answer)
+            }
             shared::ReadDone::Replay { client, session, top, after, first, answer } => {
                 self.on_replay_page(client, session, top, after, first, answer)
             }

@@ -49,6 +49,15 @@ pub type ReactorCall = Box<dyn FnOnce(&mut super::Reactor) + Send>;
 pub enum ReadDone {
     /// Lookup of a session that is not in memory, for an `init`.
     InitLookup { client: crate::reactor::token::Key, pending: Box<PendingInit>, answer: crate::store::Answer },
+    /// The owner's stored-session count, for an `init` that creates (`session/stored.rs`).
+    StoredCount {
+        client: crate::reactor::token::Key,
+        pending: Box<PendingInit>,
+        owner: Arc<str>,
+        /// The owner's creates not yet visible in the store (this one included).
+        in_flight: usize,
+        answer: crate::store::Answer,
+    },
     /// One page of replay for a connection.
     Replay {
         client: crate::reactor::token::Key,
@@ -221,6 +230,12 @@ pub struct Shared {
     pub revocations: Arc<crate::security::RevocationTable>,
     pub shutting_down: AtomicBool,
     pub liveness: Liveness,
+    /// `limits.max_spawns_per_second` schedule.
+    pub spawn_pace: super::spawn_pace::SpawnPacer,
+    /// Creates not yet visible in the store (`sessions.max_stored_per_owner`).
+    pub creates_in_flight: crate::session::stored::InFlightCreates,
+    /// `limits.max_total_send_queue_bytes` accounting (`reactor/sendq.rs`).
+    pub send_queues: super::sendq::SendQueues,
 }
 
 impl Shared {

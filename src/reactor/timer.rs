@@ -46,6 +46,10 @@ pub enum TimerKind {
     HttpConnect,
     /// An outbound HTTP request's own deadline.
     HttpDeadline,
+    /// A worker spawn's slot under `limits.max_spawns_per_second` arrived.
+    SpawnSlot,
+    /// The connection's JWT reached `exp + leeway` (`security.jwt.close_on_expiry`).
+    CredentialExpiry,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -299,7 +299,7 @@ impl Reactor {
             let waiters = self.session_mut(skey).map(|s| std::mem::take(&mut s.waiters)).unwrap_or_default();
             for w in waiters {
                 let code = ErrorCode::WorkerStartFailed;
-                self.send_error(w.client, code, "the worker could not be started", w.frame_id, Some(details.clone()));
+                self.send_error(w.client, code, "worker failed to start", w.frame_id, Some(details.clone()));
                 self.close_client(w.client, code.init_close_code(), "init failed", false);
             }
         }
@@ -697,6 +697,10 @@ impl Reactor {
         self.http_forget_session(skey);
         let s = self.sessions.remove(skey.idx);
         self.by_id.remove(&s.id);
+        if s.persist.committed == 0 {
+            // never reached the store (or only now will): the store decides from here
+            self.shared.creates_in_flight.release(&s.owner, &s.id_str);
+        }
         if s.counted {
             self.shared.counters.remove_session(&s.owner);
         }
@@ -797,6 +801,7 @@ impl Reactor {
             }
             TimerKind::Adapter(id) => self.with_adapter(skey, |a, out| a.on_timer(id, out)),
             TimerKind::StartTimeout(worker_gen) => self.start_timed_out(skey, worker_gen),
+            TimerKind::SpawnSlot => self.on_spawn_slot(skey),
             _ => {}
         }
     }

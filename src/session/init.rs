@@ -43,6 +43,9 @@ impl Reactor {
         let ip = c.rate.open_ip;
         match decision {
             AuthDecision::Authenticated(p) => {
+                if self.s.guards.log_auth_success {
+                    self.audit(crate::reactor::audit::auth_success(&p, ip, "init"));
+                }
                 if let Some(c) = self.client_mut(key) {
                     c.owner = Some(p.owner.clone());
                     c.principal = Some(p);
@@ -225,6 +228,9 @@ impl Reactor {
         Ok(idx)
     }
 
+    /// A new session: with `sessions.max_stored_per_owner`, first the
+    /// owner's stored count from the store (off this thread, see
+    /// `session/stored.rs`), then [`Self::create_checked`].
     #[allow(clippy::too_many_arguments)]
     fn create_session(
         &mut self,
@@ -239,6 +245,88 @@ impl Reactor {
         if req.mode == Some(Mode::Observe) {
             return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
         }
+        if self.s.sessions.max_stored_per_owner == 0 {
+            return self.create_checked(key, frame_id, req, id, client_key, owner, wt);
+        }
+        let except = self.shared.creates_in_flight.reserve(&owner, &id.to_string());
+        let in_flight = except.len();
+        let candidate = match client_key {
+            Some(k) => Candidate::Derived(id, k),
+            None => Candidate::New(id),
+        };
+        let home = self.shared.reactors[self.id].clone();
+        let pending = Box::new(PendingInit { frame_id, init: req, candidate });
+        let owner2 = owner.clone();
+        self.shared.readers.submit(
+            Query::CountStoredExcept { owner: owner.to_string(), except },
+            Box::new(move |answer| {
+                home.send(Msg::Read(Box::new(ReadDone::StoredCount {
+                    client: key,
+                    pending,
+                    owner: owner2,
+                    in_flight,
+                    answer,
+                })))
+            }),
+        );
+    }
+
+    /// The store counted the owner's stored sessions for a create.
+    pub fn on_stored_count(
+        &mut self,
+        key: Key,
+        pending: PendingInit,
+        owner: Arc<str>,
+        in_flight: usize,
+        answer: Answer,
+    ) {
+        let PendingInit { frame_id, init: req, candidate } = pending;
+        let id = candidate.id();
+        let id_str = id.to_string();
+        let wt = WorkerType::parse(&req.worker_type);
+        let (Some(wt), Some(_)) = (wt, self.client(key)) else {
+            return self.shared.creates_in_flight.release(&owner, &id_str);
+        };
+        if let Some(&idx) = self.by_id.get(&id) {
+            // created by a concurrent init meanwhile
+            self.shared.creates_in_flight.release(&owner, &id_str);
+            return self.attach_existing(key, idx, frame_id, req, &owner);
+        }
+        let max = self.s.sessions.max_stored_per_owner;
+        let stored = match answer {
+            Answer::Count(n) => n as usize,
+            _ => {
+                self.shared.creates_in_flight.release(&owner, &id_str);
+                return self.fail_init(key, ErrorCode::InternalError, "session lookup failed", frame_id);
+            }
+        };
+        if stored + in_flight > max {
+            self.shared.creates_in_flight.release(&owner, &id_str);
+            log::info!("stored session limit reached owner={owner} stored={stored} max={max}");
+            return self.fail_init(key, ErrorCode::GatewayOverload, "stored session limit reached", frame_id);
+        }
+        let client_key = match candidate {
+            Candidate::Derived(_, k) | Candidate::MaybeServerId(_, k) => Some(k),
+            Candidate::New(_) => None,
+        };
+        self.create_checked(key, frame_id, req, id, client_key, owner.clone(), wt);
+        if !self.by_id.contains_key(&id) {
+            self.shared.creates_in_flight.release(&owner, &id_str);
+        }
+    }
+
+    /// Create after the stored-session check: policy, rates, live limits, spawn.
+    #[allow(clippy::too_many_arguments)]
+    fn create_checked(
+        &mut self,
+        key: Key,
+        frame_id: Option<String>,
+        req: Box<InitRequest>,
+        id: uuid::Uuid,
+        client_key: Option<String>,
+        owner: Arc<str>,
+        wt: WorkerType,
+    ) {
         let Some(ws) = self.s.worker(wt) else {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "worker_type not enabled", frame_id);
         };
@@ -420,6 +508,7 @@ impl Reactor {
         if let Some(c) = self.client_mut(key) {
             c.stage = Stage::Attached { session: skey, mode };
         }
+        self.arm_credential_expiry(key);
         if let Some(last) = last_seq {
             self.replay_to(key, skey, last, top);
         }

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod init;
 pub mod persist;
 pub mod replay;
+pub mod stored;
 pub mod worker;
 
 use std::os::fd::OwnedFd;
@@ -139,6 +140,8 @@ pub struct Session {
     pub worker_gen: u32,
     /// A spawn request is in flight.
     pub spawning: bool,
+    /// Waiting for a spawn slot (`limits.max_spawns_per_second`); `spawning` is set too.
+    pub spawn_wait: bool,
     /// The worker runs but has not finished its startup handshake.
     pub awaiting_ready: bool,
     pub driver: Option<Key>,
@@ -221,6 +224,7 @@ impl Session {
             worker: None,
             worker_gen: 0,
             spawning: false,
+            spawn_wait: false,
             awaiting_ready: false,
             driver: None,
             observers: Vec::new(),

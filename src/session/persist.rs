@@ -80,6 +80,10 @@ impl Reactor {
                 continue;
             };
             let Some(s) = self.sessions.get_mut(idx) else { continue };
+            if s.persist.committed == 0 && seq > 0 {
+                // Its row is committed too (queued before its first event): the store counts it now.
+                self.shared.creates_in_flight.release(&s.owner, &s.id_str);
+            }
             s.persist.committed = s.persist.committed.max(seq);
             let key = s.key(idx);
             self.release(key);

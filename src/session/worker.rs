@@ -16,6 +16,7 @@ use crate::child::supervisor::{Command, Notice, SpawnPlan};
 use crate::child::{LineItem, LineSplitter, SpawnError, SpawnedWorker, TailBuffer, WorkDirRequest};
 use crate::protocol::{ErrorCode, Event, Mode, SessionState};
 use crate::reactor::Reactor;
+use crate::reactor::spawn_pace::Slot;
 use crate::reactor::timer::{Owner, TimerKind};
 use crate::reactor::token::{self, Key, Kind};
 use crate::sys;
@@ -64,9 +65,47 @@ fn code_json(c: Option<i32>) -> Value {
 impl Reactor {
     /// Make the session live (new, resumed or reset): spawn its worker, or
     /// for a per-turn agent only prepare HOME and the work dir.
+    ///
+    /// A process spawn takes a slot of `limits.max_spawns_per_second`
+    /// (`reactor/spawn_pace.rs`): a later slot is awaited on the timer heap
+    /// (the session counts as spawning meanwhile); none within 5 s fails the
+    /// waiting inits with `GATEWAY_OVERLOAD`.
     pub fn spawn_worker(&mut self, skey: Key) {
         let per_turn = self.session(skey).is_some_and(|s| s.adapter.process_model() == ProcessModel::PerTurn);
+        if !per_turn {
+            let rate = self.s.guards.max_spawns_per_second;
+            match self.shared.spawn_pace.reserve(std::time::Instant::now(), rate) {
+                Slot::Now => {}
+                Slot::At(when) => {
+                    let Some(s) = self.session_mut(skey) else { return };
+                    s.spawning = true;
+                    s.spawn_wait = true;
+                    return self.timers.at(when, Owner::Session(skey.into()), TimerKind::SpawnSlot);
+                }
+                Slot::Overloaded => {
+                    if let Some(s) = self.session(skey) {
+                        log::warn!("worker spawn refused: limits.max_spawns_per_second session_id={}", s.id_str);
+                    }
+                    return self.abort_spawn(skey, ErrorCode::GatewayOverload, "too many worker starts, retry later");
+                }
+            }
+        }
         self.send_spawn(skey, per_turn);
+    }
+
+    /// A session's spawn slot arrived.
+    pub fn on_spawn_slot(&mut self, skey: Key) {
+        let Some(s) = self.session_mut(skey) else { return };
+        if !s.spawn_wait {
+            return;
+        }
+        s.spawn_wait = false;
+        if let Some(Ending::Terminate(_)) | Some(Ending::Delete) = s.ending {
+            // terminate/delete arrived while waiting: nothing was started
+            s.spawning = false;
+            return self.finish_ending(skey, None);
+        }
+        self.send_spawn(skey, false);
     }
 
     /// Start the process of a per-turn agent's turn.
@@ -361,16 +400,25 @@ impl Reactor {
         let (code, msg) = if matches!(e, SpawnError::WorkDir(_)) {
             (ErrorCode::ConfigInvalid, "init.config.work_dir not allowed")
         } else {
-            (ErrorCode::WorkerStartFailed, "the worker could not be started")
+            (ErrorCode::WorkerStartFailed, "worker failed to start")
         };
+        if let Some(s) = self.session(skey) {
+            log::warn!(
+                "worker spawn failed session_id={} worker_type={} reason={}",
+                s.id_str,
+                s.worker_type.as_str(),
+                e.reason()
+            );
+        }
+        self.abort_spawn(skey, code, msg);
+    }
+
+    /// The session's worker will not run: answer waiting inits with `code`,
+    /// release its live-session slot, drop a never-acknowledged record.
+    fn abort_spawn(&mut self, skey: Key, code: ErrorCode, msg: &'static str) {
         self.trace_spawn_end(skey, Some(code));
         let Some(s) = self.session_mut(skey) else { return };
-        log::warn!(
-            "worker spawn failed session_id={} worker_type={} reason={}",
-            s.id_str,
-            s.worker_type.as_str(),
-            e.reason()
-        );
+        s.spawning = false;
         if s.adapter.process_model() == ProcessModel::PerTurn && s.state != SessionState::Created {
             // A turn's process (the session itself was prepared): the turn
             // fails, the session stays as it was (or completes its ending).

@@ -66,6 +66,11 @@ pub enum Query {
     AuditPage(super::queries::AuditFilter),
     /// Re-walk the audit hash chain (`/admin/audit/verify`).
     AuditVerify,
+    /// Like `CountStored`, not counting the sessions named in `except`.
+    CountStoredExcept {
+        owner: String,
+        except: Vec<String>,
+    },
 }
 
 #[derive(Debug)]
@@ -150,6 +155,20 @@ fn run(conn: &Connection, q: Query) -> rusqlite::Result<Answer> {
         Query::Revocations { now_ms } => Answer::Revocations(super::queries::revocations(conn, now_ms)?),
         Query::AuditPage(f) => Answer::AuditPage(super::queries::audit_page(conn, &f)?),
         Query::AuditVerify => Answer::AuditVerify(crate::security::audit::verify(conn)?),
+        Query::CountStoredExcept { owner, except } => {
+            let all: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM sessions WHERE owner = ?1 AND state != 'deleted'",
+                params![owner],
+                |r| r.get(0),
+            )?;
+            let mut listed: i64 = 0;
+            let mut stmt = conn
+                .prepare_cached("SELECT COUNT(*) FROM sessions WHERE id = ?1 AND owner = ?2 AND state != 'deleted'")?;
+            for id in &except {
+                listed += stmt.query_row(params![id, owner], |r| r.get::<_, i64>(0))?;
+            }
+            Answer::Count(all.saturating_sub(listed).max(0) as u64)
+        }
     })
 }
 

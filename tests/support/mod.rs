@@ -98,8 +98,8 @@ pub struct Gateway {
 }
 
 /// The base config every test starts from (every test client connects from
-/// 127.0.0.1, so per-IP and per-owner limits are lifted here; tests of those
-/// limits pin their own values); `sections` maps a top-level key
+/// 127.0.0.1, so per-IP and per-owner limits — and the global spawn rate — are
+/// lifted here; tests of those limits pin their own values); `sections` maps a top-level key
 /// to extra YAML lines (indented by the caller with two spaces).
 pub fn base_config(dir: &Path, opts: &Options) -> String {
     format!(
@@ -123,6 +123,7 @@ limits:
   max_preinit_connections: 100000
   max_preinit_per_ip: 100000
   max_connections_per_owner: 100000
+  max_spawns_per_second: 100000
   rate:
     handshakes_per_ip_per_sec: 100000
     handshakes_burst: 100000

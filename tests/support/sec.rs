@@ -78,9 +78,14 @@ pub fn auth_gateway(modes: &str, failures: u32, extra: &str) -> Gateway {
 /// hotplex-test, audience hotplex, 1 h); `scopes` empty = no scopes claim
 /// (the default scopes apply).
 pub fn mint(sub: &str, scopes: &[&str]) -> String {
+    mint_ttl(sub, scopes, "1h")
+}
+
+/// [`mint`] with another lifetime (`--ttl`, e.g. `3s`).
+pub fn mint_ttl(sub: &str, scopes: &[&str], ttl: &str) -> String {
     let mut cmd = Command::new(super::hotplex_bin());
     cmd.env_remove("HOTPLEX_CONFIG").args(["token", "--key"]).arg(jwt_fixture("keys/k1.private.pem"));
-    cmd.args(["--sub", sub, "--aud", "hotplex", "--iss", "hotplex-test", "--kid", "k1", "--ttl", "1h"]);
+    cmd.args(["--sub", sub, "--aud", "hotplex", "--iss", "hotplex-test", "--kid", "k1", "--ttl", ttl]);
     for s in scopes {
         cmd.args(["--scope", s]);
     }
