@@ -188,7 +188,11 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
     let stop2 = stop_accept.clone();
     let acceptor_thread = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run(stop2));
     log::info!("ready gateway={local} reactors={n}");
+    crate::metrics::set_ready(true);
     eprintln!("hotplex listening gateway={local}");
+    if crate::metrics::gateway_route() {
+        eprintln!("hotplex listening metrics={local}");
+    }
 
     // Signal loop.
     let mut deadline: Option<Instant> = None;
@@ -200,6 +204,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
                     return force_exit(&shared);
                 }
                 log::info!("shutdown requested (signal {sig})");
+                crate::metrics::set_draining(true);
                 stop_accept.stop();
                 for h in &shared.reactors {
                     h.send(Msg::Shutdown);

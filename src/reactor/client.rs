@@ -21,6 +21,7 @@ use super::limits::FrameClass;
 use super::shared::{Adoption, Candidate};
 use super::timer::{Owner, TimerKind};
 use super::token::{self, Key, Kind};
+use crate::metrics::UpgradeRejection as Rejection;
 use crate::security::AuthDecision;
 
 /// Messages read per wake-up before yielding to other sources.
@@ -174,6 +175,11 @@ impl Reactor {
             HttpRead::Partial => {}
             HttpRead::Gone => self.drop_client(key),
             HttpRead::Reject(status) => {
+                crate::metrics::upgrade_rejected(if status == 431 {
+                    Rejection::HeaderTooLarge
+                } else {
+                    Rejection::BadRequest
+                });
                 let resp = http::error_response(status, http::default_code(status), http::reason(status), &[]);
                 self.respond(key, resp);
             }
@@ -184,6 +190,9 @@ impl Reactor {
     fn route_http(&mut self, key: Key, req: http::Request, rest: Vec<u8>) {
         match req.path.as_str() {
             "/ws" => {}
+            "/metrics" if req.method == "GET" && crate::metrics::gateway_route() => {
+                return self.respond(key, crate::metrics::http_response());
+            }
             "/health" if req.method == "GET" || req.method == "HEAD" => {
                 let resp = http::json_response(200, r#"{"status":"ok"}"#, &[]);
                 return self.respond(key, resp);
@@ -198,6 +207,7 @@ impl Reactor {
             }
         }
         if self.stopping {
+            crate::metrics::upgrade_rejected(Rejection::Draining);
             let resp = http::error_response(503, "draining", "server shutting down", &[("Retry-After", "2")]);
             return self.respond(key, resp);
         }
@@ -209,12 +219,14 @@ impl Reactor {
         let ip = match crate::net::client_ip::client_ip(peer, &r.trusted_proxies, req.header_all(&r.client_ip_header)) {
             Ok(ip) => ip,
             Err(_) => {
+                crate::metrics::upgrade_rejected(Rejection::BadRequest);
                 let resp = http::error_response(400, "bad_request", "malformed client IP header", &[]);
                 return self.respond(key, resp);
             }
         };
         match handshake::check_upgrade(&req, &self.s.upgrade) {
             Err(refusal) => {
+                crate::metrics::upgrade_rejected(crate::metrics::labels::upgrade_rejection(refusal.reason));
                 log::debug!("upgrade refused: {} {}", refusal.status, refusal.message);
                 let resp = http::error_response(
                     refusal.status,
@@ -225,6 +237,8 @@ impl Reactor {
                 self.respond(key, resp);
             }
             Ok(_) if self.shared.lockout.check(ip, Instant::now()).is_err() => {
+                crate::metrics::upgrade_rejected(Rejection::Unauthorized);
+                crate::metrics::auth_failure(crate::metrics::Listener::Ws, "ip");
                 let resp = match self.shared.lockout.check(ip, Instant::now()) {
                     Err(locked) => locked.response(),
                     Ok(()) => http::error_response(429, "rate_limit_exceeded", "locked out", &[]),
@@ -232,6 +246,7 @@ impl Reactor {
                 self.respond(key, resp);
             }
             Ok(_) if self.shared.limiter.upgrade(ip, r).is_err() => {
+                crate::metrics::upgrade_rejected(Rejection::BadRequest);
                 let resp =
                     http::error_response(429, "rate_limit_exceeded", "too many connections", &[("Retry-After", "1")]);
                 self.respond(key, resp);
@@ -245,6 +260,8 @@ impl Reactor {
                     AuthDecision::Authenticated(p) => Some(p),
                     AuthDecision::PreAuth => None,
                     AuthDecision::Refused(f) => {
+                        crate::metrics::upgrade_rejected(Rejection::Unauthorized);
+                        crate::metrics::auth_failure(crate::metrics::Listener::Ws, f.label());
                         log::warn!("authentication failed at upgrade reason={} ip={ip}", f.label());
                         self.shared.lockout.record_failure(ip, Instant::now());
                         return self.respond(key, f.http_response());
@@ -340,6 +357,7 @@ impl Reactor {
 
     fn on_frame(&mut self, key: Key, bytes: &[u8]) {
         let decoded = protocol::decode(bytes, &self.s.decode);
+        crate::metrics::event_received(decoded.as_ref().map_or("other", |f| f.event.metric_type()));
         // Rate limits run before anything else (security.md §9.3).
         let (class, event_id) = match &decoded {
             Ok(f) => (
@@ -423,6 +441,7 @@ impl Reactor {
         } else {
             None
         };
+        crate::metrics::init_failed(code);
         self.send_error(key, code, message, event_id, details);
         self.close_client(key, code.init_close_code(), "init failed", false);
     }
@@ -448,6 +467,7 @@ impl Reactor {
         if c.conn.is_closing() {
             return;
         }
+        crate::metrics::local_event_sent(ev);
         let session = match &c.stage {
             Stage::Attached { session, .. } => Some(*session),
             _ => None,
@@ -584,7 +604,10 @@ impl Reactor {
     pub(super) fn on_client_timer(&mut self, key: Key, kind: TimerKind) {
         let Some(c) = self.client(key) else { return };
         match kind {
-            TimerKind::Handshake if c.stage == Stage::Http => self.drop_client(key),
+            TimerKind::Handshake if c.stage == Stage::Http => {
+                crate::metrics::upgrade_rejected(Rejection::HandshakeTimeout);
+                self.drop_client(key)
+            }
             TimerKind::Init if c.stage == Stage::AwaitInit => {
                 self.close_client(key, close::POLICY, "init timeout", false)
             }

@@ -1,0 +1,378 @@
+//! Black-box: `GET /metrics` on the admin listener of the real binary, read
+//! with a small OpenMetrics parser written here, while a real client drives
+//! a session on the mock agent. Asserts what an operator would look for:
+//! the whole catalogue at startup, and each metric moving when the thing it
+//! describes happens (operations.md §5).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Client, Gateway, Options, WAIT, eventually, is_state, raw};
+
+/// The admin listener with a public `/metrics`, on a free port. Its address
+/// is printed on stderr (`hotplex listening … admin=ADDR`).
+const ADMIN_YAML: &str = "admin:\n  listen: \"127.0.0.2:0\"\n  metrics_public: true\n";
+
+/// Where `/metrics` is served: the admin listener when the binary has one,
+/// else the test-only route on the gateway listener (`metrics=ADDR`, enabled
+/// by `HOTPLEX_TEST_METRICS_ON_GATEWAY`).
+fn start(extra: &str, mut env: Vec<(String, String)>) -> (Gateway, SocketAddr) {
+    env.push(("HOTPLEX_TEST_METRICS_ON_GATEWAY".into(), "1".into()));
+    let gw = Gateway::start_with(Options { yaml: format!("{ADMIN_YAML}{extra}"), env, ..Options::default() });
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let err = gw.stderr();
+        let listening = || err.lines().filter(|l| l.starts_with("hotplex listening"));
+        let addr_of = |prefix: &str| {
+            listening().find_map(|l| {
+                l.split_whitespace().find_map(|w| w.strip_prefix(prefix)).and_then(|a| a.parse::<SocketAddr>().ok())
+            })
+        };
+        let found = addr_of("admin=").or_else(|| addr_of("metrics="));
+        if let Some(a) = found {
+            return (gw, a);
+        }
+        assert!(Instant::now() < deadline, "no admin address on stderr:\n{}", gw.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One scrape: `# TYPE` per family and every sample.
+struct Scrape {
+    types: BTreeMap<String, String>,
+    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+fn parse(text: &str) -> Scrape {
+    let mut s = Scrape { types: BTreeMap::new(), samples: Vec::new() };
+    let mut eof = false;
+    for line in text.lines() {
+        assert!(!eof, "text after # EOF");
+        if line == "# EOF" {
+            eof = true;
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').expect("# TYPE name type");
+            s.types.insert(name.to_owned(), ty.to_owned());
+        } else if !line.starts_with('#') {
+            let (head, value) = line.rsplit_once(' ').expect("sample value");
+            let value = if value == "+Inf" { f64::INFINITY } else { value.parse().expect("numeric value") };
+            let (name, labels) = match head.split_once('{') {
+                None => (head, BTreeMap::new()),
+                Some((n, body)) => {
+                    let body = body.strip_suffix('}').expect("closing brace");
+                    // label values here never hold quotes, commas or escapes
+                    let labels = body
+                        .split(',')
+                        .map(|kv| {
+                            let (k, v) = kv.split_once('=').expect("label k=v");
+                            (k.to_owned(), v.trim_matches('"').to_owned())
+                        })
+                        .collect();
+                    (n, labels)
+                }
+            };
+            s.samples.push((name.to_owned(), labels, value));
+        }
+    }
+    assert!(eof, "exposition ends with # EOF");
+    s
+}
+
+impl Scrape {
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let want: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.samples.iter().find(|s| s.0 == name && s.1 == want).map(|s| s.2)
+    }
+
+    /// The value, which must be present.
+    fn v(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or_else(|| panic!("{name}{labels:?} is not exposed"))
+    }
+
+    /// Sum over every series of `name` whose labels include `labels`.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| s.0 == name && labels.iter().all(|(k, v)| s.1.get(*k).map(String::as_str) == Some(*v)))
+            .map(|s| s.2)
+            .sum()
+    }
+}
+
+fn scrape(admin: SocketAddr) -> Scrape {
+    let r = raw::http_get(admin, "/metrics");
+    assert_eq!(r.status, 200, "GET /metrics: {}", r.body);
+    parse(&r.body)
+}
+
+/// Scrape until `pred` holds (the gauges and counters move on other threads).
+fn scrape_until(admin: SocketAddr, what: &str, pred: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = scrape(admin);
+        if pred(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what} never showed in /metrics");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// (family as in `# TYPE`, type) of every metric in operations.md §5.2 and §5.1.
+const FAMILIES: &[(&str, &str)] = &[
+    ("hotplex_build", "info"),
+    ("hotplex_start_time_seconds", "gauge"),
+    ("hotplex_ws_connections", "gauge"),
+    ("hotplex_ws_connections_opened", "counter"),
+    ("hotplex_ws_connections_closed", "counter"),
+    ("hotplex_ws_upgrade_rejections", "counter"),
+    ("hotplex_ws_bytes", "counter"),
+    ("hotplex_ws_send_queue_bytes", "gauge"),
+    ("hotplex_sessions", "gauge"),
+    ("hotplex_sessions_created", "counter"),
+    ("hotplex_sessions_resumed", "counter"),
+    ("hotplex_sessions_terminated", "counter"),
+    ("hotplex_sessions_deleted", "counter"),
+    ("hotplex_init_failures", "counter"),
+    ("hotplex_turns", "counter"),
+    ("hotplex_turn_duration_seconds", "histogram"),
+    ("hotplex_turn_first_delta_seconds", "histogram"),
+    ("hotplex_turn_tokens", "counter"),
+    ("hotplex_turn_cost_usd", "counter"),
+    ("hotplex_session_events", "counter"),
+    ("hotplex_events_sent", "counter"),
+    ("hotplex_events_received", "counter"),
+    ("hotplex_aep_errors", "counter"),
+    ("hotplex_frames_coalesced", "counter"),
+    ("hotplex_slow_consumer_disconnects", "counter"),
+    ("hotplex_line_to_frame_seconds", "histogram"),
+    ("hotplex_replay_requests", "counter"),
+    ("hotplex_replay_events", "counter"),
+    ("hotplex_worker_spawns", "counter"),
+    ("hotplex_worker_exits", "counter"),
+    ("hotplex_worker_processes", "gauge"),
+    ("hotplex_worker_io_bytes", "counter"),
+    ("hotplex_worker_unmapped_lines", "counter"),
+    ("hotplex_worker_output_limit", "counter"),
+    ("hotplex_permission_requests", "counter"),
+    ("hotplex_permission_decisions", "counter"),
+    ("hotplex_permission_wait_seconds", "histogram"),
+    ("hotplex_store_queue_depth", "gauge"),
+    ("hotplex_store_queue_capacity", "gauge"),
+    ("hotplex_store_batch_ops", "histogram"),
+    ("hotplex_store_commit_seconds", "histogram"),
+    ("hotplex_store_ops", "counter"),
+    ("hotplex_store_deltas_merged", "counter"),
+    ("hotplex_store_backpressure", "counter"),
+    ("hotplex_store_blocked_sessions", "gauge"),
+    ("hotplex_store_errors", "counter"),
+    ("hotplex_store_purged", "counter"),
+    ("hotplex_store_db_bytes", "gauge"),
+    ("hotplex_store_wal_bytes", "gauge"),
+    ("hotplex_auth_failures", "counter"),
+    ("hotplex_rate_limited_frames", "counter"),
+    ("hotplex_throttle_notices", "counter"),
+    ("hotplex_admin_requests", "counter"),
+    ("hotplex_reactor_iterations", "counter"),
+    ("hotplex_reactor_busy_seconds", "counter"),
+    ("hotplex_reactor_timer_lag_seconds", "histogram"),
+    ("hotplex_config_reloads", "counter"),
+    ("hotplex_config_generation", "gauge"),
+    ("hotplex_config_restart_pending", "gauge"),
+    ("hotplex_ready", "gauge"),
+    ("hotplex_draining", "gauge"),
+    ("hotplex_log_lines_dropped", "counter"),
+    ("hotplex_tracing_spans_dropped", "counter"),
+    ("hotplex_tracing_export_errors", "counter"),
+    ("hotplex_security_shared_worker_uid", "gauge"),
+    ("process_cpu_seconds", "counter"),
+    ("process_resident_memory_bytes", "gauge"),
+    ("process_virtual_memory_bytes", "gauge"),
+    ("process_open_fds", "gauge"),
+    ("process_max_fds", "gauge"),
+    ("process_threads", "gauge"),
+    ("process_start_time_seconds", "gauge"),
+];
+
+#[test]
+fn the_first_scrape_shows_the_whole_catalogue_with_closed_series_at_zero() {
+    let (gw, admin) = start("store:\n  queue_capacity: 4096\n", vec![]);
+    let s = scrape(admin);
+    for (family, ty) in FAMILIES {
+        assert_eq!(s.types.get(*family).map(String::as_str), Some(*ty), "# TYPE {family} {ty}");
+    }
+    let info = s.samples.iter().find(|x| x.0 == "hotplex_build_info").expect("build info");
+    assert_eq!(info.1["version"], env!("CARGO_PKG_VERSION"));
+    for k in ["git_sha", "rustc", "target", "profile", "pgo"] {
+        assert!(!info.1[k].is_empty(), "build_info {k}");
+    }
+    // closed label sets: every combination is a series, already at 0
+    for state in ["created", "idle", "running", "terminated"] {
+        assert_eq!(s.v("hotplex_sessions", &[("state", state)]), 0.0, "sessions {state}");
+    }
+    for reason in ["client_close", "init_failed", "slow_consumer", "shutdown", "internal_error"] {
+        assert_eq!(s.v("hotplex_ws_connections_closed_total", &[("reason", reason)]), 0.0);
+    }
+    for wt in ["claude_code", "opencode_cli", "opencode_server", "acpx", "pi"] {
+        assert_eq!(s.v("hotplex_worker_processes", &[("worker_type", wt)]), 0.0);
+        for outcome in ["success", "error", "interrupted", "timeout", "terminated"] {
+            assert_eq!(s.v("hotplex_turns_total", &[("worker_type", wt), ("outcome", outcome)]), 0.0);
+        }
+        assert_eq!(s.v("hotplex_turn_duration_seconds_count", &[("worker_type", wt)]), 0.0);
+    }
+    assert_eq!(s.v("hotplex_auth_failures_total", &[("listener", "ws"), ("reason", "missing")]), 0.0);
+    assert_eq!(s.v("hotplex_aep_errors_total", &[("code", "WORKER_OOM")]), 0.0);
+    assert_eq!(s.v("hotplex_events_received_total", &[("type", "other")]), 0.0);
+    assert_eq!(s.v("hotplex_store_queue_capacity", &[]), 4096.0);
+    assert_eq!(s.v("hotplex_ready", &[]), 1.0);
+    assert_eq!(s.v("hotplex_draining", &[]), 0.0);
+    assert_eq!(s.v("hotplex_ws_connections", &[("phase", "attached")]), 0.0);
+    assert_eq!(s.v("hotplex_security_shared_worker_uid", &[]), 0.0, "one anonymous owner");
+    assert!(s.v("hotplex_store_db_bytes", &[]) > 0.0, "the database file exists");
+    assert!(s.v("process_resident_memory_bytes", &[]) > 0.0);
+    assert!(s.v("process_open_fds", &[]) > 0.0);
+    let started = s.v("process_start_time_seconds", &[]);
+    assert_eq!(s.v("hotplex_start_time_seconds", &[]), started);
+    // every reactor shows up, and its loop turns (a poll sleeps at most 250 ms)
+    for r in ["0", "1"] {
+        assert!(s.get("hotplex_reactor_busy_seconds_total", &[("reactor", r)]).is_some(), "reactor {r}");
+    }
+    scrape_until(admin, "reactor 1 iterating", |s| s.v("hotplex_reactor_iterations_total", &[("reactor", "1")]) > 0.0);
+    drop(gw);
+}
+
+#[test]
+fn a_session_turn_and_close_move_the_metrics() {
+    let (gw, admin) = start("", vec![]);
+    let mut c = gw.connect();
+    let ack = c.init(json!({"worker_type": "claude_code", "session_id": "metrics-1"}));
+    assert_eq!(ack["event"]["data"]["state"], "idle");
+    let cc = [("worker_type", "claude_code")];
+    let s = scrape_until(admin, "the attached idle session", |s| {
+        s.get("hotplex_sessions", &[("state", "idle")]) == Some(1.0)
+            && s.get("hotplex_ws_connections", &[("phase", "attached")]) == Some(1.0)
+    });
+    assert_eq!(s.v("hotplex_sessions", &[("state", "created")]), 0.0);
+    assert_eq!(s.v("hotplex_worker_processes", &cc), 1.0);
+    assert_eq!(s.v("hotplex_sessions_created_total", &cc), 1.0);
+    assert_eq!(s.v("hotplex_worker_spawns_total", &[cc[0], ("result", "ok")]), 1.0);
+    assert_eq!(s.v("hotplex_ws_connections_opened_total", &[]), 1.0);
+    assert_eq!(s.v("hotplex_events_received_total", &[("type", "init")]), 1.0);
+    assert_eq!(s.v("hotplex_events_sent_total", &[("type", "init_ack")]), 1.0);
+
+    let frames = c.turn("stream 20");
+    assert!(frames.iter().any(|f| f["event"]["type"] == "message.delta"), "the turn streamed deltas");
+    let s = scrape_until(admin, "the finished turn", |s| {
+        s.get("hotplex_turns_total", &[cc[0], ("outcome", "success")]) == Some(1.0)
+    });
+    assert_eq!(s.v("hotplex_turn_duration_seconds_count", &cc), 1.0);
+    assert_eq!(s.v("hotplex_turn_first_delta_seconds_count", &cc), 1.0);
+    assert!(s.v("hotplex_turn_tokens_total", &[cc[0], ("kind", "output")]) > 0.0, "the mock reports usage");
+    let deltas = frames.iter().filter(|f| f["event"]["type"] == "message.delta").count() as f64;
+    assert!(s.v("hotplex_session_events_total", &[("type", "message.delta")]) >= deltas);
+    // one connection: every delta it received was sent to it (coalesced ones are not frames)
+    assert_eq!(
+        s.v("hotplex_events_sent_total", &[("type", "message.delta")]),
+        s.v("hotplex_session_events_total", &[("type", "message.delta")]) - s.v("hotplex_frames_coalesced_total", &[])
+    );
+    assert_eq!(s.v("hotplex_events_received_total", &[("type", "input")]), 1.0);
+    let line_frames = s.v("hotplex_line_to_frame_seconds_count", &[]);
+    assert!(line_frames > deltas, "every delta from a worker line reached the socket: {line_frames}");
+    assert!(s.v("hotplex_store_batch_ops_count", &[]) > 0.0, "group commits happened");
+    assert!(s.v("hotplex_store_batch_ops_sum", &[]) >= s.v("hotplex_store_batch_ops_count", &[]));
+    assert!(s.v("hotplex_store_commit_seconds_count", &[]) > 0.0);
+    assert!(s.v("hotplex_store_ops_total", &[("op", "append_event")]) >= deltas);
+    assert!(s.v("hotplex_store_ops_total", &[("op", "turn")]) >= 2.0, "turn start and end");
+    assert!(s.v("hotplex_worker_io_bytes_total", &[cc[0], ("stream", "stdout")]) > 0.0);
+    assert!(s.v("hotplex_worker_io_bytes_total", &[cc[0], ("stream", "stdin")]) > 0.0);
+    assert!(s.v("hotplex_ws_bytes_total", &[("direction", "in")]) > 0.0);
+    assert!(
+        s.v("hotplex_ws_bytes_total", &[("direction", "out")]) > s.v("hotplex_ws_bytes_total", &[("direction", "in")])
+    );
+    assert_eq!(s.v("hotplex_sessions", &[("state", "running")]), 0.0);
+
+    // terminate: the worker is reaped, the session leaves the live states
+    c.send("control", json!({"action": "terminate"}));
+    c.until(WAIT, |v| is_state(v, "terminated"));
+    let s = scrape_until(admin, "the terminated session", |s| {
+        s.get("hotplex_worker_processes", &cc) == Some(0.0)
+            && s.get("hotplex_sessions_terminated_total", &[cc[0], ("reason", "client_terminate")]) == Some(1.0)
+    });
+    assert_eq!(s.v("hotplex_sessions", &[("state", "idle")]), 0.0);
+    assert_eq!(s.sum("hotplex_worker_exits_total", &cc), 1.0, "one exit");
+    let by_us = s.v("hotplex_worker_exits_total", &[cc[0], ("class", "signal_gateway")])
+        + s.v("hotplex_worker_exits_total", &[cc[0], ("class", "exit_0")]);
+    assert_eq!(by_us, 1.0, "a terminated worker exits by our signal or cleanly");
+
+    // a resume: a new worker, counted as resumed, not created
+    let mut c2 = gw.connect();
+    let ack = c2.init(json!({"worker_type": "claude_code", "session_id": "metrics-1", "last_seq": 0}));
+    assert_eq!(ack["event"]["data"]["resumed"], true);
+    let s = scrape_until(admin, "the resumed session", |s| s.get("hotplex_sessions_resumed_total", &cc) == Some(1.0));
+    assert_eq!(s.v("hotplex_sessions_created_total", &cc), 1.0);
+    assert_eq!(s.v("hotplex_replay_requests_total", &[("result", "ok")]), 1.0);
+    assert!(
+        s.v("hotplex_events_sent_total", &[("type", "message.delta")]) >= 2.0 * deltas,
+        "the replay sent the deltas again"
+    );
+    assert!(
+        s.v("hotplex_line_to_frame_seconds_count", &[]) < line_frames + deltas,
+        "replayed frames are not line-to-frame latencies"
+    );
+    // the first connection is still open: two attached… until it is superseded
+    let (code, _) = c.expect_close();
+    assert_eq!(code, 1008, "superseded");
+    let s = scrape_until(admin, "the superseded close", |s| {
+        s.get("hotplex_ws_connections_closed_total", &[("reason", "superseded")]) == Some(1.0)
+    });
+    assert_eq!(s.v("hotplex_ws_connections", &[("phase", "attached")]), 1.0);
+    assert_eq!(s.v("hotplex_aep_errors_total", &[("code", "SESSION_INVALIDATED")]), 1.0);
+
+    // the client closes: counted as a client close, nothing attached any more
+    c2.ws.close(None).expect("close");
+    let _ = c2.recv_within(Duration::from_secs(5));
+    let s = scrape_until(admin, "the client close", |s| {
+        s.get("hotplex_ws_connections_closed_total", &[("reason", "client_close")]) == Some(1.0)
+    });
+    assert!(eventually(WAIT, || scrape(admin).get("hotplex_ws_connections", &[("phase", "attached")]) == Some(0.0)));
+    assert_eq!(s.v("hotplex_ws_connections", &[("phase", "pre_init")]), 0.0);
+    assert_eq!(s.v("hotplex_sessions", &[("state", "idle")]), 1.0, "the session lives on without a client");
+    assert_eq!(s.v("hotplex_ws_send_queue_bytes", &[]), 0.0, "no connection, nothing queued");
+    assert_eq!(s.v("hotplex_store_blocked_sessions", &[]), 0.0);
+    drop(gw);
+}
+
+#[test]
+fn refused_upgrades_and_credentials_are_counted() {
+    let (gw, admin) = start(&support::sec::auth_yaml("[api_key]", 100), support::sec::api_key_env());
+    // no credential at the upgrade (allowed: pre-auth), none at init either
+    let mut c = gw.connect();
+    support::sec::init_refused(&mut c, json!({"worker_type": "claude_code"}), "AUTH_REQUIRED");
+    let s = scrape_until(admin, "the missing credential", |s| {
+        s.get("hotplex_auth_failures_total", &[("listener", "ws"), ("reason", "missing")]) == Some(1.0)
+    });
+    assert_eq!(s.v("hotplex_init_failures_total", &[("code", "AUTH_REQUIRED")]), 1.0);
+    assert_eq!(s.v("hotplex_aep_errors_total", &[("code", "AUTH_REQUIRED")]), 1.0);
+    let s = scrape_until(admin, "the init_failed close", |s| {
+        s.get("hotplex_ws_connections_closed_total", &[("reason", "init_failed")]) == Some(1.0)
+    });
+    assert_eq!(s.v("hotplex_ws_connections", &[("phase", "pre_init")]), 0.0);
+    // a wrong key at the upgrade: 401, unknown_key
+    let wrong = Client::connect_with(&gw.url(), &[("Authorization", "Bearer hpk_nobody_0123456789abcdefghijklmnopq")]);
+    assert_eq!(wrong.err(), Some(401));
+    // an upgrade without its WebSocket headers: 400
+    let r = raw::http_get(gw.addr, "/ws");
+    assert_eq!(r.status, 400);
+    let s = scrape_until(admin, "the refused upgrades", |s| {
+        s.get("hotplex_ws_upgrade_rejections_total", &[("reason", "bad_request")]) == Some(1.0)
+            && s.get("hotplex_ws_upgrade_rejections_total", &[("reason", "unauthorized")]) == Some(1.0)
+    });
+    assert_eq!(s.v("hotplex_auth_failures_total", &[("listener", "ws"), ("reason", "unknown_key")]), 1.0);
+    assert_eq!(s.v("hotplex_ws_connections_opened_total", &[]), 1.0, "refused upgrades never open");
+    assert_eq!(s.v("hotplex_security_shared_worker_uid", &[]), 1.0, "alice's and bob's workers share a uid");
+    drop(gw);
+}
