@@ -93,5 +93,44 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Commit-before-send latency: one event appended to an idle writer until
+/// its batch has committed (what a client waits for before seeing it).
+fn latency(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("hotplex-bench-latency-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let conn = open_writer(&dir.join("bench.db"), &StoreOptions::default()).expect("open db");
+    let cfg = WriterConfig {
+        batch_max_ops: 1024,
+        commit_interval: Duration::from_millis(5),
+        queue_capacity: 65_536,
+        reactors: 1,
+        retention: None,
+    };
+    let (w, join) = start(conn, cfg, Box::new(NoSink)).expect("writer");
+    let sid: Arc<str> = Arc::from("bench-session");
+    w.send(WriteOp::InsertSession(Box::new(SessionRow {
+        id: sid.to_string(),
+        owner: "o".into(),
+        worker_type: "claude_code".into(),
+        work_dir: "/w".into(),
+        state: "idle".into(),
+        config_json: "{}".into(),
+        ..SessionRow::default()
+    })));
+    let mut seq = 0u64;
+    c.bench_function("commit_before_send/one_event", |b| {
+        b.iter(|| {
+            seq += 1;
+            let ev = Event::message_delta("msg_1", "tok ");
+            let f = Arc::new(SessionFrame::new(seq, 1_700_000_000_000 + seq, sid.clone(), &ev));
+            w.send(WriteOp::Append(Append { session: sid.clone(), reactor: 0, frame: f }));
+            w.barrier();
+        })
+    });
+    w.shutdown(Duration::from_secs(30));
+    let _ = join.join();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench, latency);
 criterion_main!(benches);

@@ -18,6 +18,7 @@ use crate::net::acceptor::Acceptor;
 use crate::reactor::Reactor;
 use crate::reactor::shared::{Counters, Msg, ReactorHandle, Shared, SpawnerClient};
 use crate::reactor::token;
+use crate::security::audit::{ActorKind, AuditEntry, AuditKind, AuditOutcome, Detail};
 use crate::settings::Settings;
 use crate::store::{CommitSink, Recovered, Store};
 use crate::sys;
@@ -85,6 +86,8 @@ pub struct SecurityState {
     pub auth: crate::security::Authenticator,
     pub lockout: crate::security::Lockout,
     pub revocations: Arc<crate::security::RevocationTable>,
+    /// SHA-256 (hex) of the config file as read, for the startup audit row.
+    pub config_sha256: Option<String>,
 }
 
 /// Run the gateway until a shutdown signal; returns the process exit code.
@@ -136,7 +139,19 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         recovered.terminated,
         recovered.created_removed
     );
+    crate::child::set_instance_id(&recovered.instance_id);
+    let startup = lifecycle_audit(
+        AuditKind::Startup,
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config_sha256": security.config_sha256,
+            "previous_shutdown_clean": recovered.clean_shutdown,
+            "recovered_sessions": recovered.terminated,
+        }),
+    );
+    crate::security::audit::try_record(&store.writer, startup);
     kill_orphans(&recovered);
+    let exporter = crate::otel::init(&settings.tracing, &recovered.instance_id);
     if let Some(ws) = settings.worker(crate::adapters::WorkerType::Pi) {
         let path = &ws.adapter.pi.extension;
         if let Err(e) = install_pi_extension(path) {
@@ -201,10 +216,12 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
             Some(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
                 if deadline.is_some() {
                     log::warn!("second signal during shutdown: forcing exit");
-                    return force_exit(&shared);
+                    return force_exit(&shared, exporter);
                 }
                 log::info!("shutdown requested (signal {sig})");
                 crate::metrics::set_draining(true);
+                let row = lifecycle_audit(AuditKind::Shutdown, serde_json::json!({"signal": sig}));
+                crate::security::audit::try_record(&shared.store, row);
                 stop_accept.stop();
                 for h in &shared.reactors {
                     h.send(Msg::Shutdown);
@@ -222,7 +239,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
             }
             if Instant::now() >= d {
                 log::error!("shutdown exceeded gateway.shutdown_timeout");
-                return force_exit(&shared);
+                return force_exit(&shared, exporter);
             }
         }
     }
@@ -236,6 +253,9 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
     store.close(Duration::from_secs(10));
     if let Some(d) = temp_data_dir {
         let _ = std::fs::remove_dir_all(d);
+    }
+    if let Some(e) = exporter {
+        e.shutdown(crate::otel::SHUTDOWN_FLUSH);
     }
     log::info!("stopped");
     crate::logging::flush();
@@ -265,7 +285,8 @@ pub fn install_pi_extension(path: &std::path::Path) -> std::io::Result<()> {
 
 /// Worker groups recorded for sessions that were live when the previous
 /// process stopped: kill them if they (still the same processes) survived,
-/// and any process still carrying one of those sessions' ids.
+/// and any process still carrying one of those sessions' ids together with
+/// this store's instance id (another gateway's workers may share a session id).
 fn kill_orphans(r: &Recovered) {
     for (pid, ticks) in &r.orphans {
         if crate::child::kill_group_of(*pid, *ticks, libc::SIGKILL).unwrap_or(false) {
@@ -273,7 +294,10 @@ fn kill_orphans(r: &Recovered) {
         }
     }
     for sid in &r.session_ids {
-        for (pid, ticks) in crate::child::procfs::processes_with_env(crate::child::SESSION_ENV, sid) {
+        for (pid, ticks) in crate::child::procfs::processes_with_env(&[
+            (crate::child::SESSION_ENV, sid),
+            (crate::child::INSTANCE_ENV, &r.instance_id),
+        ]) {
             if crate::child::kill_process(pid, ticks, libc::SIGKILL).unwrap_or(false) {
                 log::warn!("killed orphaned worker process pid={pid} session_id={sid}");
             }
@@ -281,10 +305,22 @@ fn kill_orphans(r: &Recovered) {
     }
 }
 
-fn force_exit(shared: &Shared) -> i32 {
+/// A `startup`/`shutdown` row (security.md §10.3), actor `system`.
+fn lifecycle_audit(kind: AuditKind, detail: serde_json::Value) -> AuditEntry {
+    let e = AuditEntry::new(kind, AuditOutcome::Ok, ActorKind::System);
+    match Detail::from_value(detail) {
+        Some(d) => e.detail(d),
+        None => e,
+    }
+}
+
+fn force_exit(shared: &Shared, exporter: Option<crate::otel::ExporterHandle>) -> i32 {
     shared.spawner.kill_all();
     // The spawner SIGKILLs every group and sweeps; give it a moment.
     std::thread::sleep(Duration::from_millis(500));
+    if let Some(e) = exporter {
+        e.shutdown(Duration::from_secs(1));
+    }
     crate::logging::flush();
     EXIT_FORCED
 }

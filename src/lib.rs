@@ -6,10 +6,13 @@ pub mod adapters;
 pub mod child;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod otel;
 pub mod policy;
 pub mod protocol;
 pub mod rate;

@@ -105,6 +105,7 @@ fn real_main() -> i32 {
         }
         _ => {}
     }
+    let config_sha256 = loaded.file.as_deref().and_then(file_sha256);
     let cfg = loaded.config;
     let level = match cfg.log.level {
         config::LogLevel::Error => log::LevelFilter::Error,
@@ -144,7 +145,15 @@ fn real_main() -> i32 {
         auth,
         lockout: hotplex::security::Lockout::new(hotplex::security::LockoutPolicy::from_limits(&cfg.limits)),
         revocations,
+        config_sha256,
     };
     let shutdown = cfg.gateway.shutdown_timeout;
     gateway::run(settings, security, cfg.gateway.listen, shutdown)
+}
+
+/// Hex SHA-256 of a file's bytes (the startup audit row names the config it ran with).
+fn file_sha256(path: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    Some(d.as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }

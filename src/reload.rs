@@ -45,7 +45,12 @@ impl Reloader {
 
     /// Re-read the config file and apply what can be applied live.
     pub fn reload(&self, _trigger: Trigger) -> Result<ReloadReport, ReloadError> {
-        Ok(ReloadReport { generation: self.generation, changed: false, applied: Vec::new(), restart_required: Vec::new() })
+        Ok(ReloadReport {
+            generation: self.generation,
+            changed: false,
+            applied: Vec::new(),
+            restart_required: Vec::new(),
+        })
     }
 
     /// `GET /admin/config` body: generation, file, effective config (secrets redacted).

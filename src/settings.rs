@@ -62,6 +62,8 @@ pub struct WorkerSettings {
     pub state_dir: Option<String>,
     /// Agent-specific values the adapter formats (`adapters::create`).
     pub adapter: AdapterConfig,
+    /// `workers.opencode_*.agent` (opencode's agent name).
+    pub agent: Option<String>,
 }
 
 /// Where workers live on disk and what they may see.
@@ -160,6 +162,8 @@ pub struct Settings {
     pub sandbox: Sandbox,
     pub store: StoreSettings,
     pub rate: RateSettings,
+    /// `tracing.*` (operations.md §6).
+    pub tracing: crate::otel::TraceConfig,
 }
 
 impl Settings {
@@ -344,6 +348,12 @@ impl Settings {
                     mcp_config: mcp.filter(|p| !p.as_os_str().is_empty()),
                     state_dir: state_dir.filter(|d| !d.is_empty()),
                     adapter,
+                    agent: match t {
+                        WorkerType::OpencodeCli => Some(cfg.workers.opencode_cli.agent.clone()),
+                        WorkerType::OpencodeServer => Some(cfg.workers.opencode_server.agent.clone()),
+                        _ => None,
+                    }
+                    .filter(|a| !a.is_empty()),
                 },
             );
         }
@@ -418,6 +428,7 @@ impl Settings {
                 max_turns_ceiling: l.max_turns_ceiling as u64,
             },
             workers,
+            tracing: crate::otel::TraceConfig::from_config(cfg),
             rate: RateSettings {
                 conn_per_sec: l.rate.conn_frames_per_sec as f64,
                 conn_burst: l.rate.conn_burst as f64,
@@ -458,6 +469,7 @@ impl Settings {
                         replay_retention_events: cfg.store.replay_retention_events,
                         retention: cfg.store.retention,
                         tombstone_retention: cfg.store.tombstone_retention,
+                        audit_retention: cfg.store.audit_retention,
                         interval: cfg.sessions.gc_interval,
                     }),
                 },

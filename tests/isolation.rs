@@ -252,3 +252,27 @@ fn cleanup_never_touches_another_gateways_worker() {
     assert_eq!(worker_of(&two, &sid), theirs, "the other gateway's worker was killed");
     assert_eq!(delta_text(&b.turn("say survived")), "survived");
 }
+
+/// The same at startup: a gateway restarted after a SIGKILL removes the
+/// orphans of its own store's sessions (matched by session id and the
+/// store's instance id), never a worker another gateway runs for the same
+/// session id.
+#[test]
+fn restart_orphan_cleanup_never_touches_another_gateways_worker() {
+    let one = Gateway::start();
+    let two = Gateway::start();
+    let mut a = one.connect();
+    let mut b = two.connect();
+    let sid = a.init_key("same-key")["event"]["data"]["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(b.init_key("same-key")["event"]["data"]["session_id"], sid.as_str());
+    let theirs = worker_of(&two, &sid);
+    let mine = worker_of(&one, &sid);
+    let dir = one.kill9();
+    let one = Gateway::start_in(dir, Options::default());
+    // The killed gateway's worker is gone (PDEATHSIG, then startup cleanup) ...
+    assert!(eventually(Duration::from_secs(10), || !processes_of_session(&sid).contains(&mine.0)));
+    // ... and the other gateway's worker was left alone.
+    assert_eq!(worker_of(&two, &sid), theirs, "the other gateway's worker was killed");
+    assert_eq!(delta_text(&b.turn("say survived")), "survived");
+    drop(one);
+}

@@ -104,6 +104,7 @@ fn worker_env_is_exactly_the_allowed_set() {
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
         "ANTHROPIC_API_KEY",
         "HOTPLEX_SESSION_ID",
+        "HOTPLEX_INSTANCE_ID",
         "HOTPLEX_WORKER_TYPE",
     ]
     .into();

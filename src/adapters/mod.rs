@@ -5,6 +5,14 @@
 //! adding a folder here (`wire.rs` for the CLI's own types, `translate.rs`
 //! for the mapping) and one arm in [`create`]; the session and reactor code
 //! do not change.
+//!
+//! Agents that speak HTTP (a local server the gateway starts, workers.md §4)
+//! declare [`Adapter::managed_server`]: the session then picks a free
+//! loopback port and a password per process ([`LaunchSpec::endpoint`]), and
+//! the reactor carries out [`Action::Http`] / [`Action::HttpStream`] against
+//! that endpoint only (security.md §8.3), answering with
+//! [`Adapter::on_http_response`], [`Adapter::on_http_error`] and
+//! [`Adapter::on_sse`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +23,7 @@ use crate::protocol::{Event, Stats};
 
 pub mod acp;
 pub mod claude;
+pub mod opencode_server;
 pub mod pi;
 
 /// The five worker types (aep-v1.md §4).
@@ -113,6 +122,99 @@ pub struct LaunchSpec {
     /// lets an adapter number what it makes (message ids) uniquely within
     /// the session across processes and gateway restarts.
     pub turn_base: u64,
+    /// `workers.<type>.agent` when set (opencode prompt body `agent`).
+    pub agent: Option<String>,
+    /// The loopback port and password the gateway chose for this process
+    /// (adapters with [`Adapter::managed_server`] only).
+    pub endpoint: Option<ServerEndpoint>,
+}
+
+/// Where a managed server must listen and the password it must require.
+/// The port was free a moment ago on 127.0.0.1 (bind-probe, workers.md
+/// §4.1); the password is 32 random bytes in hex, for this process only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerEndpoint {
+    pub port: u16,
+    pub password: String,
+}
+
+impl std::fmt::Debug for ServerEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerEndpoint").field("port", &self.port).field("password", &"<redacted>").finish()
+    }
+}
+
+/// An adapter whose worker is a local HTTP server the gateway manages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ManagedServer {
+    /// User name of the HTTP Basic credentials the server expects.
+    pub basic_user: &'static str,
+    /// The server reads its password from this variable; the gateway sets
+    /// it (after every other variable, so configuration cannot replace it).
+    pub password_env: &'static str,
+}
+
+/// A request to the worker's managed endpoint. The reactor adds `Host`,
+/// `Authorization: Basic`, `Content-Length` and `Connection: close` (one
+/// request per connection); the adapter gives everything else.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpRequest {
+    pub method: &'static str,
+    /// Path and query (`/session/ses_1/message?x=1`), starting with `/`.
+    pub path: String,
+    /// Further header fields (`Content-Type`, `Accept`); names and values
+    /// must not contain CR or LF, and must not be one the reactor adds.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    /// Deadline for the response once connected (`None`: none, e.g. a
+    /// request that lasts a whole turn). Connecting is always bounded.
+    pub timeout: Option<Duration>,
+}
+
+impl HttpRequest {
+    pub fn get(path: impl Into<String>) -> Self {
+        HttpRequest { method: "GET", path: path.into(), headers: Vec::new(), body: Vec::new(), timeout: None }
+    }
+
+    /// A `POST` with a JSON body.
+    pub fn post_json(path: impl Into<String>, body: Vec<u8>) -> Self {
+        let headers = vec![("Content-Type", "application/json".to_owned())];
+        HttpRequest { method: "POST", path: path.into(), headers, body, timeout: None }
+    }
+
+    pub fn with_timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+}
+
+/// Why a request to the managed endpoint ended without a response (or, for
+/// a stream, why the stream ended).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpError {
+    /// Not sent: the worker has no running endpoint, or the request was malformed.
+    NotSent,
+    /// The connection could not be made or was refused.
+    Connect,
+    /// The connect deadline or the request's own timeout passed.
+    Timeout,
+    /// The connection ended before the response was complete; for a stream,
+    /// the stream ended (the adapter decides whether to reconnect).
+    Closed,
+    /// The response was malformed or over its bounds.
+    BadResponse,
+}
+
+impl HttpError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpError::NotSent => "not_sent",
+            HttpError::Connect => "connect",
+            HttpError::Timeout => "timeout",
+            HttpError::Closed => "closed",
+            HttpError::BadResponse => "bad_response",
+        }
+    }
 }
 
 /// Gateway configuration an adapter needs beyond [`LaunchSpec`]: values of
@@ -131,6 +233,10 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// An agent session id the adapter chose itself (claude `--session-id`).
     pub agent_session_id: Option<String>,
+    /// Variables carrying the gateway's policy (e.g. the tool ceiling as
+    /// an agent permission config): set after the configured worker env and
+    /// its deny list, so configuration cannot replace them.
+    pub policy_env: Vec<(String, String)>,
 }
 
 /// A permission request the agent is waiting on. The session adds
@@ -196,6 +302,17 @@ pub enum Action {
     Ready,
     /// Call [`Adapter::on_timer`] with `id` after `after`.
     Timer { id: u32, after: Duration },
+    /// Send a request to the worker's managed endpoint; answered once by
+    /// [`Adapter::on_http_response`] or [`Adapter::on_http_error`] with `id`
+    /// (never from inside the call that asked).
+    Http { id: u64, request: HttpRequest },
+    /// Open a long-lived request whose 2xx body is a server-sent event
+    /// stream: each event's data goes to [`Adapter::on_sse`]; its end (or a
+    /// failure) to [`Adapter::on_http_error`]; a non-2xx response to
+    /// [`Adapter::on_http_response`]. No reconnect: the adapter decides.
+    HttpStream { id: u64, request: HttpRequest },
+    /// Drop a request or stream in flight; nothing more is delivered for it.
+    HttpCancel { id: u64 },
 }
 
 /// Collects [`Action`]s.
@@ -230,6 +347,11 @@ pub trait Adapter: Send {
     fn needs_ready(&self) -> bool {
         false
     }
+    /// The worker is a local HTTP server the gateway manages (port,
+    /// password, the only endpoint the adapter's requests may reach).
+    fn managed_server(&self) -> Option<ManagedServer> {
+        None
+    }
     /// Command-line arguments and env for a new worker process (for
     /// `PerTurn` adapters: the process of the turn being started).
     fn launch(&mut self, spec: &LaunchSpec) -> Launch;
@@ -253,6 +375,13 @@ pub trait Adapter: Send {
     /// message gets its `message.end` + `message`, workers.md §1.2) and
     /// forget the turn. After this call the turn's `done` is sent.
     fn on_turn_aborted(&mut self, _out: &mut Out) {}
+    /// A complete response to [`Action::Http`] (or a non-2xx answer to
+    /// [`Action::HttpStream`]); `body` is bounded by `worker.max_line_bytes`.
+    fn on_http_response(&mut self, _id: u64, _status: u16, _body: &[u8], _out: &mut Out) {}
+    /// A request or stream ended without (more) response.
+    fn on_http_error(&mut self, _id: u64, _error: HttpError, _out: &mut Out) {}
+    /// One server-sent event's data from [`Action::HttpStream`] `id`.
+    fn on_sse(&mut self, _id: u64, _data: &[u8], _out: &mut Out) {}
 }
 
 /// Build the adapter for a worker type, or `None` if this build has none.
@@ -261,6 +390,7 @@ pub fn create(worker_type: WorkerType, config: &AdapterConfig) -> Option<Box<dyn
         WorkerType::ClaudeCode => Some(Box::new(claude::ClaudeAdapter::new())),
         WorkerType::Acpx => Some(Box::new(acp::AcpAdapter::new())),
         WorkerType::Pi => Some(Box::new(pi::PiAdapter::new(config.pi.clone()))),
+        WorkerType::OpencodeServer => Some(Box::new(opencode_server::OpencodeServerAdapter::new())),
         _ => None,
     }
 }

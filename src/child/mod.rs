@@ -45,7 +45,7 @@ pub use spawn::{RunAs, SpawnError, SpawnRequest, SpawnedWorker, WorkerLimits, sp
 pub use supervisor::{
     Command, Notice, NoticeSink, SPAWNER_THREAD_NAME, SpawnPlan, Supervisor, SupervisorHandle, SupervisorOptions,
 };
-pub use sweep::{SESSION_ENV, kill_group_of, kill_process};
+pub use sweep::{INSTANCE_ENV, SESSION_ENV, kill_group_of, kill_process, set_instance_id};
 pub use workdir::{WorkDir, WorkDirError, WorkDirRequest, ensure_private_dir, ensure_private_dir_owned, open_work_dir};
 
 /// Blocks `signals` in the calling thread; threads started afterwards inherit

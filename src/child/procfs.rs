@@ -164,9 +164,9 @@ pub fn environ_value<'a>(environ: &'a [u8], key: &str) -> Option<&'a [u8]> {
 }
 
 /// Processes of the gateway's own uid (not the gateway itself) whose
-/// `/proc/<pid>/environ` contains `key=value`, as `(pid, starttime)`.
-/// Processes of other uids are never read (security.md §3).
-pub fn processes_with_env(key: &str, value: &str) -> Vec<(i32, u64)> {
+/// `/proc/<pid>/environ` contains every `key=value` of `pairs`, as
+/// `(pid, starttime)`. Processes of other uids are never read (security.md §3).
+pub fn processes_with_env(pairs: &[(&str, &str)]) -> Vec<(i32, u64)> {
     let me = std::process::id() as i32;
     let uid = sys::getuid();
     let pids = match pids() {
@@ -186,7 +186,7 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<(i32, u64)> {
         // time re-read afterwards will not match.
         let Ok(before) = start_ticks(pid) else { continue };
         let Some(environ) = own_uid_environ(pid, uid) else { continue };
-        if environ_has(&environ, key, value) && start_ticks(pid).ok() == Some(before) {
+        if pairs.iter().all(|(k, v)| environ_has(&environ, k, v)) && start_ticks(pid).ok() == Some(before) {
             out.push((pid, before));
         }
     }

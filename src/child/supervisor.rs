@@ -757,9 +757,12 @@ fn prepare(plan: &SpawnPlan) -> Result<WorkDir, SpawnError> {
 fn start_worker(plan: &SpawnPlan) -> Result<(SpawnedWorker, PathBuf), SpawnError> {
     let wd = prepare(plan)?;
     let mut env: Vec<(OsString, OsString)> =
-        plan.env.iter().filter(|(k, _)| k != "PWD" && k != SESSION_ENV).cloned().collect();
+        plan.env.iter().filter(|(k, _)| k != "PWD" && k != SESSION_ENV && k != sweep::INSTANCE_ENV).cloned().collect();
     env.push(("PWD".into(), wd.path.clone().into_os_string()));
     env.push((SESSION_ENV.into(), plan.session_id.clone().into()));
+    if let Some(id) = sweep::instance_id() {
+        env.push((sweep::INSTANCE_ENV.into(), id.into()));
+    }
     let req = SpawnRequest {
         program: plan.program.clone(),
         args: plan.args.clone(),

@@ -19,6 +19,24 @@ use crate::sys;
 /// Environment variable every worker carries; the sweep key of a session.
 pub const SESSION_ENV: &str = "HOTPLEX_SESSION_ID";
 
+/// Environment variable every worker carries: the store's `meta.instance_id`.
+/// Session ids are deterministic (UUIDv5), so two gateways on one host can
+/// run workers with the same session id; startup orphan cleanup matches this
+/// too, so it only kills workers left by a previous run on the same store.
+pub const INSTANCE_ENV: &str = "HOTPLEX_INSTANCE_ID";
+
+static INSTANCE_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Record the store's instance id (once, at startup, before any spawn).
+pub fn set_instance_id(id: &str) {
+    let _ = INSTANCE_ID.set(id.to_owned());
+}
+
+/// The instance id workers are given, if startup recorded one.
+pub fn instance_id() -> Option<&'static str> {
+    INSTANCE_ID.get().map(String::as_str)
+}
+
 /// Most processes one worker's sweep will track (a fork bomb must not make
 /// the spawner thread unbounded).
 pub const MAX_SWEEP_TARGETS: usize = 4096;
@@ -147,7 +165,7 @@ pub(crate) fn collect_targets(snapshot: &Snapshot, session_id: &str, exclude: &H
     let mut want: HashMap<i32, u64> = snapshot.iter().collect();
     if let Ok(procs) = procfs::scan() {
         let ours: HashSet<(i32, u64)> = procfs::descendants_in(&procs, me).into_iter().collect();
-        want.extend(procfs::processes_with_env(SESSION_ENV, session_id).into_iter().filter(|p| ours.contains(p)));
+        want.extend(procfs::processes_with_env(&[(SESSION_ENV, session_id)]).into_iter().filter(|p| ours.contains(p)));
         let roots: Vec<i32> = want.keys().copied().collect();
         for root in roots {
             if procs.iter().any(|p| p.pid == root && want.get(&root) == Some(&p.starttime)) {

@@ -55,7 +55,7 @@ pub use units::{
     Cidr, DURATION_NEEDS_UNIT, Enabled, Umask, format_duration, is_loopback, parse_duration, parse_listen, parse_size,
 };
 pub use validate::{OWNER_HASH, SESSION_ID};
-pub use validate_security::S3_MESSAGE;
+pub use validate_security::{S3_MESSAGE, ssrf_permits};
 
 use crate::adapters::WorkerType;
 

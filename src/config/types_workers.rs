@@ -216,7 +216,8 @@ pub struct OpencodeServer {
     pub hostname: String,
     /// 0 = the gateway picks a free port per server process.
     pub port: u16,
-    /// true: one managed server per owner; false: one per session.
+    /// true: one managed server per owner (not supported by this build,
+    /// refused when the worker is enabled); false: one per session.
     pub shared: bool,
 }
 
@@ -233,7 +234,7 @@ impl Default for OpencodeServer {
             agent: String::new(),
             hostname: "127.0.0.1".to_string(),
             port: 0,
-            shared: true,
+            shared: false,
         }
     }
 }

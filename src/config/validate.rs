@@ -479,6 +479,22 @@ fn workers(cfg: &mut Config, ctx: &mut Ctx) {
             ),
         );
     }
+    if is_on(WorkerType::OpencodeServer) {
+        let oc = &cfg.workers.opencode_server;
+        if oc.shared {
+            ctx.err(
+                "workers.opencode_server.shared",
+                "true (one server per owner) is not supported: every session runs its own `opencode serve` \
+                 (docs/adr/opencode-server-sharing.md); set false",
+            );
+        }
+        if oc.port != 0 {
+            ctx.err(
+                "workers.opencode_server.port",
+                "must be 0: the gateway picks a free loopback port for each server process (security.md §8.3)",
+            );
+        }
+    }
     let host = &cfg.workers.opencode_server.hostname;
     let loopback = host == "localhost" || host.parse().is_ok_and(is_loopback);
     if !loopback {

@@ -592,6 +592,22 @@ pub(crate) fn check_otlp_endpoint(url: &str, allow: &[String]) -> Result<(), Str
     Ok(())
 }
 
+/// Whether the gateway may connect to `ip:port` reached through `host`
+/// (security.md §8.2, §8.3): not in a blocked range, or lifted by a
+/// `security.ssrf.allow` entry. Used at connect time by outbound clients
+/// (the OTLP exporter) on the addresses they resolved.
+pub fn ssrf_permits(ip: IpAddr, host: &str, port: u16, allow: &[String]) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    !blocked(ip)
+        || allow.iter().filter_map(|e| parse_allow_entry(e).ok()).any(|r| match r {
+            AllowRule::Net(c, p) => p == port && c.contains(ip),
+            AllowRule::Host(h, p) => p == port && h.eq_ignore_ascii_case(host),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

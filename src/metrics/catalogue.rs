@@ -175,8 +175,6 @@ pub struct Metrics {
     pub reactors: ReactorStats,
     pub timer_lag: ShardedHistogram,
     pub config_reloads: CounterVec,
-    pub spans_dropped: CounterVec,
-    pub export_errors: CounterVec,
 }
 
 impl Metrics {
@@ -232,8 +230,6 @@ impl Metrics {
             reactors: ReactorStats::new(),
             timer_lag: ShardedHistogram::seconds(LAT_FAST),
             config_reloads: one(&["result"], l::RELOAD_RESULTS),
-            spans_dropped: CounterVec::scalar(false),
-            export_errors: CounterVec::scalar(false),
         }
     }
 }
@@ -313,8 +309,6 @@ pub fn registries(m: &'static Metrics) -> Registries {
     r.register("reactor_busy_seconds", "Reactor time outside poll()", busy);
     r.register("reactor_timer_lag_seconds", "Timer fire time minus deadline", View(&m.timer_lag));
     r.register("config_reloads", "Configuration reloads", View(&m.config_reloads));
-    r.register("tracing_spans_dropped", "Spans dropped (queue overflow or failed export)", View(&m.spans_dropped));
-    r.register("tracing_export_errors", "Failed OTLP POSTs", View(&m.export_errors));
     r.register_collector(Box::new(super::state::StateCollector));
     let mut process = Registry::default();
     process.register_collector(Box::new(super::process::ProcessCollector));

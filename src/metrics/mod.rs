@@ -12,8 +12,8 @@
 //! Interface used by the admin listener: [`render`], [`admin_request`],
 //! [`auth_failure`], [`session_deleted`], [`set_ready`], [`set_draining`];
 //! by hot reload: [`config_reloaded`], [`set_config_generation`],
-//! [`set_config_restart_pending`]; by the OTLP exporter:
-//! [`tracing_span_dropped`], [`tracing_spans_dropped`], [`tracing_export_error`].
+//! [`set_config_restart_pending`]. The OTLP exporter keeps its own counters
+//! (`otel::SPANS_DROPPED`, `otel::EXPORT_ERRORS`); a scrape reads them.
 
 pub mod catalogue;
 pub mod cells;
@@ -495,18 +495,6 @@ pub fn set_ready(ready: bool) {
 
 pub fn set_draining(draining: bool) {
     state::DRAINING.store(draining, Relaxed);
-}
-
-pub fn tracing_span_dropped() {
-    m().spans_dropped.inc(0);
-}
-
-pub fn tracing_spans_dropped(n: u64) {
-    m().spans_dropped.add(0, n);
-}
-
-pub fn tracing_export_error() {
-    m().export_errors.inc(0);
 }
 
 pub fn set_shared_worker_uid(shared: bool) {

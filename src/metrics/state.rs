@@ -269,6 +269,14 @@ impl Collector for StateCollector {
             MetricType::Counter,
         )?;
         ConstCounter::new(dropped).encode(m)?;
+        // the OTLP exporter's own counters (src/otel), read here
+        let spans = crate::otel::SPANS_DROPPED.load(Relaxed);
+        let help = "Spans dropped (exporter queue overflow or failed export).";
+        let m = e.encode_descriptor("tracing_spans_dropped", help, None, MetricType::Counter)?;
+        ConstCounter::new(spans).encode(m)?;
+        let errors = crate::otel::EXPORT_ERRORS.load(Relaxed);
+        let m = e.encode_descriptor("tracing_export_errors", "Failed OTLP POSTs.", None, MetricType::Counter)?;
+        ConstCounter::new(errors).encode(m)?;
         Ok(())
     }
 }

@@ -257,7 +257,7 @@ fn bumps_show_in_the_next_scrape() {
     super::config_reloaded(super::ReloadResult::Unchanged);
     super::auth_failure(super::Listener::Api, "expired");
     super::auth_failure(super::Listener::Api, "no_such_label");
-    super::tracing_spans_dropped(3);
+    crate::otel::SPANS_DROPPED.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
     super::worker_spawned(WorkerType::Acpx, false);
     super::admin_request("/admin/sessions/{id}", 404);
     let stats = crate::protocol::Stats {
@@ -274,7 +274,8 @@ fn bumps_show_in_the_next_scrape() {
     };
     assert_eq!(delta("hotplex_config_reloads_total", &[("result", "unchanged")]), 1.0);
     assert_eq!(delta("hotplex_auth_failures_total", &[("listener", "api"), ("reason", "expired")]), 1.0);
-    assert_eq!(delta("hotplex_tracing_spans_dropped_total", &[]), 3.0);
+    // otel unit tests bump the same counter concurrently
+    assert!(delta("hotplex_tracing_spans_dropped_total", &[]) >= 3.0);
     assert_eq!(delta("hotplex_worker_spawns_total", &[("worker_type", "acpx"), ("result", "error")]), 1.0);
     assert_eq!(delta("hotplex_admin_requests_total", &[("route", "/admin/sessions/{id}"), ("status", "404")]), 1.0);
     assert_eq!(delta("hotplex_turns_total", &[("worker_type", "pi"), ("outcome", "success")]), 1.0);

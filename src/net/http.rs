@@ -63,8 +63,10 @@ pub enum Head {
 
 /// Parse a request head from `buf` (everything read so far).
 pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Head {
-    // Request-line length check before anything else (414).
-    let line_end = buf.windows(2).position(|w| w == b"\r\n");
+    // Request-line length check before anything else (414). httparse also
+    // accepts a bare LF as the line end, so the line ends at the first LF
+    // (its CR, if any, not counted).
+    let line_end = buf.iter().position(|&b| b == b'\n').map(|n| if n > 0 && buf[n - 1] == b'\r' { n - 1 } else { n });
     match line_end {
         None if buf.len() > limits.max_request_line => return Head::Reject(414),
         Some(n) if n > limits.max_request_line => return Head::Reject(414),
@@ -81,7 +83,7 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Head {
             }
         }
         Ok(httparse::Status::Complete(len)) => {
-            let header_bytes = len - line_end.unwrap_or(0);
+            let header_bytes = len.saturating_sub(line_end.unwrap_or(0));
             if header_bytes > limits.max_header_bytes {
                 return Head::Reject(431);
             }
@@ -196,6 +198,20 @@ mod tests {
         assert_eq!(parse_head(long.as_bytes(), &l), Head::Reject(431));
         assert_eq!(parse_head(b"GET / HTTP/1.0\r\n\r\n", &HeadLimits::default()), Head::Reject(400));
         assert_eq!(parse_head(b"\x00\x01 garbage\r\n\r\n", &HeadLimits::default()), Head::Reject(400));
+    }
+
+    /// Found by the `http_head` fuzz target: a head ended by bare LFs with a
+    /// CRLF further on made the header size underflow (a panic in debug builds).
+    #[test]
+    fn bare_lf_line_ends() {
+        let l = HeadLimits::default();
+        match parse_head(b"GET /ws HTTP/1.1\n\nHost: 127.0.0.1:8888\r\n", &l) {
+            Head::Complete(r, n) => assert_eq!((r.path.as_str(), n), ("/ws", 18)),
+            h => panic!("{h:?}"),
+        }
+        let small = HeadLimits { max_request_line: 20, max_header_bytes: 40, max_headers: 8 };
+        let line = format!("GET /{} HTTP/1.1\nHost: a\r\n\r\n", "a".repeat(30));
+        assert_eq!(parse_head(line.as_bytes(), &small), Head::Reject(414));
     }
 
     #[test]

@@ -154,6 +154,10 @@ impl Policy {
             if !self.models_allowed.is_empty() && !self.models_allowed.iter().any(|a| a == m) {
                 return Err(refused("model"));
             }
+            // opencode_server sends the model as {providerID, modelID} (workers.md §7.1).
+            if worker_type == WorkerType::OpencodeServer && !m.contains('/') {
+                return Err(refused("model"));
+            }
             spec.model = Some(m.clone());
         } else {
             spec.model = default_model.filter(|m| !m.is_empty()).map(str::to_owned);
@@ -176,6 +180,11 @@ impl Policy {
         for (key, list) in [("allowed_tools", &c.allowed_tools), ("disallowed_tools", &c.disallowed_tools)] {
             if let Some(l) = list {
                 if !sup.tools || l.len() > self.max_tools || !l.iter().all(|t| valid_tool(t)) {
+                    return Err(refused(key));
+                }
+                // A name opencode has no permission key for cannot be enforced (workers.md §3.5).
+                let opencode = worker_type == WorkerType::OpencodeServer;
+                if opencode && l.iter().any(|t| crate::adapters::opencode_server::permission_key(t).is_none()) {
                     return Err(refused(key));
                 }
             }
@@ -300,6 +309,20 @@ mod tests {
         assert!(apply(&deny, cfg(|c| c.system_prompt = Some("be terse".into()))).is_err());
         let s = apply(&pol, cfg(|c| c.system_prompt = Some("-be terse-".into()))).unwrap();
         assert_eq!(s.system_prompt_mode, Some(SystemPromptMode::Append));
+    }
+
+    #[test]
+    fn opencode_server_tools_and_models_must_be_expressible() {
+        let pol = p(&["Bash", "Read", "mcp__x__*"], &[]);
+        let oc = |c: InitConfig| pol.apply(Some(&c), WorkerType::OpencodeServer, None, None).map(|(s, _)| s);
+        assert!(oc(cfg(|c| c.allowed_tools = Some(vec!["Bash(git status:*)".into(), "Read".into()]))).is_ok());
+        assert!(oc(cfg(|c| c.allowed_tools = Some(vec!["mcp__x__tool".into()]))).is_err());
+        assert!(oc(cfg(|c| c.disallowed_tools = Some(vec!["NoSuchTool".into()]))).is_err());
+        assert!(oc(cfg(|c| c.disallowed_tools = Some(vec!["WebFetch".into()]))).is_ok());
+        assert!(oc(cfg(|c| c.model = Some("anthropic/claude-sonnet-4-5".into()))).is_ok());
+        assert!(oc(cfg(|c| c.model = Some("claude-sonnet-4-5".into()))).is_err());
+        // claude has no such rule
+        assert!(apply(&pol, cfg(|c| c.allowed_tools = Some(vec!["mcp__x__tool".into()]))).is_ok());
     }
 
     #[test]

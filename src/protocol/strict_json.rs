@@ -162,4 +162,15 @@ mod tests {
         assert!(parse(b"{}\n", 32).is_ok());
         assert!(parse(b"NaN", 32).is_err());
     }
+
+    /// Found by the `aep_decode` fuzz target: without serde_json's
+    /// `float_roundtrip`, `802360e29` parsed one ULP off and did not survive
+    /// encode → parse (client metadata changed in transit).
+    #[test]
+    fn floats_are_correctly_rounded_and_round_trip() {
+        let v = parse(b"[802360e29, 0.1, 1e-7, 123456789.123456789e-3]", 32).unwrap();
+        assert_eq!(v[0].as_f64(), Some(8.0236e34));
+        let again = parse(serde_json::to_string(&v).unwrap().as_bytes(), 32).unwrap();
+        assert_eq!(again, v);
+    }
 }

@@ -61,6 +61,8 @@ pub struct Client {
     pub rate: super::limits::ClientRate,
     /// Who authenticated (at upgrade, then at init); `None` = pre-auth.
     pub principal: Option<crate::security::Principal>,
+    /// The `hotplex.session.attach` span of an init in progress.
+    pub attach_span: crate::otel::Span,
 }
 
 impl Reactor {
@@ -95,6 +97,7 @@ impl Reactor {
             replay_next: None,
             rate,
             principal: None,
+            attach_span: crate::otel::Span::NONE,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -116,7 +119,7 @@ impl Reactor {
     /// A connection handed over by another reactor after its `init`.
     pub(super) fn adopt(&mut self, a: Adoption) {
         let generation = self.next_gen();
-        let Adoption { conn, owner, frame_id, init, candidate, deferred, rate, principal } = a;
+        let Adoption { conn, owner, frame_id, init, candidate, deferred, rate, principal, attach_span } = a;
         let client = Client {
             generation,
             conn,
@@ -129,6 +132,7 @@ impl Reactor {
             replay_next: None,
             rate,
             principal,
+            attach_span,
         };
         let idx = self.clients.insert(client);
         let key = Key { idx, generation };
@@ -264,6 +268,7 @@ impl Reactor {
                         crate::metrics::auth_failure(crate::metrics::Listener::Ws, f.label());
                         log::warn!("authentication failed at upgrade reason={} ip={ip}", f.label());
                         self.shared.lockout.record_failure(ip, Instant::now());
+                        self.audit(super::audit::auth_failure(&f, Some(ip), "upgrade"));
                         return self.respond(key, f.http_response());
                     }
                 };
@@ -442,6 +447,7 @@ impl Reactor {
             None
         };
         crate::metrics::init_failed(code);
+        self.trace_init_failed(key, code);
         self.send_error(key, code, message, event_id, details);
         self.close_client(key, code.init_close_code(), "init failed", false);
     }
@@ -668,6 +674,7 @@ impl Reactor {
             deferred: c.deferred,
             rate: c.rate,
             principal: c.principal,
+            attach_span: c.attach_span,
         };
         self.shared.reactors[home].send(super::shared::Msg::Adopt(Box::new(adoption)));
     }

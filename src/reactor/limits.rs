@@ -316,6 +316,12 @@ impl Reactor {
         let n = c.rate.violations.record(now);
         if n > max {
             log::warn!("closing a connection over the rate limit");
+            let e = self.audit_entry_for(
+                key,
+                crate::security::audit::AuditKind::RateLimitClose,
+                crate::security::audit::AuditOutcome::Denied,
+            );
+            self.audit(e.reason("frames"));
             return self.close_client(key, close::POLICY, "rate limit", false);
         }
         if now.saturating_duration_since(c.rate.errors.0) >= Duration::from_secs(1) {

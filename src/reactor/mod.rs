@@ -3,7 +3,9 @@
 //! and a timer heap. Owns its slabs; talks to other threads only through
 //! channels. Nothing here blocks: no disk, no DNS, no `wait()`.
 
+pub mod audit;
 pub mod client;
+pub mod http_client;
 pub mod limits;
 pub mod shared;
 pub mod timer;
@@ -46,6 +48,8 @@ pub struct Reactor {
     pub dirty: Vec<Key>,
     /// Sources whose read budget ran out: read again without waiting.
     pub again: Vec<(Kind, Key)>,
+    /// Outbound HTTP to managed worker endpoints.
+    pub http: http_client::HttpClients,
     generation: u32,
     /// Shutdown requested: terminate sessions, then exit the loop.
     pub stopping: bool,
@@ -67,6 +71,7 @@ impl Reactor {
             timers: Timers::default(),
             dirty: Vec::new(),
             again: Vec::new(),
+            http: http_client::HttpClients::default(),
             generation: 0,
             stopping: false,
         }
@@ -83,7 +88,8 @@ impl Reactor {
         let mut meter = crate::metrics::ReactorMeter::start(self.id);
         loop {
             let now = Instant::now();
-            let timeout = if self.again.is_empty() { self.timers.timeout(now, MAX_POLL) } else { Duration::ZERO };
+            let idle = self.again.is_empty() && !self.http.has_deferred();
+            let timeout = if idle { self.timers.timeout(now, MAX_POLL) } else { Duration::ZERO };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("reactor {} poll failed: {e}", self.id);
@@ -99,6 +105,7 @@ impl Reactor {
                     Kind::Waker => {}
                     Kind::Conn => self.on_client_event(key, readable, writable),
                     Kind::Stdout | Kind::Stderr | Kind::Stdin => self.on_pipe_event(kind, key, readable, writable),
+                    Kind::Http => self.on_http_event(key, readable, writable),
                 }
             }
             self.drain_inbox();
@@ -107,9 +114,11 @@ impl Reactor {
                 match kind {
                     Kind::Conn => self.on_client_event(key, true, false),
                     Kind::Stdout | Kind::Stderr => self.on_pipe_event(kind, key, true, false),
+                    Kind::Http => self.on_http_event(key, true, false),
                     _ => {}
                 }
             }
+            self.http_flush_deferred();
             self.fire_timers();
             self.flush_dirty();
             meter.idle();
@@ -157,6 +166,7 @@ impl Reactor {
             match owner {
                 Owner::Conn(k) => self.on_client_timer(k.into(), kind),
                 Owner::Session(k) => self.on_session_timer(k.into(), kind),
+                Owner::Http(k) => self.on_http_timer(k.into(), kind),
                 Owner::Reactor => match kind {
                     TimerKind::Gc if !self.stopping => {
                         self.gc_sweep();

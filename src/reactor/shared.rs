@@ -90,6 +90,7 @@ pub struct Adoption {
     pub deferred: Vec<tungstenite::Bytes>,
     pub rate: super::limits::ClientRate,
     pub principal: Option<crate::security::Principal>,
+    pub attach_span: crate::otel::Span,
 }
 
 /// A reactor's inbox.

@@ -40,12 +40,18 @@ pub enum TimerKind {
     DrainDeadline,
     /// Shutdown: connections that ignored `control.reconnect` are closed.
     ReconnectDeadline,
+    /// An outbound HTTP connect must complete (`http_client::CONNECT_TIMEOUT`).
+    HttpConnect,
+    /// An outbound HTTP request's own deadline.
+    HttpDeadline,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Owner {
     Conn(KeyOrd),
     Session(KeyOrd),
+    /// An outbound HTTP connection (`http_client`).
+    Http(KeyOrd),
     Reactor,
 }
 

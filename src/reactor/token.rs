@@ -11,6 +11,8 @@ pub enum Kind {
     Stdout,
     Stderr,
     Stdin,
+    /// An outbound HTTP connection to a managed endpoint (`http_client`).
+    Http,
 }
 
 impl Kind {
@@ -21,6 +23,7 @@ impl Kind {
             Kind::Stdout => 2,
             Kind::Stderr => 3,
             Kind::Stdin => 4,
+            Kind::Http => 5,
         }
     }
 
@@ -31,6 +34,7 @@ impl Kind {
             2 => Kind::Stdout,
             3 => Kind::Stderr,
             4 => Kind::Stdin,
+            5 => Kind::Http,
             _ => return None,
         })
     }
@@ -75,7 +79,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for kind in [Kind::Conn, Kind::Stdout, Kind::Stderr, Kind::Stdin] {
+        for kind in [Kind::Conn, Kind::Stdout, Kind::Stderr, Kind::Stdin, Kind::Http] {
             let key = Key { idx: 123_456, generation: (1 << 28) - 1 };
             assert_eq!(split(make(kind, key)), Some((kind, key)));
         }

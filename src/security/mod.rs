@@ -32,12 +32,14 @@
 //! (verification), `apikey.rs` (keyed-hash lookup), `credentials.rs`
 //! (presentation rules), `authenticator.rs` (decisions, owners, scopes),
 //! `lockout.rs`, `revocation.rs`, `reason.rs` (codes → metric labels),
-//! `owner.rs` (§2.1), `mint.rs` (`hotplex token`).
+//! `owner.rs` (§2.1), `mint.rs` (`hotplex token`); `audit.rs` (§10.3
+//! hash-chained audit rows) and `ssrf.rs` (§8 outbound URL guard).
 //!
 //! Must not: do network I/O, log or `Debug`-print a credential, or compare a
 //! secret in variable time.
 
 pub mod apikey;
+pub mod audit;
 pub mod authenticator;
 pub mod b64;
 pub mod credentials;
@@ -48,6 +50,7 @@ pub mod mint;
 pub mod owner;
 pub mod reason;
 pub mod revocation;
+pub mod ssrf;
 
 pub use apikey::{ApiKeys, KeyId, KeyMatch};
 pub use authenticator::{

@@ -34,6 +34,7 @@ impl Reactor {
         let Some(s) = self.session_mut(skey) else { return };
         crate::metrics::session_event(&ev);
         s.seq += 1;
+        crate::otel::session::on_event(&mut s.trace, &ev);
         let frame = Arc::new(SessionFrame::new(s.seq, now_ms(), s.id_str.clone(), &ev));
         self.persist_event(skey, frame);
     }
@@ -104,6 +105,9 @@ impl Reactor {
                 Action::Timer { id, after } => {
                     self.timers.after(after, Owner::Session(skey.into()), TimerKind::Adapter(id))
                 }
+                Action::Http { id, request } => self.http_request(skey, id, request, false),
+                Action::HttpStream { id, request } => self.http_request(skey, id, request, true),
+                Action::HttpCancel { id } => self.http_cancel(skey, id),
             }
         }
     }
@@ -183,6 +187,7 @@ impl Reactor {
         });
         s.last_turn_agent_error = false;
         s.last_active = now;
+        self.trace_turn_begin(skey, _metadata.as_ref());
         self.emit_state(skey, SessionState::Running, None);
         if let Some(s) = self.session(skey) {
             let input = serde_json::json!({"content": content, "metadata": _metadata}).to_string();
@@ -224,6 +229,7 @@ impl Reactor {
         let outcome = crate::metrics::turn_outcome(success, turn.interrupting, turn.timed_out, None);
         crate::metrics::turn_ended(s.worker_type, turn.started, outcome, Some(&stats));
         self.emit(skey, Event::Done { success, stats: Some(stats.clone()) });
+        self.trace_turn_end(skey, success, &turn, None);
         self.store_turn_end(skey, turn_no, success, Some(&stats));
         let live = self.session(skey).is_some_and(|s| s.ending.is_none());
         if live {
@@ -245,8 +251,8 @@ impl Reactor {
         let Some(s) = self.session_mut(skey) else { return };
         let Some(turn) = s.turn.take() else { return };
         s.completed_turns += 1;
-        let outcome =
-            crate::metrics::turn_outcome(false, turn.interrupting, turn.timed_out, error.as_ref().map(|e| e.0));
+        let error_code = error.as_ref().map(|e| e.0);
+        let outcome = crate::metrics::turn_outcome(false, turn.interrupting, turn.timed_out, error_code);
         crate::metrics::turn_ended(s.worker_type, turn.started, outcome, None);
         if let Some((code, msg, details)) = error {
             self.emit(skey, Event::Error { code, message: msg.to_owned(), event_id: None, details });
@@ -260,6 +266,7 @@ impl Reactor {
             super::persist::add_stats(&mut s.totals, &stats);
         }
         self.emit(skey, Event::Done { success: false, stats: Some(stats.clone()) });
+        self.trace_turn_end(skey, false, &turn, error_code);
         self.store_turn_end(skey, turn.n, false, Some(&stats));
     }
 
@@ -335,9 +342,15 @@ impl Reactor {
             } else {
                 "too_many_pending"
             };
-            let decision = if s.ending.is_some() { Decision::Cancelled } else { Decision::PolicyDenied };
-            crate::metrics::permission_decided(s.worker_type, decision, None);
+            let decision = if denied_tool { "policy_denied" } else { "cancelled" };
+            let metric = if denied_tool { Decision::PolicyDenied } else { Decision::Cancelled };
+            crate::metrics::permission_decided(s.worker_type, metric, None);
+            let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+            self.audit_permission(&sid, &owner, &ask.tool_name, decision, None);
             let reply = PermissionReply { id, allow: false, reason: Some(reason.into()), remember: false };
+            if denied_tool {
+                self.trace_permission(skey, "policy_denied");
+            }
             return self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
         }
         crate::metrics::permission_requested(s.worker_type);
@@ -397,8 +410,11 @@ impl Reactor {
         if let Some(t) = s.turn.as_mut() {
             t.last_output = Instant::now();
         }
+        let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+        self.audit_permission(&sid, &owner, &p.tool_name, if allowed { "allowed" } else { "denied" }, Some(client));
         let remember = remember && allowed && self.s.policy.may_remember(&p.tool_name);
         let reply = PermissionReply { id, allow: allowed, reason, remember };
+        self.trace_permission(skey, if allowed { "allowed" } else { "denied" });
         self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
     }
 
@@ -409,6 +425,7 @@ impl Reactor {
         let pending: Vec<String> = s.perms.drain(..).map(|p| p.id).collect();
         for id in pending {
             let reply = PermissionReply { id, allow: false, reason: Some(reason.to_owned()), remember: false };
+            self.trace_permission(skey, "cancelled");
             self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
         }
     }
@@ -581,6 +598,7 @@ impl Reactor {
         let Some(s) = self.session(skey) else { return };
         let running = s.turn.is_some();
         let agent_error_before = s.last_turn_agent_error;
+        let crash_code = crash.as_ref().map(|c| c.0);
         if let Some((code, details)) = crash {
             if running {
                 self.abort_turn(skey, Some((code, "the worker exited unexpectedly", Some(details))));
@@ -618,6 +636,7 @@ impl Reactor {
             crate::metrics::session_terminated(s.worker_type, msg);
         }
         self.emit_state(skey, SessionState::Terminated, Some(msg));
+        self.trace_session_end(skey, msg, crash_code);
         let replies = self.session_mut(skey).map(|s| std::mem::take(&mut s.term_replies)).unwrap_or_default();
         for (client, gc) in replies {
             let msg = if gc { Some("session_archived") } else { None };
@@ -653,6 +672,7 @@ impl Reactor {
     /// `state{deleted}` went out (`finish_delete`, after its commit).
     fn complete_delete(&mut self, skey: Key) {
         self.emit_state(skey, SessionState::Deleted, None);
+        self.trace_session_end(skey, "deleted", None);
         if let Some(s) = self.session(skey) {
             let op = WriteOp::Delete { session: s.id_str.clone(), at: now_ms() };
             self.store_op(skey, op);
@@ -685,6 +705,7 @@ impl Reactor {
         if self.session(skey).is_none() {
             return;
         }
+        self.http_forget_session(skey);
         let s = self.sessions.remove(skey.idx);
         self.by_id.remove(&s.id);
         if s.counted {
@@ -780,7 +801,10 @@ impl Reactor {
                 if let Some(t) = s.turn.as_mut() {
                     t.last_output = Instant::now();
                 }
+                let (sid, owner) = (s.id_str.clone(), s.owner.clone());
+                self.audit_permission(&sid, &owner, &p.tool_name, "timeout", None);
                 let reply = PermissionReply { id: p.id, allow: false, reason: Some("timeout".into()), remember: false };
+                self.trace_permission(skey, "timeout");
                 self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
             }
             TimerKind::Adapter(id) => self.with_adapter(skey, |a, out| a.on_timer(id, out)),

@@ -3,6 +3,7 @@
 //! terminated session, or create a new one. Replies `init_ack` (+ replay) or
 //! one error and a close.
 
+use crate::security::audit::{AuditKind, AuditOutcome, Detail};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,6 +35,7 @@ impl Reactor {
             self.send_error(key, ErrorCode::ReconnectRequired, "server shutting down", frame_id, None);
             return self.close_client(key, close::GOING_AWAY, "server shutting down", false);
         }
+        self.trace_init_begin(key, &req);
         // Authentication first: the init's credential (or the upgrade's) names the owner.
         let mode = req.mode.unwrap_or(Mode::Drive);
         let Some(c) = self.client(key) else { return };
@@ -48,6 +50,12 @@ impl Reactor {
             }
             AuthDecision::PreAuth => {
                 crate::metrics::auth_failure(crate::metrics::Listener::Ws, "missing");
+                let missing = crate::security::AuthFailure {
+                    reason: crate::security::Reason::Missing,
+                    credential_id: None,
+                    source: None,
+                };
+                self.audit(crate::reactor::audit::auth_failure(&missing, ip, "init"));
                 return self.fail_init(key, ErrorCode::AuthRequired, "a credential is required", frame_id);
             }
             AuthDecision::Refused(f) => {
@@ -56,6 +64,7 @@ impl Reactor {
                 if let Some(ip) = ip {
                     self.shared.lockout.record_failure(ip, std::time::Instant::now());
                 }
+                self.audit(crate::reactor::audit::auth_failure(&f, ip, "init"));
                 return self.fail_init(key, f.aep_code(), f.client_message(), frame_id);
             }
         }
@@ -235,7 +244,18 @@ impl Reactor {
         let (launch, work_dir) =
             match self.s.policy.apply(req.config.as_ref(), wt, ws.model.as_deref(), ws.permission_mode.as_deref()) {
                 Ok(v) => v,
-                Err(r) => return self.fail_init(key, ErrorCode::ConfigInvalid, &r.message, frame_id),
+                Err(r) => {
+                    let detail =
+                        Detail::from_value(serde_json::json!({"worker_type": wt.as_str(), "refused": r.message}));
+                    let mut e = self
+                        .audit_entry_for(key, AuditKind::PolicyViolation, AuditOutcome::Denied)
+                        .reason("init_config");
+                    if let Some(d) = detail {
+                        e = e.detail(d);
+                    }
+                    self.audit(e);
+                    return self.fail_init(key, ErrorCode::ConfigInvalid, &r.message, frame_id);
+                }
             };
         let Some(adapter) = adapters::create(wt, &ws.adapter) else {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "worker_type not supported", frame_id);
@@ -328,6 +348,8 @@ impl Reactor {
     fn foreign_probe(&mut self, key: Key, session_id: &str, frame_id: Option<String>) {
         log::info!("foreign session probe session_id={session_id}");
         crate::metrics::auth_failure(crate::metrics::Listener::Ws, "scope");
+        let probe = self.audit_entry_for(key, AuditKind::SessionForeignProbe, AuditOutcome::Denied).session(session_id);
+        self.audit(probe);
         if let Some(ip) = self.client(key).and_then(|c| c.rate.open_ip) {
             self.shared.lockout.record_failure(ip, Instant::now());
         }
@@ -378,7 +400,19 @@ impl Reactor {
         // Supersede an existing driver (aep-v1.md §7).
         let old_driver = if mode == Mode::Drive { s.driver.filter(|d| *d != key) } else { None };
         if let Some(old) = old_driver {
-            self.send_error(old, ErrorCode::SessionInvalidated, "superseded by a newer connection", None, None);
+            // Queued now, not behind the session's frames awaiting commit: the
+            // old driver is detached at once and would never receive those
+            // frames, nor an error parked behind them (found by
+            // tests/state_machine.rs: a takeover mid-turn closed the old
+            // driver without SESSION_INVALIDATED).
+            let ev = Event::Error {
+                code: ErrorCode::SessionInvalidated,
+                message: "superseded by a newer connection".to_owned(),
+                event_id: None,
+                details: None,
+            };
+            crate::metrics::local_event_sent(&ev);
+            self.push_now(old, frame::text(&crate::protocol::encode(0, &sid, crate::protocol::now_ms(), &ev)));
             self.close_client(old, close::POLICY, "superseded", false);
         }
         // init_ack first, directly: it is never held behind session frames.
@@ -392,6 +426,8 @@ impl Reactor {
         if let Some(last) = last_seq {
             self.replay_to(key, skey, last, top);
         }
+        let replayed = last_seq.map(|l| top.saturating_sub(if l > top { 0 } else { l })).unwrap_or(0);
+        self.trace_attached(key, skey, resumed, replayed, mode);
         if let Some(s) = self.session_mut(skey) {
             match mode {
                 Mode::Drive => s.driver = Some(key),

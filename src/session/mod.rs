@@ -179,6 +179,8 @@ pub struct Session {
     pub live_since_ms: Option<u64>,
     /// When the session entered terminated/deleted (ms).
     pub terminated_ms: Option<u64>,
+    /// Spans in flight and the attach span turns link to (operations.md §6.2).
+    pub trace: crate::otel::SessionTrace,
 }
 
 impl Session {
@@ -240,6 +242,7 @@ impl Session {
             state_reason: None,
             live_since_ms: None,
             terminated_ms: None,
+            trace: Default::default(),
         }
     }
 

@@ -123,6 +123,7 @@ impl Reactor {
                 if let Some(w) = self.session(skey).and_then(|s| s.worker.as_ref()) {
                     self.again.push((Kind::Stdout, Key { idx: skey.idx, generation: w.generation }));
                 }
+                self.http_resume(skey);
             }
         }
     }

@@ -75,12 +75,24 @@ impl Reactor {
     }
 
     fn send_spawn(&mut self, skey: Key, prepare_only: bool) {
+        if !prepare_only {
+            self.trace_spawn_begin(skey);
+        }
         let s_settings = self.s.clone();
+        // A managed HTTP server gets a fresh loopback port and password per process.
+        let managed = self.session(skey).and_then(|s| s.adapter.managed_server()).filter(|_| !prepare_only);
+        let endpoint = match managed {
+            None => None,
+            Some(m) => match self.http_endpoint_open(skey, m.basic_user) {
+                Ok(e) => Some((m, e)),
+                Err(e) => return self.spawn_failed(skey, SpawnError::Setup(e)),
+            },
+        };
         let Some(s) = self.session_mut(skey) else { return };
         let Some(ws) = s_settings.worker(s.worker_type) else { return };
         let per_turn = s.adapter.process_model() == ProcessModel::PerTurn;
-        let (args, adapter_env) = if prepare_only {
-            (Vec::new(), Vec::new())
+        let (args, adapter_env, policy_env) = if prepare_only {
+            (Vec::new(), Vec::new(), Vec::new())
         } else {
             let mut launch = s.launch.clone();
             // Per-turn agents continue their conversation on every turn;
@@ -92,15 +104,24 @@ impl Reactor {
             launch.work_dir = s.work_dir.clone().unwrap_or_default();
             launch.mcp_config = ws.mcp_config.clone();
             launch.turn_base = s.turns_started;
+            launch.agent = ws.agent.clone();
+            launch.endpoint = endpoint.as_ref().map(|(_, e)| e.clone());
             let l = s.adapter.launch(&launch);
             if let Some(id) = &l.agent_session_id {
                 s.agent_session_id = Some(id.clone());
             }
             let mut args = l.args;
             args.extend(ws.args.iter().cloned());
-            (args, l.env)
+            (args, l.env, l.policy_env)
         };
-        let env = worker_env(&s_settings, s.worker_type, &s.owner_hash, &s.id_str, &adapter_env);
+        let mut env = worker_env(&s_settings, s.worker_type, &s.owner_hash, &s.id_str, &adapter_env);
+        // Last, so neither configuration nor the deny list can replace them.
+        if let Some((m, e)) = &endpoint {
+            set_env(&mut env, m.password_env, &e.password);
+        }
+        for (k, v) in &policy_env {
+            set_env(&mut env, k, v);
+        }
         let sandbox = &s_settings.sandbox;
         let roots: Vec<PathBuf> =
             sandbox.work_dir_roots.iter().map(|r| PathBuf::from(expand(r, &s.owner_hash, &s.id_str))).collect();
@@ -180,7 +201,10 @@ impl Reactor {
         crate::metrics::worker_spawned(s.worker_type, result.is_ok());
         let (w, work_dir) = match result {
             Ok(v) => v,
-            Err(e) => return self.spawn_failed(skey, e),
+            Err(e) => {
+                self.http_worker_gone(skey);
+                return self.spawn_failed(skey, e);
+            }
         };
         s.worker_gen = s.worker_gen.wrapping_add(1) & 0x0fff_ffff;
         let wgen = s.worker_gen;
@@ -219,10 +243,17 @@ impl Reactor {
             worker.stdin = None;
         }
         let now = std::time::Instant::now();
+        self.http_endpoint_started(skey, wgen);
         let Some(s) = self.session_mut(skey) else { return };
         s.worker = Some(worker);
         s.live_since = now;
-        log::info!("worker started session_id={} worker_type={} pid={}", s.id_str, s.worker_type.as_str(), w.pid);
+        log::info!(
+            "worker started session_id={} worker_type={} pid={}{}",
+            s.id_str,
+            s.worker_type.as_str(),
+            w.pid,
+            s.trace.spawn.log_ids()
+        );
         let per_turn = s.adapter.process_model() == ProcessModel::PerTurn;
         let needs_ready = !per_turn && s.adapter.needs_ready();
         // Set before on_started: an adapter may finish its handshake at once.
@@ -233,6 +264,7 @@ impl Reactor {
         }
         // Unread output may already be waiting.
         self.again.push((Kind::Stdout, pk));
+        self.trace_spawned(skey, w.pid, per_turn);
         if per_turn {
             return; // a turn's process: the turn is already running
         }
@@ -278,6 +310,7 @@ impl Reactor {
     /// The worker (or, per-turn, the prepared work dir) is ready: `idle`,
     /// answer waiting inits, announce a resume or reset.
     fn session_live(&mut self, skey: Key) {
+        self.trace_spawn_end(skey, None);
         let Some(s) = self.session_mut(skey) else { return };
         let was = s.state;
         let ending = s.ending;
@@ -328,6 +361,7 @@ impl Reactor {
         } else {
             (ErrorCode::WorkerStartFailed, "the worker could not be started")
         };
+        self.trace_spawn_end(skey, Some(code));
         let Some(s) = self.session_mut(skey) else { return };
         log::warn!(
             "worker spawn failed session_id={} worker_type={} reason={}",
@@ -367,6 +401,7 @@ impl Reactor {
     pub fn stop_worker(&mut self, skey: Key, force: bool) {
         let grace = self.s.worker.kill_grace;
         let id = self.id;
+        self.trace_stop_requested(skey);
         let Some(s) = self.session_mut(skey) else { return };
         let Some(w) = s.worker.as_mut() else { return };
         w.signalled = true;
@@ -449,7 +484,9 @@ impl Reactor {
         }
     }
 
-    fn count_output(&mut self, skey: Key, n: u64) {
+    /// Worker output of the running turn: the stall clock restarts and
+    /// `limits.max_turn_output_bytes` is enforced.
+    pub(crate) fn count_output(&mut self, skey: Key, n: u64) {
         let max = self.s.worker.max_turn_output_bytes;
         let Some(s) = self.session_mut(skey) else { return };
         crate::metrics::worker_io(s.worker_type, crate::metrics::Stream::Stdout, n as usize);
@@ -469,21 +506,25 @@ impl Reactor {
     fn handle_line(&mut self, skey: Key, item: LineItem<'_>) {
         match item {
             LineItem::Line(bytes) => self.with_adapter(skey, |a, out| a.on_line(bytes, out)),
-            LineItem::Oversize { len } => {
-                if let Some(s) = self.session(skey) {
-                    crate::metrics::worker_output_limit(s.worker_type);
-                }
-                log::warn!("worker output line over worker.max_line_bytes dropped len={len}");
-                self.emit(
-                    skey,
-                    Event::error(
-                        ErrorCode::WorkerOutputLimit,
-                        "a worker output line exceeded worker.max_line_bytes and was dropped",
-                    ),
-                );
-                self.interrupt_for_output_limit(skey);
-            }
+            LineItem::Oversize { len } => self.output_oversize(skey, len),
         }
+    }
+
+    /// A worker output record (stdout line, server-sent event) over
+    /// `worker.max_line_bytes` was dropped: WORKER_OUTPUT_LIMIT, interrupt.
+    pub(crate) fn output_oversize(&mut self, skey: Key, len: usize) {
+        if let Some(s) = self.session(skey) {
+            crate::metrics::worker_output_limit(s.worker_type);
+        }
+        log::warn!("worker output record over worker.max_line_bytes dropped len={len}");
+        self.emit(
+            skey,
+            Event::error(
+                ErrorCode::WorkerOutputLimit,
+                "a worker output line exceeded worker.max_line_bytes and was dropped",
+            ),
+        );
+        self.interrupt_for_output_limit(skey);
     }
 
     /// WORKER_OUTPUT_LIMIT interrupts the turn. The dropped line may have
@@ -601,6 +642,8 @@ impl Reactor {
         let signalled = w.signalled || gateway_signal.is_some();
         crate::metrics::worker_exited(s.worker_type, code, signal, signalled);
         let info = ExitInfo { code, signal, signalled_by_gateway: signalled };
+        let port = self.http_worker_gone(skey);
+        let Some(s) = self.sessions.get_mut(skey.idx).filter(|s| s.generation == skey.generation) else { return };
         log::info!(
             "worker exited session_id={} pid={pid} code={code:?} signal={signal:?} gateway_signal={gateway_signal:?}",
             s.id_str
@@ -611,9 +654,18 @@ impl Reactor {
                 log::debug!("worker stderr tail session_id={}: {}", s.id_str, tail.trim_end());
             }
         }
+        self.trace_exited(skey, code, signal, signalled);
         self.with_adapter(skey, |a, out| a.on_exit(&info, out));
         let Some(s) = self.session_mut(skey) else { return };
         if std::mem::take(&mut s.awaiting_ready) {
+            // A managed server that lost its port to another process gets another one.
+            let retry = !signalled && s.ending.is_none();
+            if let Some(port) = port.filter(|_| retry) {
+                if self.http_should_retry_port(skey, port) {
+                    log::warn!("worker lost its port {port} to another process; starting it on a new port");
+                    return self.send_spawn(skey, false);
+                }
+            }
             return self
                 .spawn_failed(skey, SpawnError::Setup(io::Error::other("the worker exited during its startup")));
         }
@@ -643,6 +695,14 @@ impl Reactor {
             self.abort_turn(skey, Some((ErrorCode::ProcessSigkill, "worker killed at shutdown", details)));
         }
         self.finish_ending(skey, crash);
+    }
+}
+
+/// Set `name` in a built environment, replacing an earlier value.
+fn set_env(env: &mut Vec<(String, String)>, name: &str, value: &str) {
+    match env.iter_mut().find(|(k, _)| k == name) {
+        Some(slot) => slot.1 = value.to_owned(),
+        None => env.push((name.to_owned(), value.to_owned())),
     }
 }
 

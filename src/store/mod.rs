@@ -3,6 +3,7 @@
 //! reader pool, replay encoding and startup recovery. Nothing here runs on a
 //! reactor thread; reactors only `try_send` ops and receive notices.
 
+pub mod failpoint;
 pub mod ops;
 pub mod reader;
 pub mod recovery;

@@ -102,6 +102,9 @@ pub enum WriteOp {
     Forget {
         session: Arc<str>,
     },
+    /// Append a row to the audit chain (security.md §10.3); the writer
+    /// computes `prev_hash`, so the chain has a single writer.
+    Audit(Box<crate::security::audit::AuditRecord>),
     /// Replied after the commit that contains it.
     Barrier(Sender<()>),
     /// Drain, commit, checkpoint, mark a clean shutdown, reply, stop.
@@ -116,6 +119,7 @@ impl WriteOp {
             WriteOp::UpdateSession { .. } => "session_update",
             WriteOp::TurnStart { .. } | WriteOp::TurnEnd { .. } => "turn",
             WriteOp::Delete { .. } | WriteOp::Forget { .. } => "delete",
+            WriteOp::Audit(_) => "audit",
             WriteOp::Barrier(_) | WriteOp::Shutdown(_) => "barrier",
         }
     }

@@ -20,6 +20,8 @@ pub struct Recovered {
     pub orphans: Vec<(i32, u64)>,
     /// Ids of the recovered sessions (their workers' `HOTPLEX_SESSION_ID`).
     pub session_ids: Vec<String>,
+    /// `meta.instance_id` (workers' `HOTPLEX_INSTANCE_ID`, the tracing resource's `service.instance.id`).
+    pub instance_id: String,
 }
 
 fn data_of(ev: &Event, session_id: &str, seq: u64, ts: u64) -> String {
@@ -47,6 +49,7 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<Recovered> {
         "INSERT OR IGNORE INTO meta(key, value) VALUES ('instance_id', ?1)",
         params![uuid::Uuid::new_v4().to_string()],
     )?;
+    out.instance_id = tx.query_row("SELECT value FROM meta WHERE key = 'instance_id'", [], |r| r.get(0))?;
     tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('clean_shutdown', '0')", [])?;
     tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('started_at', ?1)", params![now.to_string()])?;
     out.created_removed = tx.execute("DELETE FROM sessions WHERE state = 'created'", [])?;

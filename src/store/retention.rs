@@ -7,7 +7,9 @@
 //!   first, so an expired replay can still send it;
 //! * session purge: `terminated` sessions older than `store.retention`
 //!   (events, turns and snapshots go with them);
-//! * tombstone purge: `deleted` rows older than `store.tombstone_retention`.
+//! * tombstone purge: `deleted` rows older than `store.tombstone_retention`;
+//! * audit purge: audit rows older than `store.audit_retention`, the last
+//!   pruned hash kept in `audit_anchor` (security.md §10.3).
 
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ pub struct RetentionConfig {
     pub replay_retention_events: u64,
     pub retention: Duration,
     pub tombstone_retention: Duration,
+    pub audit_retention: Duration,
     /// How often the jobs run (`sessions.gc_interval`).
     pub interval: Duration,
 }
@@ -32,6 +35,7 @@ pub struct Purged {
     pub events: u64,
     pub sessions: u64,
     pub tombstones: u64,
+    pub audit: u64,
 }
 
 pub fn run(conn: &mut Connection, cfg: &RetentionConfig, now_ms: u64) -> rusqlite::Result<Purged> {
@@ -40,6 +44,7 @@ pub fn run(conn: &mut Connection, cfg: &RetentionConfig, now_ms: u64) -> rusqlit
     p.events = trim_replay(conn, now_ms.saturating_sub(ms(cfg.replay_retention)), cfg.replay_retention_events)?;
     p.sessions = purge_sessions(conn, "terminated", now_ms.saturating_sub(ms(cfg.retention)))?;
     p.tombstones = purge_sessions(conn, "deleted", now_ms.saturating_sub(ms(cfg.tombstone_retention)))?;
+    p.audit = crate::security::audit::purge(conn, now_ms.saturating_sub(ms(cfg.audit_retention)))?;
     Ok(p)
 }
 
@@ -181,6 +186,7 @@ mod tests {
             replay_retention_events: 8,
             retention: Duration::from_secs(3600),
             tombstone_retention: Duration::from_secs(3600),
+            audit_retention: Duration::from_secs(3600),
             interval: Duration::from_secs(1),
         };
         let p = run(&mut c, &cfg, 10_000_000).unwrap();
@@ -213,6 +219,7 @@ mod tests {
             replay_retention_events: 100,
             retention: Duration::from_secs(10),
             tombstone_retention: Duration::from_secs(10),
+            audit_retention: Duration::from_secs(10),
             interval: Duration::from_secs(1),
         };
         let p = run(&mut c, &cfg, 10_000_000).unwrap();

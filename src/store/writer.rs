@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
+use super::failpoint::{FailPoint, Point};
 use super::ops::{Append, CommitSink, SessionRow, SessionUpdate, WriteOp};
 use super::retention::{self, RetentionConfig};
+use crate::security::audit::{self, AuditAck, AuditRecord, FloodControl};
 
 /// Group-commit knobs (`store.batch_max_ops`, `store.commit_interval`).
 #[derive(Clone, Debug)]
@@ -43,6 +45,11 @@ pub struct WriterStats {
     pub purged_events: AtomicU64,
     pub purged_sessions: AtomicU64,
     pub purged_tombstones: AtomicU64,
+    pub purged_audit: AtomicU64,
+    /// Audit rows committed / held back by flood control / dropped on a full queue.
+    pub audit_rows: AtomicU64,
+    pub audit_suppressed: AtomicU64,
+    pub audit_dropped: AtomicU64,
     /// Set while a transient failure is being retried.
     pub failing: AtomicBool,
 }
@@ -68,6 +75,11 @@ impl WriterHandle {
     /// Blocking enqueue (threads that may wait: admin, shutdown).
     pub fn send(&self, op: WriteOp) {
         let _ = self.tx.send(op);
+    }
+
+    /// Enqueue waiting at most `timeout` (admin thread: audit rows of mutations).
+    pub fn send_timeout(&self, op: WriteOp, timeout: Duration) -> Result<(), WriteOp> {
+        self.tx.send_timeout(op, timeout).map_err(|e| e.into_inner())
     }
 
     /// Ask for a `writable` notice once the queue has room.
@@ -109,7 +121,17 @@ pub fn start(
     let probe = Box::new(move || (probe_tx.len(), probe_stats.failing.load(Ordering::Relaxed)));
     let metrics_id = crate::metrics::store_attached(cfg.queue_capacity, probe);
     let handle = WriterHandle { tx, wake_wanted: wake_wanted.clone(), stats: stats.clone() };
-    let w = Writer { conn, cfg, sink, rx, wake_wanted, stats, metrics_id };
+    let w = Writer {
+        conn,
+        cfg,
+        sink,
+        rx,
+        wake_wanted,
+        stats,
+        failpoint: FailPoint::from_env(),
+        flood: FloodControl::new(),
+        metrics_id,
+    };
     let join = std::thread::Builder::new().name("store-writer".into()).spawn(move || w.run())?;
     Ok((handle, join))
 }
@@ -121,6 +143,9 @@ struct Writer {
     rx: Receiver<WriteOp>,
     wake_wanted: Arc<Vec<AtomicBool>>,
     stats: Arc<WriterStats>,
+    failpoint: Option<FailPoint>,
+    /// Audit flood control: one instance, so the limit is global.
+    flood: FloodControl,
     /// Our probe in `metrics` (dropped at shutdown).
     metrics_id: u64,
 }
@@ -144,6 +169,8 @@ struct Outcome {
     /// (reactor, session) → highest committed seq.
     committed: HashMap<Arc<str>, (usize, u64)>,
     failed: Vec<(usize, Arc<str>, u64)>,
+    /// Indices (in the batch) of ops dropped by the op-by-op re-run.
+    failed_ops: Vec<usize>,
     events: u64,
     merged: u64,
     /// BEGIN → COMMIT.
@@ -178,31 +205,39 @@ impl Writer {
         let mut next_jobs = interval.map(|i| Instant::now() + i);
         self.refresh_sizes();
         loop {
-            let first = match next_jobs {
+            // wake for the retention jobs or a due audit summary, whichever is first
+            let summary_at = self
+                .flood
+                .next_due()
+                .map(|ms| Instant::now() + Duration::from_millis(ms.saturating_sub(crate::protocol::now_ms())));
+            let deadline = match (next_jobs, summary_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let first = match deadline {
                 Some(at) => match self.rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                    Ok(op) => op,
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                        self.retention_jobs();
-                        next_jobs = interval.map(|i| Instant::now() + i);
-                        continue;
-                    }
+                    Ok(op) => Some(op),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 },
                 None => match self.rx.recv() {
-                    Ok(op) => op,
+                    Ok(op) => Some(op),
                     Err(_) => return, // every sender is gone
                 },
             };
-            batch.push(first);
-            let opened = Instant::now();
-            let mut stop = matches!(batch.last(), Some(WriteOp::Shutdown(_)));
-            while !stop && batch.len() < self.cfg.batch_max_ops && opened.elapsed() < self.cfg.commit_interval {
-                match self.rx.try_recv() {
-                    Ok(op) => {
-                        stop = matches!(op, WriteOp::Shutdown(_));
-                        batch.push(op);
+            let mut stop = false;
+            if let Some(first) = first {
+                stop = matches!(first, WriteOp::Shutdown(_));
+                batch.push(first);
+                let opened = Instant::now();
+                while !stop && batch.len() < self.cfg.batch_max_ops && opened.elapsed() < self.cfg.commit_interval {
+                    match self.rx.try_recv() {
+                        Ok(op) => {
+                            stop = matches!(op, WriteOp::Shutdown(_));
+                            batch.push(op);
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
             }
             if stop {
@@ -211,29 +246,80 @@ impl Writer {
                     batch.push(op);
                 }
             }
-            let outcome = self.commit(&batch);
-            self.report(outcome);
-            let mut shutdown_reply = None;
-            for op in batch.drain(..) {
-                match op {
-                    WriteOp::Barrier(reply) => {
-                        let _ = reply.send(());
-                    }
-                    WriteOp::Shutdown(reply) => shutdown_reply = Some(reply),
-                    _ => {}
+            self.audit_flood(&mut batch, stop);
+            if !batch.is_empty() {
+                if let Some(f) = &mut self.failpoint {
+                    f.count(batch.iter().filter(|op| matches!(op, WriteOp::Append(_))).count() as u64);
                 }
-            }
-            if let Some(reply) = shutdown_reply {
-                self.finish();
-                crate::metrics::store_detached(self.metrics_id);
-                let _ = reply.send(());
-                return;
+                let span = crate::otel::start(
+                    "hotplex.store.batch",
+                    crate::otel::Kind::Internal,
+                    crate::otel::Parent::StoreRoot,
+                );
+                let mut outcome = self.commit(&batch);
+                batch_span(span, &batch, &outcome);
+                self.fail_at(Point::AfterCommit);
+                let failed_ops = std::mem::take(&mut outcome.failed_ops);
+                self.report(outcome);
+                let mut shutdown_reply = None;
+                for (i, op) in batch.drain(..).enumerate() {
+                    match op {
+                        WriteOp::Barrier(reply) => {
+                            let _ = reply.send(());
+                        }
+                        WriteOp::Shutdown(reply) => shutdown_reply = Some(reply),
+                        WriteOp::Audit(rec) => {
+                            let failed = failed_ops.contains(&i);
+                            if !failed {
+                                self.stats.audit_rows.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if let Some(ack) = rec.ack {
+                                let _ = ack.try_send(if failed { AuditAck::Failed } else { AuditAck::Stored });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(reply) = shutdown_reply {
+                    self.finish();
+                    crate::metrics::store_detached(self.metrics_id);
+                    let _ = reply.send(());
+                    return;
+                }
             }
             if next_jobs.is_some_and(|at| Instant::now() >= at) {
                 self.retention_jobs();
                 next_jobs = interval.map(|i| Instant::now() + i);
             }
         }
+    }
+
+    /// Flood control before the commit (so a retried batch is not counted
+    /// twice): held-back audit rows leave the batch (acknowledged as
+    /// suppressed); summaries of closed windows — all of them at shutdown —
+    /// join it.
+    fn audit_flood(&mut self, batch: &mut Vec<WriteOp>, shutdown: bool) {
+        let now = crate::protocol::now_ms();
+        let mut summaries = if shutdown { Vec::new() } else { self.flood.due(now) };
+        let (flood, stats) = (&mut self.flood, &self.stats);
+        batch.retain(|op| match op {
+            WriteOp::Audit(rec) if !flood.admit(&rec.entry, now) => {
+                stats.audit_suppressed.fetch_add(1, Ordering::Relaxed);
+                if let Some(ack) = &rec.ack {
+                    let _ = ack.try_send(AuditAck::Suppressed);
+                }
+                false
+            }
+            _ => true,
+        });
+        if shutdown {
+            summaries = self.flood.drain(now);
+        }
+        let at = batch.iter().position(|op| matches!(op, WriteOp::Audit(_))).unwrap_or(batch.len());
+        batch.splice(
+            at..at,
+            summaries.into_iter().map(|entry| WriteOp::Audit(Box::new(AuditRecord { entry, ack: None }))),
+        );
     }
 
     fn retention_jobs(&mut self) {
@@ -243,15 +329,18 @@ impl Writer {
                 self.stats.purged_events.fetch_add(p.events, Ordering::Relaxed);
                 self.stats.purged_sessions.fetch_add(p.sessions, Ordering::Relaxed);
                 self.stats.purged_tombstones.fetch_add(p.tombstones, Ordering::Relaxed);
+                self.stats.purged_audit.fetch_add(p.audit, Ordering::Relaxed);
                 crate::metrics::store_purged("events", p.events);
                 crate::metrics::store_purged("sessions", p.sessions);
                 crate::metrics::store_purged("tombstones", p.tombstones);
+                crate::metrics::store_purged("audit", p.audit);
                 if p != retention::Purged::default() {
                     log::info!(
-                        "store retention: events={} sessions={} tombstones={}",
+                        "store retention: events={} sessions={} tombstones={} audit={}",
                         p.events,
                         p.sessions,
-                        p.tombstones
+                        p.tombstones,
+                        p.audit
                     );
                 }
             }
@@ -349,11 +438,20 @@ impl Writer {
         let began = Instant::now();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
         let mut o = Outcome::default();
+        if self.failpoint.as_ref().is_some_and(|f| f.armed(Point::MidBatch)) {
+            let _ = apply_batch(&tx, &batch[..batch.len() / 2], merge, &mut o);
+            hit(&self.failpoint, Point::MidBatch);
+        }
         apply_batch(&tx, batch, merge, &mut o).map_err(classify)?;
         finish_batch(&tx, &o).map_err(classify)?;
+        hit(&self.failpoint, Point::BeforeCommit);
         tx.commit().map_err(classify)?;
         o.took = began.elapsed();
         Ok(o)
+    }
+
+    fn fail_at(&self, point: Point) {
+        hit(&self.failpoint, point);
     }
 
     /// Each op under its own savepoint: only failing ops are dropped.
@@ -361,7 +459,7 @@ impl Writer {
         let began = Instant::now();
         let mut tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
         let mut o = Outcome::default();
-        for op in batch {
+        for (i, op) in batch.iter().enumerate() {
             let sp = tx.savepoint().map_err(classify)?;
             let mut one = Outcome::default();
             match apply_batch(&sp, std::slice::from_ref(op), false, &mut one) {
@@ -378,6 +476,7 @@ impl Writer {
                     match classify(e) {
                         Failure::OpSpecific(e) => {
                             log::error!("store: dropped one {} op: {e}", op.metric_label());
+                            o.failed_ops.push(i);
                             if let WriteOp::Append(a) = op {
                                 o.failed.push((a.reactor, a.session.clone(), a.frame.seq));
                             }
@@ -404,10 +503,12 @@ impl Writer {
     }
 }
 
-/// Batch size, commit time and ops by kind of a committed batch (dropped appends excluded).
+/// Batch size, commit time and ops by kind of a committed batch (ops the
+/// op-by-op re-run dropped are excluded).
 fn observe_batch(batch: &[WriteOp], o: &Outcome) {
     let mut by_label: Vec<(&'static str, u64)> = Vec::with_capacity(8);
-    for op in batch.iter().filter(|op| !matches!(op, WriteOp::Barrier(_) | WriteOp::Shutdown(_))) {
+    let kept = batch.iter().enumerate().filter(|(i, _)| !o.failed_ops.contains(i)).map(|(_, op)| op);
+    for op in kept.filter(|op| !matches!(op, WriteOp::Barrier(_) | WriteOp::Shutdown(_))) {
         let label = op.metric_label();
         match by_label.iter_mut().find(|(l, _)| *l == label) {
             Some(e) => e.1 += 1,
@@ -420,8 +521,14 @@ fn observe_batch(batch: &[WriteOp], o: &Outcome) {
     }
     crate::metrics::store_batch(real as usize, o.took);
     for (label, n) in by_label {
-        let n = if label == "append_event" { n.saturating_sub(o.failed.len() as u64) } else { n };
         crate::metrics::store_ops(label, n);
+    }
+}
+
+/// Abort the process if the test fail point `point` is armed.
+fn hit(failpoint: &Option<FailPoint>, point: Point) {
+    if let Some(f) = failpoint {
+        f.hit(point);
     }
 }
 
@@ -512,6 +619,9 @@ fn apply_batch(tx: &Connection, batch: &[WriteOp], merge: bool, o: &mut Outcome)
                 o.committed.remove(session);
                 tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute(params![&**session])?;
             }
+            WriteOp::Audit(rec) => {
+                audit::insert(tx, &rec.entry)?;
+            }
             WriteOp::Barrier(_) | WriteOp::Shutdown(_) => {}
         }
     }
@@ -520,6 +630,29 @@ fn apply_batch(tx: &Connection, batch: &[WriteOp], merge: bool, o: &mut Outcome)
         flush_run(tx, &mut runs, &s, o)?;
     }
     Ok(())
+}
+
+/// Finish a `hotplex.store.batch` span (operations.md §6.2; sampled by
+/// `tracing.store_sample_ratio`): op and event counts and event bytes only.
+fn batch_span(mut span: crate::otel::Span, batch: &[WriteOp], o: &Outcome) {
+    if !span.is_recording() {
+        return;
+    }
+    let bytes: usize = batch
+        .iter()
+        .map(|op| match op {
+            WriteOp::Append(a) => a.frame.data_json().len(),
+            _ => 0,
+        })
+        .sum();
+    span.set_u64("hotplex.ops", batch.len() as u64);
+    span.set_u64("hotplex.events", o.events);
+    span.set_u64("hotplex.merged", o.merged);
+    span.set_u64("hotplex.bytes", bytes as u64);
+    if let Some(start) = span.start_ns() {
+        span.set_u64("hotplex.commit_us", crate::otel::span::now_ns().saturating_sub(start) / 1000);
+    }
+    span.end();
 }
 
 fn note_committed(o: &mut Outcome, a: &Append) {

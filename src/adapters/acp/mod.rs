@@ -567,7 +567,7 @@ impl Adapter for AcpAdapter {
         });
         self.model = spec.model.clone().filter(|m| !m.is_empty());
         let env = translate::ENV.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        Launch { args: Vec::new(), env, agent_session_id: None }
+        Launch { args: Vec::new(), env, agent_session_id: None, policy_env: Vec::new() }
     }
 
     fn on_started(&mut self, started: &Started<'_>, out: &mut Out) {

@@ -368,7 +368,7 @@ impl Adapter for ClaudeAdapter {
             }
         };
         let env = translate::ENV.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        Launch { args, env, agent_session_id }
+        Launch { args, env, agent_session_id, policy_env: Vec::new() }
     }
 
     fn on_input(&mut self, text: &str, out: &mut Out) {

@@ -97,6 +97,7 @@ fn launch_every_field_is_one_element() {
         resume: None,
         mcp_config: Some(PathBuf::from("/etc/hotplex/mcp.json")),
         turn_base: 3,
+        ..LaunchSpec::default()
     };
     let l = ClaudeAdapter::new().launch(&spec);
     let tail: Vec<&str> = l.args[10..].iter().map(String::as_str).collect();

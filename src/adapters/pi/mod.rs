@@ -458,6 +458,7 @@ impl Adapter for PiAdapter {
             args: translate::args(&self.cfg, spec, resume),
             env: translate::env(&self.cfg),
             agent_session_id: None,
+            policy_env: Vec::new(),
         }
     }
 
