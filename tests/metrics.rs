@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -374,5 +374,70 @@ fn refused_upgrades_and_credentials_are_counted() {
     assert_eq!(s.v("hotplex_auth_failures_total", &[("listener", "ws"), ("reason", "unknown_key")]), 1.0);
     assert_eq!(s.v("hotplex_ws_connections_opened_total", &[]), 1.0, "refused upgrades never open");
     assert_eq!(s.v("hotplex_security_shared_worker_uid", &[]), 1.0, "alice's and bob's workers share a uid");
+    drop(gw);
+}
+
+/// Identifiers starting `hotplex_` or `process_` anywhere in `text`.
+fn names_in(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let word_start = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+        if !text.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
+        let rest = &text[i..];
+        if word_start && (rest.starts_with("hotplex_") || rest.starts_with("process_")) {
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            out.insert(rest[..end].to_owned());
+            i += end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The shipped dashboard and alert rules query only series the binary
+/// exposes, and `tests/deploy_files.rs`'s catalogue list is exactly what a
+/// scrape shows (so neither can drift from the code).
+#[test]
+fn deployment_files_and_the_deploy_catalogue_match_the_exposition() {
+    let (gw, admin) = start("", vec![]);
+    let s = scrape(admin);
+    let mut exposed: BTreeSet<String> = s.samples.iter().map(|x| x.0.clone()).collect();
+    for (family, ty) in &s.types {
+        if ty == "histogram" {
+            exposed.insert(family.clone());
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    for file in ["configs/grafana/hotplex.json", "configs/prometheus/alerts.yml"] {
+        let used = names_in(&read(file));
+        assert!(!used.is_empty(), "{file} queries metrics");
+        let missing: Vec<_> = used.difference(&exposed).collect();
+        assert!(missing.is_empty(), "{file} uses series the gateway does not expose: {missing:?}");
+    }
+    // tests/deploy_files.rs: `const CATALOGUE: &[&str] = &[ … ];`
+    let deploy = read("tests/deploy_files.rs");
+    let start_at = deploy.find("const CATALOGUE: &[&str] = &[").expect("CATALOGUE in tests/deploy_files.rs");
+    let list = &deploy[start_at..];
+    let list = &list[..list.find("];").expect("end of CATALOGUE")];
+    let listed = names_in(list);
+    // the catalogue names families by their exposed sample name (counters
+    // with `_total`, the info metric with `_info`, histograms bare)
+    let families: BTreeSet<String> = s
+        .types
+        .iter()
+        .map(|(family, ty)| match ty.as_str() {
+            "counter" => format!("{family}_total"),
+            "info" => format!("{family}_info"),
+            _ => family.clone(),
+        })
+        .collect();
+    assert_eq!(listed, families, "tests/deploy_files.rs CATALOGUE vs the families a scrape shows");
     drop(gw);
 }
