@@ -18,6 +18,7 @@ use crate::net::acceptor::Acceptor;
 use crate::reactor::Reactor;
 use crate::reactor::shared::{Counters, Msg, ReactorHandle, Shared, SpawnerClient};
 use crate::reactor::token;
+use crate::reload::{ReloadError, Reloader, Trigger};
 use crate::security::audit::{ActorKind, AuditEntry, AuditKind, AuditOutcome, Detail};
 use crate::settings::Settings;
 use crate::store::{CommitSink, Recovered, Store};
@@ -91,7 +92,15 @@ pub struct SecurityState {
 }
 
 /// Run the gateway until a shutdown signal; returns the process exit code.
-pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shutdown_timeout: Duration) -> i32 {
+/// `reloader` owns the running config: SIGHUP and the file poll (both on
+/// this thread's signal loop) reload through it, and so does the admin API.
+pub fn run(
+    settings: Settings,
+    security: SecurityState,
+    listen: SocketAddr,
+    admin: crate::admin::AdminSetup,
+    reloader: Arc<Reloader>,
+) -> i32 {
     if let Err(e) = sys::prepare_process() {
         log::error!("process setup failed: {e}");
         return EXIT_STARTUP;
@@ -151,6 +160,25 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
     );
     crate::security::audit::try_record(&store.writer, startup);
     kill_orphans(&recovered);
+    match crate::admin::revocations::load(&store.readers, &security.revocations) {
+        Ok(n) => log::info!("revocations loaded count={n}"),
+        Err(e) => {
+            log::error!("cannot load the revocations table: {e}");
+            return EXIT_STARTUP;
+        }
+    }
+    // Worker versions (operations.md §2.5 step 6), before the spawner starts reaping children.
+    let workers = crate::admin::probe::probe_all(admin.workers, &settings.sandbox.base_env);
+    for w in workers.iter().filter(|w| w.spec.enabled) {
+        match (&w.probe.version, &w.probe.probe_error) {
+            (Some(v), _) => log::info!("worker version worker_type={} version={v}", w.spec.worker_type.as_str()),
+            (None, e) => log::warn!(
+                "worker version probe failed worker_type={} error={}",
+                w.spec.worker_type.as_str(),
+                e.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
     let exporter = crate::otel::init(&settings.tracing, &recovered.instance_id);
     if let Some(ws) = settings.worker(crate::adapters::WorkerType::Pi) {
         let path = &ws.adapter.pi.extension;
@@ -177,7 +205,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         }
     };
     let shared = Arc::new(Shared {
-        settings: settings.clone(),
+        settings: std::sync::RwLock::new(settings.clone()),
         reactors: handles.clone(),
         spawner: Box::new(SpawnerHandle(supervisor)),
         store: store.writer.clone(),
@@ -188,7 +216,9 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
         lockout: security.lockout,
         revocations: security.revocations,
         shutting_down: AtomicBool::new(false),
+        liveness: crate::reactor::shared::Liveness::new(n),
     });
+    reloader.attach(&shared);
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(n);
     for (i, (poll, rx)) in polls.into_iter().zip(inboxes).enumerate() {
         let reactor = Reactor::new(i, poll, rx, shared.clone());
@@ -200,14 +230,24 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
             }
         }
     }
+    let admin =
+        match crate::admin::Admin::start(admin.listen, admin.settings, workers, shared.clone(), reloader.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                log::error!("cannot bind admin.listen {}: {e}", admin.listen);
+                return EXIT_STARTUP;
+            }
+        };
+    reloader.attach_admin(admin.control.clone());
     let stop2 = stop_accept.clone();
     let acceptor_thread = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run(stop2));
-    log::info!("ready gateway={local} reactors={n}");
-    crate::metrics::set_ready(true);
+    shared.liveness.started.store(true, std::sync::atomic::Ordering::SeqCst);
+    log::info!("ready gateway={local} admin={} reactors={n}", admin.addr);
+    // Tests parse these two lines (admin first).
+    eprintln!("hotplex listening admin={}", admin.addr);
     eprintln!("hotplex listening gateway={local}");
-    if crate::metrics::gateway_route() {
-        eprintln!("hotplex listening metrics={local}");
-    }
+    crate::sd_notify::notify("READY=1");
+    crate::metrics::set_ready(true);
 
     // Signal loop.
     let mut deadline: Option<Instant> = None;
@@ -220,18 +260,20 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
                 }
                 log::info!("shutdown requested (signal {sig})");
                 crate::metrics::set_draining(true);
+                crate::sd_notify::notify("STOPPING=1");
                 let row = lifecycle_audit(AuditKind::Shutdown, serde_json::json!({"signal": sig}));
                 crate::security::audit::try_record(&shared.store, row);
                 stop_accept.stop();
                 for h in &shared.reactors {
                     h.send(Msg::Shutdown);
                 }
-                deadline = Some(Instant::now() + shutdown_timeout);
+                deadline = Some(Instant::now() + reloader.config().gateway.shutdown_timeout);
             }
-            Some(sig) if sig == libc::SIGHUP => {
-                log::info!("SIGHUP: configuration reload is not available in this version")
-            }
+            Some(sig) if sig == libc::SIGHUP && deadline.is_none() => on_sighup(&reloader),
             _ => {}
+        }
+        if deadline.is_none() {
+            reloader.tick(Instant::now());
         }
         if let Some(d) = deadline {
             if threads.iter().all(|t| t.is_finished()) {
@@ -249,6 +291,7 @@ pub fn run(settings: Settings, security: SecurityState, listen: SocketAddr, shut
     if let Ok(t) = acceptor_thread {
         let _ = t.join();
     }
+    admin.stop();
     drop(shared);
     store.close(Duration::from_secs(10));
     if let Some(d) = temp_data_dir {
@@ -303,6 +346,16 @@ fn kill_orphans(r: &Recovered) {
             }
         }
     }
+}
+
+/// SIGHUP: reload the config, bracketed for systemd (operations.md §1.8).
+/// The outcome is logged by the reloader.
+fn on_sighup(reloader: &Reloader) {
+    crate::sd_notify::reloading();
+    if let Err(ReloadError::InProgress) = reloader.reload(Trigger::Signal) {
+        log::info!("SIGHUP: a reload is already in progress");
+    }
+    crate::sd_notify::notify("READY=1");
 }
 
 /// A `startup`/`shutdown` row (security.md §10.3), actor `system`.

@@ -3,6 +3,7 @@
 //! See docs/architecture.md for the threads and who owns what.
 
 pub mod adapters;
+pub mod admin;
 pub mod child;
 pub mod cli;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod protocol;
 pub mod rate;
 pub mod reactor;
 pub mod reload;
+pub mod sd_notify;
 pub mod security;
 pub mod session;
 pub mod settings;

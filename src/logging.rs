@@ -5,20 +5,21 @@
 
 use std::io::Write;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    Text,
-    Json,
+    Text = 0,
+    Json = 1,
 }
 
 struct Logger {
     tx: Sender<String>,
-    format: Format,
+    /// 0 = text, 1 = JSON (switchable by a config reload).
+    format: AtomicU8,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
@@ -28,8 +29,9 @@ pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Install the logger (once). Returns the writer thread handle on first call.
 pub fn init(level: LevelFilter, format: Format) -> Option<std::thread::JoinHandle<()>> {
     let (tx, rx) = bounded::<String>(16_384);
-    if LOGGER.set(Logger { tx, format }).is_err() {
+    if LOGGER.set(Logger { tx, format: AtomicU8::new(format as u8) }).is_err() {
         log::set_max_level(level);
+        set_format(format);
         return None;
     }
     if let Some(l) = LOGGER.get() {
@@ -41,6 +43,33 @@ pub fn init(level: LevelFilter, format: Format) -> Option<std::thread::JoinHandl
 
 pub fn set_level(level: LevelFilter) {
     log::set_max_level(level);
+}
+
+/// The filter for `log.level`.
+pub fn level_of(l: crate::config::LogLevel) -> LevelFilter {
+    use crate::config::LogLevel;
+    match l {
+        LogLevel::Error => LevelFilter::Error,
+        LogLevel::Warn => LevelFilter::Warn,
+        LogLevel::Info => LevelFilter::Info,
+        LogLevel::Debug => LevelFilter::Debug,
+        LogLevel::Trace => LevelFilter::Trace,
+    }
+}
+
+/// The line format for `log.format`.
+pub fn format_of(f: crate::config::LogFormat) -> Format {
+    match f {
+        crate::config::LogFormat::Text => Format::Text,
+        crate::config::LogFormat::Json => Format::Json,
+    }
+}
+
+/// Switch the line format (a config reload changed `log.format`).
+pub fn set_format(format: Format) {
+    if let Some(l) = LOGGER.get() {
+        l.format.store(format as u8, Ordering::Relaxed);
+    }
 }
 
 fn writer(rx: Receiver<String>) {
@@ -99,7 +128,9 @@ impl Log for Logger {
         }
         let thread = std::thread::current();
         let tname = thread.name().unwrap_or("-");
-        let line = match self.format {
+        let format =
+            if self.format.load(Ordering::Relaxed) == Format::Json as u8 { Format::Json } else { Format::Text };
+        let line = match format {
             Format::Text => {
                 format!("{} {:<5} {} [{}] {}\n", timestamp(), record.level(), record.target(), tname, record.args())
             }

@@ -105,19 +105,12 @@ fn real_main() -> i32 {
         }
         _ => {}
     }
+    hotplex::sd_notify::init(&env);
+    let reloader = std::sync::Arc::new(hotplex::reload::Reloader::from_loaded(opts.clone(), &loaded));
     let config_sha256 = loaded.file.as_deref().and_then(file_sha256);
     let cfg = loaded.config;
-    let level = match cfg.log.level {
-        config::LogLevel::Error => log::LevelFilter::Error,
-        config::LogLevel::Warn => log::LevelFilter::Warn,
-        config::LogLevel::Info => log::LevelFilter::Info,
-        config::LogLevel::Debug => log::LevelFilter::Debug,
-        config::LogLevel::Trace => log::LevelFilter::Trace,
-    };
-    let format = match cfg.log.format {
-        config::LogFormat::Text => logging::Format::Text,
-        config::LogFormat::Json => logging::Format::Json,
-    };
+    let level = logging::level_of(cfg.log.level);
+    let format = logging::format_of(cfg.log.format);
     // Before the first thread starts (threads inherit the signal mask).
     if let Err(e) = gateway::block_signals() {
         eprintln!("hotplex: cannot block signals: {e}");
@@ -147,8 +140,12 @@ fn real_main() -> i32 {
         revocations,
         config_sha256,
     };
-    let shutdown = cfg.gateway.shutdown_timeout;
-    gateway::run(settings, security, cfg.gateway.listen, shutdown)
+    let admin = hotplex::admin::AdminSetup {
+        listen: cfg.admin.listen,
+        settings: hotplex::admin::AdminSettings::from_config(&cfg),
+        workers: hotplex::admin::probe::specs(&cfg),
+    };
+    gateway::run(settings, security, cfg.gateway.listen, admin, reloader)
 }
 
 /// Hex SHA-256 of a file's bytes (the startup audit row names the config it ran with).

@@ -30,6 +30,15 @@ impl Bucket {
         Bucket { capacity, rate: rate_per_sec.max(0.0), tokens: capacity, last: now }
     }
 
+    /// Adopt a new rate and burst (a config reload), keeping the tokens held
+    /// (at most the new capacity).
+    pub fn retune(&mut self, rate_per_sec: f64, burst: f64) {
+        let capacity = burst.max(1.0);
+        self.rate = rate_per_sec.max(0.0);
+        self.capacity = capacity;
+        self.tokens = self.tokens.min(capacity);
+    }
+
     fn refill(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + dt * self.rate).min(self.capacity);

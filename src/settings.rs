@@ -108,6 +108,9 @@ pub struct RateSettings {
     pub handshakes_burst: f64,
     pub inputs_per_min: f64,
     pub creates_per_min: f64,
+    /// `/api/…` requests per principal (`limits.rate.api_requests_per_sec` / `api_burst`).
+    pub api_per_sec: f64,
+    pub api_burst: f64,
     pub throttle_threshold: f64,
     pub max_violations_per_min: usize,
     pub max_connections_per_ip: usize,
@@ -159,6 +162,10 @@ pub struct Settings {
     pub worker: WorkerLimits,
     pub policy: Policy,
     pub workers: HashMap<WorkerType, WorkerSettings>,
+    /// Worker types a config reload disabled: only sessions that were live
+    /// before it keep using them (resets, per-turn spawns); inits and resumes
+    /// look at `workers` only (operations.md §1.8).
+    pub retired_workers: HashMap<WorkerType, WorkerSettings>,
     pub sandbox: Sandbox,
     pub store: StoreSettings,
     pub rate: RateSettings,
@@ -169,6 +176,12 @@ pub struct Settings {
 impl Settings {
     pub fn worker(&self, t: WorkerType) -> Option<&WorkerSettings> {
         self.workers.get(&t)
+    }
+
+    /// The worker settings for a session that is already live: enabled, or
+    /// disabled by a reload after the session started.
+    pub fn live_worker(&self, t: WorkerType) -> Option<&WorkerSettings> {
+        self.workers.get(&t).or_else(|| self.retired_workers.get(&t))
     }
 }
 
@@ -428,6 +441,7 @@ impl Settings {
                 max_turns_ceiling: l.max_turns_ceiling as u64,
             },
             workers,
+            retired_workers: HashMap::new(),
             tracing: crate::otel::TraceConfig::from_config(cfg),
             rate: RateSettings {
                 conn_per_sec: l.rate.conn_frames_per_sec as f64,
@@ -440,6 +454,8 @@ impl Settings {
                 handshakes_burst: l.rate.handshakes_burst as f64,
                 inputs_per_min: l.rate.inputs_per_min_per_owner as f64,
                 creates_per_min: l.rate.session_creates_per_min_per_owner as f64,
+                api_per_sec: l.rate.api_requests_per_sec as f64,
+                api_burst: l.rate.api_burst as f64,
                 throttle_threshold: l.rate.throttle_threshold,
                 max_violations_per_min: l.rate.max_violations_per_min as usize,
                 max_connections_per_ip: l.max_connections_per_ip as usize,

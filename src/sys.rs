@@ -409,6 +409,16 @@ pub fn wait_signal(timeout: std::time::Duration) -> Option<i32> {
     if r > 0 { Some(r) } else { None }
 }
 
+/// `CLOCK_MONOTONIC` in microseconds (sd_notify `MONOTONIC_USEC=`).
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-parameter.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000).saturating_add(ts.tv_nsec as u64 / 1000)
+}
+
 /// Process-wide setup before any thread starts: block the signals the
 /// gateway handles synchronously (inherited by every thread), become a child
 /// subreaper, drop dumpability and core dumps, raise the fd soft limit.

@@ -13,32 +13,17 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::{Client, Gateway, Options, WAIT, eventually, is_state, raw};
 
-/// The admin listener with a public `/metrics`, on a free port. Its address
-/// is printed on stderr (`hotplex listening … admin=ADDR`).
-const ADMIN_YAML: &str = "admin:\n  listen: \"127.0.0.2:0\"\n  metrics_public: true\n";
+/// `/metrics` public on the admin listener (the harness binds it and reads
+/// its address from stderr), its rate limit lifted for polling scrapes; the
+/// admin tokens of `support::admin` too.
+const ADMIN_YAML: &str = "admin:\n  metrics_public: true\n  rate_limit: {requests_per_second: 10000, burst: 10000}\n";
 
-/// Where `/metrics` is served: the admin listener when the binary has one,
-/// else the test-only route on the gateway listener (`metrics=ADDR`, enabled
-/// by `HOTPLEX_TEST_METRICS_ON_GATEWAY`).
 fn start(extra: &str, mut env: Vec<(String, String)>) -> (Gateway, SocketAddr) {
-    env.push(("HOTPLEX_TEST_METRICS_ON_GATEWAY".into(), "1".into()));
-    let gw = Gateway::start_with(Options { yaml: format!("{ADMIN_YAML}{extra}"), env, ..Options::default() });
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let err = gw.stderr();
-        let listening = || err.lines().filter(|l| l.starts_with("hotplex listening"));
-        let addr_of = |prefix: &str| {
-            listening().find_map(|l| {
-                l.split_whitespace().find_map(|w| w.strip_prefix(prefix)).and_then(|a| a.parse::<SocketAddr>().ok())
-            })
-        };
-        let found = addr_of("admin=").or_else(|| addr_of("metrics="));
-        if let Some(a) = found {
-            return (gw, a);
-        }
-        assert!(Instant::now() < deadline, "no admin address on stderr:\n{}", gw.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    env.extend(support::admin::tokens_env());
+    let yaml = format!("{}{ADMIN_YAML}{extra}", support::admin::tokens_yaml());
+    let gw = Gateway::start_with(Options { yaml, env, ..Options::default() });
+    let admin = gw.admin_addr;
+    (gw, admin)
 }
 
 /// One scrape: `# TYPE` per family and every sample.
@@ -439,5 +424,51 @@ fn deployment_files_and_the_deploy_catalogue_match_the_exposition() {
         })
         .collect();
     assert_eq!(listed, families, "tests/deploy_files.rs CATALOGUE vs the families a scrape shows");
+    drop(gw);
+}
+
+/// The admin listener's own metrics: requests by templated route and status,
+/// admin credential failures, a drain, a config reload.
+#[test]
+fn admin_requests_drain_and_reload_are_counted() {
+    use support::admin::{OPS, call};
+    let (gw, admin) = start("", vec![]);
+    let _ = scrape(admin);
+    // a request without a token, and one with a wrong token, on a session route
+    assert_eq!(call(admin, "GET", "/admin/sessions/some-session-id", None, None).status, 401);
+    let wrong = "wrong_token_0123456789abcdefghijklmnopqrstuv";
+    assert_eq!(call(admin, "GET", "/admin/sessions/some-session-id", Some(wrong), None).status, 401);
+    let s = scrape(admin);
+    assert!(s.v("hotplex_admin_requests_total", &[("route", "/metrics"), ("status", "200")]) >= 1.0);
+    assert_eq!(s.v("hotplex_admin_requests_total", &[("route", "/admin/sessions/{id}"), ("status", "401")]), 2.0);
+    assert!(!s.samples.iter().any(|x| x.1.values().any(|v| v.contains("some-session-id"))), "no id in a label");
+    assert_eq!(s.v("hotplex_auth_failures_total", &[("listener", "admin"), ("reason", "missing")]), 1.0);
+    assert_eq!(s.v("hotplex_auth_failures_total", &[("listener", "admin"), ("reason", "unknown_key")]), 1.0);
+    assert_eq!(s.v("hotplex_config_generation", &[]), 1.0);
+
+    // a reload of the unchanged file
+    let r = call(admin, "POST", "/admin/config/reload", Some(OPS), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = scrape(admin);
+    assert_eq!(s.v("hotplex_config_reloads_total", &[("result", "unchanged")]), 1.0);
+    assert_eq!(s.v("hotplex_config_restart_pending", &[]), 0.0);
+
+    // a drain and its end
+    assert_eq!(s.v("hotplex_draining", &[]), 0.0);
+    assert_eq!(s.v("hotplex_ready", &[]), 1.0);
+    let r = call(admin, "POST", "/admin/drain", Some(OPS), Some(&json!({})));
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = scrape(admin);
+    assert_eq!(s.v("hotplex_draining", &[]), 1.0);
+    assert_eq!(s.v("hotplex_ready", &[]), 0.0);
+    let r = raw::http_get(gw.addr, "/ws");
+    assert_eq!(r.status, 503, "a draining gateway refuses upgrades");
+    let s = scrape(admin);
+    assert_eq!(s.v("hotplex_ws_upgrade_rejections_total", &[("reason", "draining")]), 1.0);
+    let r = call(admin, "DELETE", "/admin/drain", Some(OPS), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s = scrape(admin);
+    assert_eq!(s.v("hotplex_draining", &[]), 0.0);
+    assert_eq!(s.v("hotplex_admin_requests_total", &[("route", "/admin/drain"), ("status", "202")]), 1.0);
     drop(gw);
 }

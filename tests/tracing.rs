@@ -144,7 +144,12 @@ fn spans_follow_the_client_trace_and_carry_no_content() {
     let col = Collector::start(&[]);
     let yaml = col.yaml("  store_sample_ratio: 1.0\n  headers:\n    X-Collector-Tenant: \"probe-7\"\n");
     let gw = Gateway::start_yaml(&yaml);
-    assert!(thread_names(gw.pid()).iter().any(|t| t == "otlp"), "the otlp thread runs when tracing is on");
+    // A new thread names itself once it runs: poll rather than race it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !thread_names(gw.pid()).iter().any(|t| t == "otlp") {
+        assert!(std::time::Instant::now() < deadline, "the otlp thread runs when tracing is on");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     let canary = format!("PROMPT-CANARY-{}", std::process::id());
     let mut c = gw.connect();
@@ -318,6 +323,37 @@ fn sampling_is_parent_based() {
     got.sort();
     want.sort();
     assert_eq!(got, want, "only the sampled parent's spans (ratio 0 drops roots): {spans:#?}");
+}
+
+/// `tracing.sample_ratio` is live (operations.md §1.8): a config reload from
+/// 0.0 to 1.0 samples the root spans of sessions attached after it, without
+/// a restart; what ran before stays unsampled.
+#[test]
+fn sample_ratio_is_reloaded_live() {
+    let col = Collector::start(&[]);
+    let mut yaml = col.yaml("  sample_ratio: 0.0\n  store_sample_ratio: 0.0\n");
+    yaml.push_str("reload:\n  poll_interval: 1s\n");
+    let gw = Gateway::start_yaml(&yaml);
+    let mut a = gw.connect();
+    let before = a.init(json!({"worker_type": "claude_code"}))["event"]["data"]["session_id"].clone();
+    a.turn("unsampled");
+
+    let text = std::fs::read_to_string(&gw.config_path).expect("read config");
+    assert!(text.contains("  sample_ratio: 0.0\n"), "{text}");
+    let tmp = gw.config_path.with_extension("tmp");
+    std::fs::write(&tmp, text.replacen("  sample_ratio: 0.0\n", "  sample_ratio: 1.0\n", 1)).expect("write");
+    std::fs::rename(&tmp, &gw.config_path).expect("rename");
+    let ok = eventually(Duration::from_secs(15), || gw.stderr().contains("applied=[tracing.sample_ratio]"));
+    assert!(ok, "no reload of tracing.sample_ratio: {}", gw.stderr());
+
+    let mut b = gw.connect();
+    let after = b.init(json!({"worker_type": "claude_code"}))["event"]["data"]["session_id"].clone();
+    b.turn("sampled");
+    let attach = col.wait_spans("hotplex.session.attach", 1);
+    col.wait_spans("hotplex.turn", 1);
+    // Spans are exported in order: the earlier session's would have arrived first.
+    let sessions: Vec<&Value> = attach.iter().map(|s| attr(s, "hotplex.session_id")).collect();
+    assert_eq!(sessions, vec![&after], "only the session attached after the reload is sampled (not {before})");
 }
 
 #[test]

@@ -84,6 +84,19 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
 
 /// [`load`] with an explicit working directory.
 pub fn load_in(opts: &LoadOptions, cwd: &Path) -> Result<Loaded, ConfigErrors> {
+    load_adjusted_in(opts, cwd, &|_| {})
+}
+
+/// [`load`], with `adjust` applied to the typed config before validation, so
+/// the adjusted result is what gets validated (a reload keeps the running
+/// values of restart-class keys and must validate that combination).
+pub fn load_adjusted(opts: &LoadOptions, adjust: &dyn Fn(&mut Config)) -> Result<Loaded, ConfigErrors> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| ConfigErrors::single("", format!("cannot determine the working directory ({e})"), None))?;
+    load_adjusted_in(opts, &cwd, adjust)
+}
+
+fn load_adjusted_in(opts: &LoadOptions, cwd: &Path, adjust: &dyn Fn(&mut Config)) -> Result<Loaded, ConfigErrors> {
     let mut errors: Vec<ConfigError> = Vec::new();
     let mut warnings: Vec<ConfigWarning> = Vec::new();
     let internal = |what: &str| ConfigErrors::single("", format!("internal error: {what}"), None);
@@ -156,6 +169,7 @@ pub fn load_in(opts: &LoadOptions, cwd: &Path) -> Result<Loaded, ConfigErrors> {
     };
 
     resolve_paths(&mut config, cwd);
+    adjust(&mut config);
     let mut ctx = Ctx::new(&tree, file.as_deref(), &opts.env, opts.dev);
     ctx.skip = &removed;
     validate(&mut config, &mut ctx);

@@ -47,7 +47,7 @@ mod tests;
 
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning, did_you_mean, edit_distance};
-pub use load::{CONFIG_ENV, DEV_PROFILE, LoadOptions, Loaded, config_path, load, load_in};
+pub use load::{CONFIG_ENV, DEV_PROFILE, LoadOptions, Loaded, config_path, load, load_adjusted, load_in};
 pub use resolve::{ResolveError, ResolvedWorker, resolve_command};
 pub use secret::{Secret, SecretSource, SecretValue};
 pub use types::*;
@@ -55,7 +55,7 @@ pub use units::{
     Cidr, DURATION_NEEDS_UNIT, Enabled, Umask, format_duration, is_loopback, parse_duration, parse_listen, parse_size,
 };
 pub use validate::{OWNER_HASH, SESSION_ID};
-pub use validate_security::{S3_MESSAGE, ssrf_permits};
+pub use validate_security::S3_MESSAGE;
 
 use crate::adapters::WorkerType;
 

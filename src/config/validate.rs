@@ -134,8 +134,9 @@ pub(crate) fn validate(cfg: &mut Config, ctx: &mut Ctx) {
     }
 }
 
+/// Port 0 never clashes: each listener gets its own free port.
 fn listeners_clash(a: SocketAddr, b: SocketAddr) -> bool {
-    a == b || (a.port() == b.port() && a.port() != 0 && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn gateway(cfg: &Config, ctx: &mut Ctx) {

@@ -9,11 +9,11 @@
 //! the env snapshot.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use super::secret::{Secret, SecretValue, read_env_secret, read_secret_file};
 use super::types::{AdminCredential, AdminScope, AuthMode, Config};
-use super::units::{Cidr, is_loopback};
+use super::units::is_loopback;
 use super::validate::Ctx;
 use crate::adapters::WorkerType;
 use crate::security::apikey::{self, valid_key_format};
@@ -49,7 +49,7 @@ pub(crate) fn validate(cfg: &mut Config, ctx: &mut Ctx) {
         );
     }
     for (i, entry) in cfg.security.ssrf.allow.iter().enumerate() {
-        if let Err(m) = parse_allow_entry(entry) {
+        if let Err(m) = crate::security::ssrf::AllowRule::parse(entry) {
             ctx.err(&format!("security.ssrf.allow[{i}]"), m);
         }
     }
@@ -484,128 +484,31 @@ fn zero_limits(cfg: &Config, ctx: &mut Ctx) {
     }
 }
 
-/// One `security.ssrf.allow` entry: `host:port`, `ip:port`, `[v6]:port` or `cidr:port`.
-enum AllowRule {
-    Host(String, u16),
-    Net(Cidr, u16),
-}
-
-fn parse_allow_entry(entry: &str) -> Result<AllowRule, String> {
-    let (host, port) =
-        entry.rsplit_once(':').ok_or_else(|| format!("{entry:?}: expected host:port, ip:port or cidr:port"))?;
-    let port: u16 = match port.parse() {
-        Ok(p) if p > 0 => p,
-        _ => return Err(format!("{entry:?}: port must be 1–65535 (no wildcard ports)")),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains('*') {
-        return Err(format!("{entry:?}: a host is required (no wildcards)"));
-    }
-    if host.contains('/') {
-        return host.parse::<Cidr>().map(|c| AllowRule::Net(c, port));
-    }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(AllowRule::Net(Cidr::from(ip), port));
-    }
-    if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
-        return Err(format!("{entry:?}: invalid host name"));
-    }
-    Ok(AllowRule::Host(host.to_ascii_lowercase(), port))
-}
-
-/// An address in a range security.md §8.2 blocks (approximation for IP literals; the
-/// runtime SSRF guard is authoritative).
-fn blocked(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_multicast()
-                || o[0] == 0
-                || o[0] >= 240
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || (o[0] == 192 && o[1] == 88 && o[2] == 99)
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => blocked(IpAddr::V4(v4)),
-            None => {
-                let s = v6.segments();
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    || (s[0] & 0xfe00) == 0xfc00
-                    || (s[0] & 0xffc0) == 0xfe80
-                    || (s[0] & 0xffc0) == 0xfec0
-                    || s[0] == 0x0064
-                    || s[0] == 0x2002
-                    || (s[0] == 0x2001 && s[1] < 0x0200)
-                    || (s[0] == 0x2001 && s[1] == 0x0db8)
-                    || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])
-                    || s[..6] == [0, 0, 0, 0, 0, 0]
-            }
-        },
-    }
-}
-
 /// `tracing.otlp_endpoint`: `http://host:port[/path]`; https refused (no TLS client);
 /// a blocked IP literal must be allowed by `security.ssrf.allow` (security.md §8).
 pub(crate) fn check_otlp_endpoint(url: &str, allow: &[String]) -> Result<(), String> {
-    let lower = url.to_ascii_lowercase();
-    if lower.starts_with("https://") {
+    use crate::security::ssrf::{self, Host, ManagedEndpoints, SsrfPolicy};
+    if url.to_ascii_lowercase().starts_with("https://") {
         return Err("https is not supported: send to a local OpenTelemetry Collector over http".to_string());
     }
-    if !lower.starts_with("http://") {
-        return Err(format!("{url:?}: expected http://host:port[/path]"));
+    let authority = url.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or_default());
+    if !authority.rsplit_once(':').is_some_and(|(_, port)| !port.is_empty() && !port.ends_with(']')) {
+        return Err(format!("{url:?}: the port is required (http://host:port[/path])"));
     }
-    let rest = &url["http://".len()..];
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.contains('@') || rest.contains('#') || rest.contains('?') {
+    if authority.contains('@') || url.contains(['?', '#']) {
         return Err(format!("{url:?}: no credentials, query or fragment (use tracing.headers)"));
     }
-    let (host, port) = authority.rsplit_once(':').ok_or_else(|| format!("{url:?}: the port is required"))?;
-    let port: u16 = match port.parse() {
-        Ok(p) if p > 0 => p,
-        _ => return Err(format!("{url:?}: invalid port")),
-    };
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    if host.is_empty() {
-        return Err(format!("{url:?}: the host is required"));
-    }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        let allowed = allow.iter().filter_map(|e| parse_allow_entry(e).ok()).any(|r| match r {
-            AllowRule::Net(c, p) => p == port && c.contains(ip),
-            AllowRule::Host(h, p) => p == port && h.eq_ignore_ascii_case(host),
-        });
-        if blocked(ip) && !allowed {
+    let parsed = ssrf::parse_url(url).map_err(|e| format!("{url:?}: {e}"))?;
+    if let Host::Ip(ip) = parsed.host {
+        // Entries were checked above; a bad one already failed the load.
+        let policy = SsrfPolicy::from_config(allow, ManagedEndpoints::new()).unwrap_or_default();
+        if !policy.permits(&parsed.host, std::net::SocketAddr::new(ssrf::normalize(ip), parsed.port)) {
             return Err(format!(
-                "{host}:{port} is a loopback/private address: list \"{authority}\" in security.ssrf.allow (security.md §8)"
+                "{authority} is a loopback/private address: list \"{authority}\" in security.ssrf.allow (security.md §8)"
             ));
         }
     }
     Ok(())
-}
-
-/// Whether the gateway may connect to `ip:port` reached through `host`
-/// (security.md §8.2, §8.3): not in a blocked range, or lifted by a
-/// `security.ssrf.allow` entry. Used at connect time by outbound clients
-/// (the OTLP exporter) on the addresses they resolved.
-pub fn ssrf_permits(ip: IpAddr, host: &str, port: u16, allow: &[String]) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    };
-    !blocked(ip)
-        || allow.iter().filter_map(|e| parse_allow_entry(e).ok()).any(|r| match r {
-            AllowRule::Net(c, p) => p == port && c.contains(ip),
-            AllowRule::Host(h, p) => p == port && h.eq_ignore_ascii_case(host),
-        })
 }
 
 #[cfg(test)]
@@ -637,13 +540,13 @@ mod tests {
 
     #[test]
     fn allow_entries() {
-        assert!(parse_allow_entry("127.0.0.1:4318").is_ok());
-        assert!(parse_allow_entry("[::1]:4318").is_ok());
-        assert!(parse_allow_entry("collector.internal:4318").is_ok());
-        assert!(parse_allow_entry("10.0.0.0/8:80").is_ok());
-        assert!(parse_allow_entry("127.0.0.1:*").is_err());
-        assert!(parse_allow_entry("127.0.0.1").is_err());
-        assert!(parse_allow_entry("*.example:80").is_err());
+        assert!(crate::security::ssrf::AllowRule::parse("127.0.0.1:4318").is_ok());
+        assert!(crate::security::ssrf::AllowRule::parse("[::1]:4318").is_ok());
+        assert!(crate::security::ssrf::AllowRule::parse("collector.internal:4318").is_ok());
+        assert!(crate::security::ssrf::AllowRule::parse("10.0.0.0/8:80").is_ok());
+        assert!(crate::security::ssrf::AllowRule::parse("127.0.0.1:*").is_err());
+        assert!(crate::security::ssrf::AllowRule::parse("127.0.0.1").is_err());
+        assert!(crate::security::ssrf::AllowRule::parse("*.example:80").is_err());
     }
 
     #[test]

@@ -82,31 +82,7 @@ pub fn configure(cfg: &crate::config::Config) {
              (hotplex_security_shared_worker_uid 1)"
         );
     }
-    GATEWAY_ROUTE.store(std::env::var_os(GATEWAY_ROUTE_ENV).is_some_and(|v| v == "1"), Relaxed);
     let _ = m();
-}
-
-/// Test-only switch (set to `1`): the gateway listener answers `GET /metrics`
-/// with [`render`], unauthenticated, and prints `hotplex listening
-/// metrics=ADDR`. Exists for `tests/metrics.rs` on builds without the admin
-/// listener (operations.md §4.1 serves `/metrics` there); never set it in
-/// production.
-pub const GATEWAY_ROUTE_ENV: &str = "HOTPLEX_TEST_METRICS_ON_GATEWAY";
-static GATEWAY_ROUTE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// [`GATEWAY_ROUTE_ENV`] was set at startup.
-pub fn gateway_route() -> bool {
-    GATEWAY_ROUTE.load(Relaxed)
-}
-
-/// `200` response carrying [`render`] (`Connection: close`).
-pub fn http_response() -> Vec<u8> {
-    let body = render();
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nCache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 // ---- connections ---------------------------------------------------------

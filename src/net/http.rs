@@ -110,14 +110,18 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
         204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
         413 => "Payload Too Large",
         414 => "URI Too Long",
+        415 => "Unsupported Media Type",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -147,26 +151,52 @@ pub fn default_code(status: u16) -> &'static str {
 
 /// A complete response with a JSON body; `Connection: close`.
 pub fn json_response(status: u16, body: &str, extra_headers: &[(&str, &str)]) -> Vec<u8> {
+    response(status, "application/json", body.as_bytes(), extra_headers, false)
+}
+
+/// A complete response: status line, `Content-Type`, `Cache-Control: no-store`,
+/// `X-Content-Type-Options: nosniff`, `Content-Length`, `Connection`
+/// (`keep-alive` or `close`), the extra headers, then the body. Header values
+/// are the caller's constants or values it built; nothing from a request is
+/// echoed unchecked (security.md §9.4).
+pub fn response(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    extra_headers: &[(&str, &str)],
+    keep_alive: bool,
+) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nConnection: {}\r\n",
         reason(status),
-        body.len()
-    );
+        body.len(),
+        if keep_alive { "keep-alive" } else { "close" }
+    )
+    .into_bytes();
     for (k, v) in extra_headers {
-        out.push_str(k);
-        out.push_str(": ");
-        out.push_str(v);
-        out.push_str("\r\n");
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    out.push_str("\r\n");
-    out.push_str(body);
-    out.into_bytes()
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// The JSON error body of both HTTP APIs (operations.md §4.1):
+/// `{"error":{"code":…,"message":…,"details":…}}` (`details` only when given).
+pub fn error_body(code: &str, message: &str, details: Option<serde_json::Value>) -> String {
+    let mut e = serde_json::json!({"code": code, "message": message});
+    if let Some(d) = details {
+        e["details"] = d;
+    }
+    serde_json::json!({ "error": e }).to_string()
 }
 
 /// `{"error":{"code":…,"message":…}}` response.
 pub fn error_response(status: u16, code: &str, message: &str, extra_headers: &[(&str, &str)]) -> Vec<u8> {
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    json_response(status, &body, extra_headers)
+    json_response(status, &error_body(code, message, None), extra_headers)
 }
 
 #[cfg(test)]

@@ -30,8 +30,8 @@ pub struct ExportConfig {
     pub endpoint: Endpoint,
     pub headers: Vec<(String, String)>,
     pub interval: Duration,
-    /// `security.ssrf.allow` entries.
-    pub allow: Vec<String>,
+    /// `security.ssrf.allow` (validated at config load).
+    pub ssrf: crate::security::ssrf::SsrfPolicy,
     pub resource: Vec<KeyValue>,
 }
 
@@ -129,7 +129,7 @@ impl Exporter {
                 Some(d) => d.saturating_duration_since(Instant::now()).min(IO_TIMEOUT),
                 None => IO_TIMEOUT,
             };
-            let result = http::post(&self.cfg.endpoint, &self.cfg.allow, &self.cfg.headers, &body, timeout);
+            let result = http::post(&self.cfg.endpoint, &self.cfg.ssrf, &self.cfg.headers, &body, timeout);
             let retry_in = match result {
                 Ok(r) if (200..300).contains(&r.status) => {
                     if std::mem::take(&mut self.failing) {

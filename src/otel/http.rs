@@ -1,12 +1,14 @@
 //! The exporter's HTTP/1.1 client: one `POST` per batch over a plain
 //! `std::net::TcpStream` (connect/read/write timeouts), `http://` only.
-//! Every connection resolves the host once, checks every address against
-//! security.md §8 (blocked ranges unless `security.ssrf.allow` lifts them),
-//! connects to a checked address itself, sends no proxy headers and follows
-//! no redirects. Runs only on the `otlp` thread, never on a reactor.
+//! Every connection goes through `security::ssrf` (security.md §8): the
+//! host resolved once, every address checked against the blocked ranges
+//! unless `security.ssrf.allow` lifts them, the connect pinned to a checked
+//! address with the peer verified; no proxy headers, no redirects followed.
+//! Runs only on the `otlp` thread, never on a reactor.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+
+use crate::security::ssrf::{self, SsrfError, SsrfPolicy, SystemResolver};
 use std::time::Duration;
 
 /// Response head bound (security.md §8.1 step 6).
@@ -63,10 +65,8 @@ pub struct Response {
 
 #[derive(Debug)]
 pub enum PostError {
-    /// DNS failed or returned nothing.
-    Resolve(String),
-    /// Every resolved address is blocked (security.md §8.2) and not allowed.
-    Blocked(SocketAddr),
+    /// Refused or failed by the SSRF guard (parse, DNS, blocked range, connect, peer).
+    Ssrf(SsrfError),
     Io(std::io::Error),
     /// The peer sent something that is not an HTTP/1.x response head.
     BadResponse,
@@ -75,57 +75,35 @@ pub enum PostError {
 impl std::fmt::Display for PostError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PostError::Resolve(e) => write!(f, "cannot resolve the endpoint: {e}"),
-            PostError::Blocked(a) => write!(f, "{a} is in a blocked range; list it in security.ssrf.allow"),
+            PostError::Ssrf(SsrfError::Blocked(a)) => {
+                write!(f, "{a} is in a blocked range; list it in security.ssrf.allow")
+            }
+            PostError::Ssrf(e) => write!(f, "{e}"),
             PostError::Io(e) => write!(f, "{e}"),
             PostError::BadResponse => f.write_str("malformed HTTP response"),
         }
     }
 }
 
-/// Resolve once and keep only addresses the SSRF rules permit; all of them
-/// must pass (one blocked address refuses the host, security.md §8.1 step 3).
-pub fn resolve(ep: &Endpoint, allow: &[String]) -> Result<Vec<SocketAddr>, PostError> {
-    let addrs: Vec<SocketAddr> =
-        (ep.host.as_str(), ep.port).to_socket_addrs().map_err(|e| PostError::Resolve(e.to_string()))?.collect();
-    if addrs.is_empty() {
-        return Err(PostError::Resolve("no addresses".into()));
-    }
-    for a in &addrs {
-        if !crate::config::ssrf_permits(a.ip(), &ep.host, a.port(), allow) {
-            return Err(PostError::Blocked(*a));
-        }
-    }
-    Ok(addrs)
+/// Resolve once and check every address (security.md §8.1 steps 1–3):
+/// one blocked address refuses the host.
+pub fn resolve(ep: &Endpoint, policy: &SsrfPolicy) -> Result<ssrf::Checked, PostError> {
+    ssrf::check_blocking(&format!("http://{}{}", ep.authority, ep.path), policy, &SystemResolver)
+        .map_err(PostError::Ssrf)
 }
 
 /// One `POST` of `body` (JSON) to the endpoint. `timeout` bounds the connect
 /// and each read and write.
 pub fn post(
     ep: &Endpoint,
-    allow: &[String],
+    policy: &SsrfPolicy,
     headers: &[(String, String)],
     body: &[u8],
     timeout: Duration,
 ) -> Result<Response, PostError> {
-    let addrs = resolve(ep, allow)?;
+    let checked = resolve(ep, policy)?;
     let timeout = timeout.max(Duration::from_millis(10));
-    let mut last = None;
-    let mut stream = None;
-    for a in &addrs {
-        match TcpStream::connect_timeout(a, timeout) {
-            // The connection must be to the address that was checked.
-            Ok(s) if s.peer_addr().ok().as_ref() == Some(a) => {
-                stream = Some(s);
-                break;
-            }
-            Ok(_) => last = Some(std::io::Error::other("peer address differs from the checked one")),
-            Err(e) => last = Some(e),
-        }
-    }
-    let Some(mut s) = stream else {
-        return Err(PostError::Io(last.unwrap_or_else(|| std::io::Error::other("no address"))));
-    };
+    let mut s = ssrf::connect_blocking(&checked, timeout).map_err(PostError::Ssrf)?;
     s.set_read_timeout(Some(timeout)).map_err(PostError::Io)?;
     s.set_write_timeout(Some(timeout)).map_err(PostError::Io)?;
     let _ = s.set_nodelay(true);
@@ -227,9 +205,13 @@ mod tests {
     #[test]
     fn loopback_needs_an_allow_entry() {
         let e = Endpoint::parse("http://127.0.0.1:4318").unwrap();
-        assert!(matches!(resolve(&e, &[]), Err(PostError::Blocked(_))));
-        assert!(resolve(&e, &["127.0.0.1:4318".into()]).is_ok());
-        assert!(matches!(resolve(&e, &["127.0.0.1:4319".into()]), Err(PostError::Blocked(_))));
+        let policy = |allow: &[&str]| {
+            let allow: Vec<String> = allow.iter().map(|a| a.to_string()).collect();
+            SsrfPolicy::from_config(&allow, ssrf::ManagedEndpoints::new()).unwrap()
+        };
+        assert!(matches!(resolve(&e, &policy(&[])), Err(PostError::Ssrf(SsrfError::Blocked(_)))));
+        assert!(resolve(&e, &policy(&["127.0.0.1:4318"])).is_ok());
+        assert!(matches!(resolve(&e, &policy(&["127.0.0.1:4319"])), Err(PostError::Ssrf(SsrfError::Blocked(_)))));
     }
 
     #[test]

@@ -248,13 +248,23 @@ pub fn init(cfg: &TraceConfig, instance_id: &str) -> Option<ExporterHandle> {
     for name in bad {
         log::warn!("tracing.headers: {name:?} is not a valid or allowed HTTP header; not sent");
     }
+    let ssrf = match crate::security::ssrf::SsrfPolicy::from_config(
+        &cfg.ssrf_allow,
+        crate::security::ssrf::ManagedEndpoints::new(),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("tracing disabled: security.ssrf.allow: {e}");
+            return None;
+        }
+    };
     let (tx, rx) = bounded(cfg.max_queue_spans.max(1));
     let (ctl_tx, ctl_rx) = bounded(1);
     let ecfg = export::ExportConfig {
         endpoint,
         headers,
         interval: cfg.export_interval.max(Duration::from_millis(10)),
-        allow: cfg.ssrf_allow.clone(),
+        ssrf,
         resource: resource(&cfg.service_name, instance_id),
     };
     let exporter = export::Exporter::new(ecfg, rx, ctl_rx);

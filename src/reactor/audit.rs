@@ -26,7 +26,7 @@ pub fn actor_kind(p: &Principal) -> ActorKind {
     }
 }
 
-/// `auth_failure` for a refused credential on the WebSocket listener.
+/// `auth_failure` for a refused credential on the gateway listener (`/ws` or `/api`).
 pub fn auth_failure(f: &AuthFailure, ip: Option<IpAddr>, stage: &str) -> AuditEntry {
     let mut e = AuditEntry::new(AuditKind::AuthFailure, AuditOutcome::Denied, ActorKind::Unauthenticated)
         .reason(f.reason.code());
@@ -36,7 +36,7 @@ pub fn auth_failure(f: &AuthFailure, ip: Option<IpAddr>, stage: &str) -> AuditEn
     if let Some(ip) = ip {
         e = e.client_ip(ip);
     }
-    let mut d = json!({"listener": "ws", "stage": stage});
+    let mut d = json!({"listener": "gateway", "stage": stage});
     if let Some(s) = f.source {
         d["source"] = json!(s.as_str());
     }

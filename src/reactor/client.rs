@@ -33,6 +33,8 @@ const LINGER: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stage {
     Http,
+    /// A user-API request waits for a store read or another reactor (`api.rs`).
+    Api,
     AwaitInit,
     /// `init` accepted, its session is being attached (worker spawning).
     InitPending,
@@ -75,7 +77,7 @@ impl Reactor {
     }
 
     pub(super) fn accept(&mut self, sock: TcpStream, peer: SocketAddr) {
-        let r = &self.shared.settings.rate;
+        let r = &self.s.rate;
         let peer_ip = crate::net::client_ip::normalize(peer.ip());
         let per_ip = (!crate::net::client_ip::is_trusted(peer_ip, &r.trusted_proxies)).then_some(peer_ip);
         if self.shared.limiter.accept(per_ip, r).is_err() {
@@ -100,6 +102,7 @@ impl Reactor {
             attach_span: crate::otel::Span::NONE,
         };
         let idx = self.clients.insert(client);
+        self.opened += 1;
         let key = Key { idx, generation };
         let registered = match self.clients.get_mut(idx) {
             Some(c) => {
@@ -163,7 +166,7 @@ impl Reactor {
         match c.stage {
             Stage::Http => self.read_http(key),
             Stage::AwaitInit | Stage::Attached { .. } => self.read_frames(key),
-            Stage::InitPending => {}
+            Stage::InitPending | Stage::Api => {}
             Stage::Closing => {
                 if c.conn.drain_closing() {
                     self.drop_client(key);
@@ -194,9 +197,6 @@ impl Reactor {
     fn route_http(&mut self, key: Key, req: http::Request, rest: Vec<u8>) {
         match req.path.as_str() {
             "/ws" => {}
-            "/metrics" if req.method == "GET" && crate::metrics::gateway_route() => {
-                return self.respond(key, crate::metrics::http_response());
-            }
             "/health" if req.method == "GET" || req.method == "HEAD" => {
                 let resp = http::json_response(200, r#"{"status":"ok"}"#, &[]);
                 return self.respond(key, resp);
@@ -205,17 +205,21 @@ impl Reactor {
                 let resp = http::error_response(405, "method_not_allowed", "only GET", &[("Allow", "GET")]);
                 return self.respond(key, resp);
             }
+            p if p == "/api" || p.starts_with("/api/") => return self.api_request(key, req),
             _ => {
                 let resp = http::error_response(404, "not_found", "no such path", &[]);
                 return self.respond(key, resp);
             }
         }
-        if self.stopping {
+        if self.stopping || self.shared.liveness.draining.load(Ordering::Relaxed) {
             crate::metrics::upgrade_rejected(Rejection::Draining);
-            let resp = http::error_response(503, "draining", "server shutting down", &[("Retry-After", "2")]);
+            // operations.md §2.6: refused with Retry-After = gateway.reconnect_delay
+            let secs = self.s.reconnect_delay.as_secs_f64().ceil().max(1.0).to_string();
+            let resp =
+                http::error_response(503, "draining", "server draining; reconnect later", &[("Retry-After", &secs)]);
             return self.respond(key, resp);
         }
-        let r = &self.shared.settings.rate;
+        let r = &self.s.rate;
         let peer = match self.client(key) {
             Some(c) => c.conn.peer.ip(),
             None => return,
@@ -614,6 +618,7 @@ impl Reactor {
                 crate::metrics::upgrade_rejected(Rejection::HandshakeTimeout);
                 self.drop_client(key)
             }
+            TimerKind::Handshake if c.stage == Stage::Api => self.api_timed_out(key),
             TimerKind::Init if c.stage == Stage::AwaitInit => {
                 self.close_client(key, close::POLICY, "init timeout", false)
             }

@@ -321,6 +321,11 @@ impl Reactor {
             }
         };
         let addr = ep.addr;
+        // security.md §8.3: a blocked range (loopback) only as this session's running managed server.
+        if crate::security::ssrf::blocked_range(addr.ip()).is_some() && !self.http.is_managed(addr) {
+            log::warn!("http request refused: {addr} is not a managed endpoint");
+            return self.http.deferred.push((skey, id, HttpError::NotSent));
+        }
         let worker_gen = worker_gen.unwrap_or(0);
         // No name resolution: the endpoint is a checked address (security.md §8.1 step 4).
         let sock = match TcpStream::connect(addr) {
@@ -433,8 +438,10 @@ impl Reactor {
             }
             match c.sock.peer_addr() {
                 // security.md §8.1 step 4: connected to exactly the checked address.
-                Ok(a) if a == c.addr => c.connected = true,
-                Ok(_) => return self.http_fail(key, HttpError::Connect),
+                Ok(a) => match crate::security::ssrf::verify_peer(a, c.addr) {
+                    Ok(()) => c.connected = true,
+                    Err(_) => return self.http_fail(key, HttpError::Connect),
+                },
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                     if readable {
                         return self.http_fail(key, HttpError::Connect);

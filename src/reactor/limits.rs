@@ -43,6 +43,7 @@ struct OwnerEntry {
     frames: Bucket,
     inputs: Bucket,
     creates: Bucket,
+    api: Bucket,
 }
 
 /// Limits that span reactors.
@@ -72,11 +73,14 @@ impl Limiter {
         if m.len() >= MAX_ENTRIES && !m.contains_key(&ip) {
             m.retain(|_, e| e.open > 0 || e.preinit > 0);
         }
-        m.entry(ip).or_insert_with(|| IpEntry {
+        let e = m.entry(ip).or_insert_with(|| IpEntry {
             open: 0,
             preinit: 0,
             handshakes: Bucket::new(r.handshakes_per_sec, r.handshakes_burst, now),
-        })
+        });
+        // Limits apply at once after a reload, also to existing entries.
+        e.handshakes.retune(r.handshakes_per_sec, r.handshakes_burst);
+        e
     }
 
     fn owner_entry<'a>(
@@ -88,12 +92,18 @@ impl Limiter {
         if m.len() >= MAX_ENTRIES && !m.contains_key(owner) {
             m.retain(|_, e| e.connections > 0);
         }
-        m.entry(owner.to_owned()).or_insert_with(|| OwnerEntry {
+        let e = m.entry(owner.to_owned()).or_insert_with(|| OwnerEntry {
             connections: 0,
             frames: Bucket::new(r.owner_per_sec, r.owner_burst, now),
             inputs: Bucket::new(r.inputs_per_min / 60.0, r.inputs_per_min, now),
             creates: Bucket::new(r.creates_per_min / 60.0, r.creates_per_min, now),
-        })
+            api: Bucket::new(r.api_per_sec, r.api_burst, now),
+        });
+        e.frames.retune(r.owner_per_sec, r.owner_burst);
+        e.inputs.retune(r.inputs_per_min / 60.0, r.inputs_per_min);
+        e.creates.retune(r.creates_per_min / 60.0, r.creates_per_min);
+        e.api.retune(r.api_per_sec, r.api_burst);
+        e
     }
 
     /// A TCP connection was accepted (`peer_ip` is `None` for a trusted proxy).
@@ -181,6 +191,16 @@ impl Limiter {
     }
 }
 
+impl Limiter {
+    /// One `/api/…` request of `owner`; `Err` carries the wait until a token is back.
+    pub fn owner_api(&self, owner: &str, r: &RateSettings) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut m = lock(&self.owners);
+        let b = &mut Self::owner_entry(&mut m, owner, r, now).api;
+        if b.charge(now, 0.0) == Charge::Empty { Err(b.until_one(now)) } else { Ok(()) }
+    }
+}
+
 /// What a client frame costs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameClass {
@@ -239,7 +259,7 @@ impl Reactor {
     /// Charge a client frame; false when it must be dropped (the error, the
     /// throttle notice or the close are sent here).
     pub fn admit_frame(&mut self, key: Key, class: FrameClass, event_id: Option<String>) -> bool {
-        let r = &self.shared.settings.rate;
+        let r = &self.s.rate;
         let now = Instant::now();
         let Some(c) = self.clients.get_mut(key.idx).filter(|c| c.generation == key.generation) else { return false };
         let owner = match c.stage {
@@ -249,6 +269,8 @@ impl Reactor {
         let mut worst = Charge::Ok;
         let mut rate = r.conn_per_sec;
         let mut wait = Duration::ZERO;
+        c.rate.conn.retune(r.conn_per_sec, r.conn_burst);
+        c.rate.control.retune(r.control_per_sec, r.control_burst);
         let mut half = c.rate.conn.half_refill();
         let own = match class {
             FrameClass::Control => &mut c.rate.control,
@@ -311,7 +333,7 @@ impl Reactor {
     }
 
     fn reject_frame(&mut self, key: Key, wait: Duration, event_id: Option<String>, now: Instant) {
-        let max = self.shared.settings.rate.max_violations_per_min;
+        let max = self.s.rate.max_violations_per_min;
         let Some(c) = self.client_mut(key) else { return };
         let n = c.rate.violations.record(now);
         if n > max {

@@ -3,6 +3,8 @@
 //! and a timer heap. Owns its slabs; talks to other threads only through
 //! channels. Nothing here blocks: no disk, no DNS, no `wait()`.
 
+pub mod admin;
+pub mod api;
 pub mod audit;
 pub mod client;
 pub mod http_client;
@@ -53,11 +55,17 @@ pub struct Reactor {
     generation: u32,
     /// Shutdown requested: terminate sessions, then exit the loop.
     pub stopping: bool,
+    /// Settings published by a reload, swapped in at the end of the iteration.
+    next_settings: Option<Arc<Settings>>,
+    /// Connections accepted so far (`/admin/stats` `opened_total`).
+    pub opened: u64,
+    /// Time spent outside `poll` (`/admin/stats` `busy_ratio`).
+    pub busy: admin::BusyMeter,
 }
 
 impl Reactor {
     pub fn new(id: usize, poll: Poll, inbox: Receiver<Msg>, shared: Arc<Shared>) -> Reactor {
-        let s = shared.settings.clone();
+        let s = shared.settings();
         Reactor {
             id,
             poll,
@@ -74,6 +82,9 @@ impl Reactor {
             http: http_client::HttpClients::default(),
             generation: 0,
             stopping: false,
+            next_settings: None,
+            opened: 0,
+            busy: admin::BusyMeter::new(),
         }
     }
 
@@ -90,7 +101,10 @@ impl Reactor {
             let now = Instant::now();
             let idle = self.again.is_empty() && !self.http.has_deferred();
             let timeout = if idle { self.timers.timeout(now, MAX_POLL) } else { Duration::ZERO };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            self.shared.liveness.beat(self.id);
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.busy.idle(now.elapsed());
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("reactor {} poll failed: {e}", self.id);
                     return;
@@ -121,6 +135,9 @@ impl Reactor {
             self.http_flush_deferred();
             self.fire_timers();
             self.flush_dirty();
+            if let Some(s) = self.next_settings.take() {
+                self.swap_settings(s);
+            }
             meter.idle();
             if self.stopping && self.sessions.is_empty() {
                 // Nothing left to drain: the remaining connections had their notice.
@@ -146,8 +163,24 @@ impl Reactor {
                 Msg::StoreFailed(sid, seq) => self.on_store_failed(sid, seq),
                 Msg::StoreWritable => self.on_store_writable(),
                 Msg::Read(done) => self.on_read_done(*done),
+                Msg::Reload(s) => self.next_settings = Some(s),
+                Msg::Call(f) => f(self),
             }
         }
+    }
+
+    /// Take the settings of a config reload (operations.md §1.8). Most keys
+    /// are read where they are used (next enqueue, next timer armed, next
+    /// spawn, next init); what a live connection holds itself — tungstenite's
+    /// message bound — is updated here. Authenticated connections are not
+    /// re-checked and live sessions are never evicted.
+    fn swap_settings(&mut self, s: Arc<Settings>) {
+        if s.max_message_bytes != self.s.max_message_bytes {
+            for (_, c) in self.clients.iter_mut() {
+                c.conn.set_max_message_bytes(s.max_message_bytes);
+            }
+        }
+        self.s = s;
     }
 
     fn on_read_done(&mut self, done: shared::ReadDone) {
@@ -179,6 +212,7 @@ impl Reactor {
                         }
                     }
                     TimerKind::ReconnectDeadline => self.close_for_reconnect(),
+                    TimerKind::DrainClose(epoch) => self.drain_deadline(epoch),
                     _ => {}
                 },
             }
@@ -216,7 +250,7 @@ impl Reactor {
         let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, generation: c.generation }).collect();
         for k in clients {
             match self.client(k).map(|c| c.stage.clone()) {
-                Some(client::Stage::Http) => self.drop_client(k),
+                Some(client::Stage::Http | client::Stage::Api) => self.drop_client(k),
                 Some(client::Stage::Closing) | None => {}
                 Some(_) => self.send_local(k, &notice),
             }
@@ -232,10 +266,10 @@ impl Reactor {
     }
 
     /// Close every connection that is still open with RECONNECT_REQUIRED (1001).
-    fn close_for_reconnect(&mut self) {
+    pub fn close_for_reconnect(&mut self) {
         let clients: Vec<Key> = self.clients.iter().map(|(i, c)| Key { idx: i, generation: c.generation }).collect();
         for k in clients {
-            if self.client(k).is_some_and(|c| c.stage != client::Stage::Closing) {
+            if self.client(k).is_some_and(|c| c.stage != client::Stage::Closing && c.conn.is_ws()) {
                 self.send_error(
                     k,
                     crate::protocol::ErrorCode::ReconnectRequired,

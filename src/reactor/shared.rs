@@ -34,7 +34,16 @@ pub enum Msg {
     StoreWritable,
     /// A store read finished (session lookup, replay page).
     Read(Box<ReadDone>),
+    /// A config reload published new settings: swap them at the end of
+    /// this loop iteration (operations.md §1.8).
+    Reload(Arc<Settings>),
+    /// Run this on the reactor: admin requests, user-API steps, answers
+    /// routed back from readers or other reactors (`reactor::admin`).
+    Call(ReactorCall),
 }
+
+/// Work another thread asks a reactor to do on its own thread; it must not block.
+pub type ReactorCall = Box<dyn FnOnce(&mut super::Reactor) + Send>;
 
 /// A finished store read, routed back to the reactor that asked.
 pub enum ReadDone {
@@ -155,8 +164,51 @@ impl Counters {
     }
 }
 
+/// Liveness and drain state shared with the admin thread (`/ready`,
+/// `/admin/drain`): one heartbeat per reactor, stored once per loop iteration.
+pub struct Liveness {
+    base: std::time::Instant,
+    /// Milliseconds after `base` of each reactor's last loop iteration.
+    heartbeats: Vec<std::sync::atomic::AtomicU64>,
+    /// `POST /admin/drain` is in force (operations.md §2.6).
+    pub draining: AtomicBool,
+    /// Bumped by every drain start and end, so a drain's deadline timers
+    /// know whether they still apply.
+    pub drain_epoch: std::sync::atomic::AtomicU64,
+    /// Startup is complete (every listener bound).
+    pub started: AtomicBool,
+}
+
+impl Liveness {
+    pub fn new(reactors: usize) -> Liveness {
+        Liveness {
+            base: std::time::Instant::now(),
+            heartbeats: (0..reactors).map(|_| std::sync::atomic::AtomicU64::new(0)).collect(),
+            draining: AtomicBool::new(false),
+            drain_epoch: std::sync::atomic::AtomicU64::new(0),
+            started: AtomicBool::new(false),
+        }
+    }
+
+    /// Reactor `id` completed a loop iteration.
+    pub fn beat(&self, id: usize) {
+        if let Some(h) = self.heartbeats.get(id) {
+            h.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Age of the oldest reactor heartbeat.
+    pub fn oldest_heartbeat(&self) -> std::time::Duration {
+        let now = self.base.elapsed().as_millis() as u64;
+        let oldest = self.heartbeats.iter().map(|h| h.load(Ordering::Relaxed)).min().unwrap_or(now);
+        std::time::Duration::from_millis(now.saturating_sub(oldest))
+    }
+}
+
 pub struct Shared {
-    pub settings: Arc<Settings>,
+    /// The current settings; replaced whole by a config reload. Reactors
+    /// keep their own copy (`Reactor::s`), swapped through `Msg::Reload`.
+    pub settings: std::sync::RwLock<Arc<Settings>>,
     pub reactors: Vec<ReactorHandle>,
     pub spawner: Box<dyn SpawnerClient>,
     pub store: crate::store::WriterHandle,
@@ -168,9 +220,18 @@ pub struct Shared {
     pub lockout: crate::security::Lockout,
     pub revocations: Arc<crate::security::RevocationTable>,
     pub shutting_down: AtomicBool,
+    pub liveness: Liveness,
 }
 
 impl Shared {
+    /// The current settings (threads other than the reactors).
+    pub fn settings(&self) -> Arc<Settings> {
+        match self.settings.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     /// The current authenticator.
     pub fn auth(&self) -> Arc<crate::security::Authenticator> {
         match self.auth.read() {

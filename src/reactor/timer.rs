@@ -40,6 +40,8 @@ pub enum TimerKind {
     DrainDeadline,
     /// Shutdown: connections that ignored `control.reconnect` are closed.
     ReconnectDeadline,
+    /// Admin drain (its epoch): connections still open at `reconnect_deadline` are closed.
+    DrainClose(u64),
     /// An outbound HTTP connect must complete (`http_client::CONNECT_TIMEOUT`).
     HttpConnect,
     /// An outbound HTTP request's own deadline.

@@ -243,7 +243,7 @@ impl Reactor {
 
     /// End a running turn from the gateway side: the adapter closes open
     /// messages, then optional error, then `done{success:false}`.
-    pub(super) fn abort_turn(&mut self, skey: Key, error: Option<(ErrorCode, &str, Option<Value>)>) {
+    pub(crate) fn abort_turn(&mut self, skey: Key, error: Option<(ErrorCode, &str, Option<Value>)>) {
         if self.session(skey).is_none_or(|s| s.turn.is_none()) {
             return;
         }
@@ -419,7 +419,7 @@ impl Reactor {
     }
 
     /// Deny every pending request (interrupt, terminate, reset, delete).
-    fn deny_all_pending(&mut self, skey: Key, reason: &str) {
+    pub(crate) fn deny_all_pending(&mut self, skey: Key, reason: &str) {
         let Some(s) = self.session_mut(skey) else { return };
         crate::metrics::permissions_cancelled(s.worker_type, s.perms.iter().map(|p| p.asked));
         let pending: Vec<String> = s.perms.drain(..).map(|p| p.id).collect();
@@ -536,7 +536,7 @@ impl Reactor {
         }
     }
 
-    fn begin_delete(&mut self, skey: Key) {
+    pub(crate) fn begin_delete(&mut self, skey: Key) {
         let Some(s) = self.session_mut(skey) else { return };
         s.ending = Some(Ending::Delete);
         if s.worker.is_some() {
@@ -620,7 +620,8 @@ impl Reactor {
                 TermReason::StallTimeout => ErrorCode::ExecutionTimeout,
                 _ => ErrorCode::SessionTerminated,
             };
-            self.abort_turn(skey, Some((code, "turn ended: session terminated", None)));
+            let details = (reason == TermReason::AdminTerminate).then(|| json!({"by": "admin"}));
+            self.abort_turn(skey, Some((code, "turn ended: session terminated", details)));
         }
         if let Some(s) = self.session_mut(skey) {
             crate::metrics::permissions_cancelled(s.worker_type, s.perms.drain(..).map(|p| p.asked));
@@ -636,6 +637,10 @@ impl Reactor {
             crate::metrics::session_terminated(s.worker_type, msg);
         }
         self.emit_state(skey, SessionState::Terminated, Some(msg));
+        if reason == TermReason::AdminTerminate {
+            // operations.md §2.1: attached connections stay open and may resume
+            self.emit(skey, Event::session_invalid("admin_killed", true));
+        }
         self.trace_session_end(skey, msg, crash_code);
         let replies = self.session_mut(skey).map(|s| std::mem::take(&mut s.term_replies)).unwrap_or_default();
         for (client, gc) in replies {
@@ -672,6 +677,14 @@ impl Reactor {
     /// `state{deleted}` went out (`finish_delete`, after its commit).
     fn complete_delete(&mut self, skey: Key) {
         self.emit_state(skey, SessionState::Deleted, None);
+        if self.session(skey).is_some_and(|s| s.admin_delete) {
+            // operations.md §4.2: an admin delete also invalidates and closes 1008
+            self.emit(skey, Event::session_invalid("admin_killed", false));
+            self.emit(skey, Event::error(ErrorCode::SessionInvalidated, "session deleted by an administrator"));
+            for c in self.session(skey).map(|s| s.attached()).unwrap_or_default() {
+                self.close_client(c, close::POLICY, "session deleted", false);
+            }
+        }
         self.trace_session_end(skey, "deleted", None);
         if let Some(s) = self.session(skey) {
             let op = WriteOp::Delete { session: s.id_str.clone(), at: now_ms() };

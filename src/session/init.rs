@@ -102,7 +102,7 @@ impl Reactor {
         if let Some(p) = c.rate.preinit.take() {
             self.shared.limiter.end_preinit(p);
         }
-        if !self.shared.limiter.owner_attach(&owner, &self.shared.settings.rate) {
+        if !self.shared.limiter.owner_attach(&owner, &self.s.rate) {
             return self.fail_init(key, ErrorCode::GatewayOverload, "too many connections for this owner", frame_id);
         }
         if let Some(c) = self.client_mut(key) {
@@ -152,6 +152,10 @@ impl Reactor {
         if let Some(&idx) = self.by_id.get(&id) {
             // created or loaded by a concurrent init meanwhile
             return self.attach_existing(key, idx, frame_id, req, &owner);
+        }
+        if self.tombstones.contains_key(&id) {
+            // deleted (admin or API) while the lookup was in flight
+            return self.fail_init(key, ErrorCode::SessionNotFound, "session not found", frame_id);
         }
         match answer {
             Answer::Session(Some(row)) => {
@@ -261,7 +265,7 @@ impl Reactor {
             return self.fail_init(key, ErrorCode::ConfigInvalid, "worker_type not supported", frame_id);
         };
         let limits = self.s.sessions.clone();
-        if !self.shared.limiter.owner_create(&owner, &self.shared.settings.rate) {
+        if !self.shared.limiter.owner_create(&owner, &self.s.rate) {
             return self.fail_init(key, ErrorCode::GatewayOverload, "session creation rate exceeded", frame_id);
         }
         if !self.shared.counters.try_add_session(&owner, limits.max_total, limits.max_per_owner) {

@@ -36,6 +36,8 @@ pub enum TermReason {
     StallTimeout,
     TurnTimeout,
     Shutdown,
+    /// `POST /admin/sessions/{id}/terminate` (and a revocation with `terminate_sessions`).
+    AdminTerminate,
 }
 
 impl TermReason {
@@ -49,6 +51,7 @@ impl TermReason {
             TermReason::StallTimeout => "stall_timeout",
             TermReason::TurnTimeout => "turn_timeout",
             TermReason::Shutdown => "shutdown",
+            TermReason::AdminTerminate => "admin_terminate",
         }
     }
 }
@@ -179,6 +182,11 @@ pub struct Session {
     pub live_since_ms: Option<u64>,
     /// When the session entered terminated/deleted (ms).
     pub terminated_ms: Option<u64>,
+    /// Admin/API requests answered once the current ending is committed
+    /// (`reactor::admin`); bounded by the admin's connection limit.
+    pub end_waiters: Vec<crate::reactor::admin::Reply<crate::reactor::admin::Ended>>,
+    /// The pending delete came from the admin API (close 1008 and `session_invalid`).
+    pub admin_delete: bool,
     /// Spans in flight and the attach span turns link to (operations.md §6.2).
     pub trace: crate::otel::SessionTrace,
 }
@@ -242,6 +250,8 @@ impl Session {
             state_reason: None,
             live_since_ms: None,
             terminated_ms: None,
+            end_waiters: Vec::new(),
+            admin_delete: false,
             trace: Default::default(),
         }
     }

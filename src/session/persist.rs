@@ -190,6 +190,14 @@ impl Reactor {
         if !s.persist.pending.is_empty() || s.ending.is_some() {
             return;
         }
+        if !s.end_waiters.is_empty() {
+            match s.state {
+                SessionState::Deleted => self.fire_end_waiters(skey, crate::reactor::admin::Ended::Deleted),
+                SessionState::Terminated => self.fire_end_waiters(skey, crate::reactor::admin::Ended::Terminated),
+                _ => {}
+            }
+        }
+        let Some(s) = self.session(skey) else { return };
         if s.state == SessionState::Deleted {
             self.finish_delete(skey);
         } else if self.stopping && s.state == SessionState::Terminated && s.worker.is_none() && !s.spawning {

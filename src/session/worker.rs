@@ -89,7 +89,7 @@ impl Reactor {
             },
         };
         let Some(s) = self.session_mut(skey) else { return };
-        let Some(ws) = s_settings.worker(s.worker_type) else { return };
+        let Some(ws) = s_settings.live_worker(s.worker_type) else { return };
         let per_turn = s.adapter.process_model() == ProcessModel::PerTurn;
         let (args, adapter_env, policy_env) = if prepare_only {
             (Vec::new(), Vec::new(), Vec::new())
@@ -725,7 +725,7 @@ pub fn worker_env(
     env.push(("LANG".into(), "C.UTF-8".into()));
     env.push(("TERM".into(), "dumb".into()));
     env.extend(adapter_env.iter().cloned());
-    if let Some(ws) = s.worker(wt) {
+    if let Some(ws) = s.live_worker(wt) {
         env.extend(ws.env.iter().cloned());
     }
     env.retain(|(k, _)| !sb.denied_env.iter().any(|d| d == k) && !k.starts_with("HOTPLEX_"));
@@ -734,7 +734,7 @@ pub fn worker_env(
     env.extend(adapter_env.iter().filter(|(k, _)| k.starts_with("HOTPLEX_")).cloned());
     env.push(("HOTPLEX_SESSION_ID".into(), session_id.into()));
     env.push(("HOTPLEX_WORKER_TYPE".into(), wt.as_str().into()));
-    if let Some(dir) = s.worker(wt).and_then(|w| w.state_dir.as_ref()) {
+    if let Some(dir) = s.live_worker(wt).and_then(|w| w.state_dir.as_ref()) {
         let name = if wt == WorkerType::Pi { "PI_CODING_AGENT_DIR" } else { "CLAUDE_CONFIG_DIR" };
         env.push((name.into(), expand(dir, owner_hash, session_id)));
     }

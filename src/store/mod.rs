@@ -5,6 +5,7 @@
 
 pub mod failpoint;
 pub mod ops;
+pub mod queries;
 pub mod reader;
 pub mod recovery;
 pub mod replay;
@@ -14,11 +15,12 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use ops::{Append, CommitSink, SessionRow, SessionUpdate, Totals, WriteOp};
+pub use ops::{Append, CommitSink, RevocationRow, SessionRow, SessionUpdate, Totals, WriteOp};
+pub use queries::{AuditFilter, AuditPage, AuditRow, Page, SessionFilter, SessionList, StoredStats, TurnRow};
 pub use reader::{Answer, EventRow, EventsPage, Query, Readers};
 pub use recovery::Recovered;
 pub use schema::{OpenError, StoreOptions};
-pub use writer::{WriterConfig, WriterHandle};
+pub use writer::{WriterConfig, WriterHandle, WriterTuning};
 
 /// `store.path: ":memory:"`: a fresh database in a temp file, removed at exit
 /// (operations.md §3.1: writer and readers must share it).

@@ -70,9 +70,33 @@ pub struct Append {
     pub frame: SharedFrame,
 }
 
+/// One `revocations` row (security.md §1.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationRow {
+    /// `jti`, `sub` or `api_key`.
+    pub kind: String,
+    pub value: String,
+    /// `None`: never expires.
+    pub until_ms: Option<u64>,
+    pub created_ms: u64,
+    /// Admin token name that made it.
+    pub actor: Option<String>,
+}
+
 #[derive(Debug)]
 pub enum WriteOp {
     Append(Append),
+    /// `UPDATE meta` heartbeat, so `/ready` sees the writer commit while idle.
+    Heartbeat {
+        at_ms: u64,
+    },
+    /// Insert or replace a revocation.
+    Revoke(Box<RevocationRow>),
+    /// Remove a revocation.
+    Unrevoke {
+        kind: String,
+        value: String,
+    },
     InsertSession(Box<SessionRow>),
     UpdateSession {
         id: Arc<str>,
@@ -109,18 +133,22 @@ pub enum WriteOp {
     Barrier(Sender<()>),
     /// Drain, commit, checkpoint, mark a clean shutdown, reply, stop.
     Shutdown(Sender<()>),
+    /// A config reload changed group commit or retention (next batch, next job run).
+    Reconfigure(Box<super::writer::WriterTuning>),
 }
 
 impl WriteOp {
     pub fn metric_label(&self) -> &'static str {
         match self {
             WriteOp::Append(_) => "append_event",
+            WriteOp::Heartbeat { .. } => "heartbeat",
+            WriteOp::Revoke(_) | WriteOp::Unrevoke { .. } => "revocation",
             WriteOp::InsertSession(_) => "session_insert",
             WriteOp::UpdateSession { .. } => "session_update",
             WriteOp::TurnStart { .. } | WriteOp::TurnEnd { .. } => "turn",
             WriteOp::Delete { .. } | WriteOp::Forget { .. } => "delete",
             WriteOp::Audit(_) => "audit",
-            WriteOp::Barrier(_) | WriteOp::Shutdown(_) => "barrier",
+            WriteOp::Barrier(_) | WriteOp::Shutdown(_) | WriteOp::Reconfigure(_) => "barrier",
         }
     }
 }

@@ -47,6 +47,25 @@ pub enum Query {
     CountStored {
         owner: String,
     },
+    /// A filtered, paged listing (HTTP APIs).
+    ListSessions(super::queries::SessionFilter),
+    /// The session row, an events page and its turns (HTTP APIs).
+    EventsPage {
+        session: String,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    },
+    /// Stored rows per state and file sizes (`/admin/stats`).
+    StoredStats,
+    /// Revocations (`None`: every row; `Some(now)`: rows still in force).
+    Revocations {
+        now_ms: Option<u64>,
+    },
+    /// A page of the audit log (`/admin/audit`).
+    AuditPage(super::queries::AuditFilter),
+    /// Re-walk the audit hash chain (`/admin/audit/verify`).
+    AuditVerify,
 }
 
 #[derive(Debug)]
@@ -54,6 +73,12 @@ pub enum Answer {
     Session(Option<Box<SessionRow>>),
     Events(EventsPage),
     Count(u64),
+    Sessions(super::queries::SessionList),
+    Page(Box<super::queries::Page>),
+    StoredStats(super::queries::StoredStats),
+    Revocations(Vec<super::ops::RevocationRow>),
+    AuditPage(super::queries::AuditPage),
+    AuditVerify(crate::security::audit::VerifyResult),
     /// The read failed (or the pool was saturated); callers answer INTERNAL_ERROR.
     Failed(String),
 }
@@ -118,49 +143,55 @@ fn run(conn: &Connection, q: Query) -> rusqlite::Result<Answer> {
             params![owner],
             |r| r.get::<_, i64>(0),
         )? as u64),
+        Query::ListSessions(f) => Answer::Sessions(super::queries::list_sessions(conn, &f)?),
+        Query::EventsPage { session, after_seq, limit, max_bytes } => {
+            Answer::Page(Box::new(super::queries::events_page(conn, &session, after_seq, limit, max_bytes)?))
+        }
+        Query::StoredStats => Answer::StoredStats(super::queries::stored_stats(conn)?),
+        Query::Revocations { now_ms } => Answer::Revocations(super::queries::revocations(conn, now_ms)?),
+        Query::AuditPage(f) => Answer::AuditPage(super::queries::audit_page(conn, &f)?),
+        Query::AuditVerify => Answer::AuditVerify(crate::security::audit::verify(conn)?),
     })
 }
 
 /// The session row with this id (tombstones included).
 pub fn load_session(conn: &Connection, id: &str) -> rusqlite::Result<Option<SessionRow>> {
-    conn.prepare_cached(
-        "SELECT id, owner, worker_type, client_session_id, worker_session_id, work_dir, state, state_reason, created_at, \
-         updated_at, last_active_at, live_since, terminated_at, turns, last_seq, config_json, worker_pid, \
-         worker_start_ticks, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, tool_calls, \
-         turn_ms FROM sessions WHERE id = ?1",
-    )?
-    .query_row(params![id], |r| {
-        Ok(SessionRow {
-            id: r.get(0)?,
-            owner: r.get(1)?,
-            worker_type: r.get(2)?,
-            client_session_id: r.get(3)?,
-            worker_session_id: r.get(4)?,
-            work_dir: r.get(5)?,
-            state: r.get(6)?,
-            state_reason: r.get(7)?,
-            created_at: r.get::<_, i64>(8)? as u64,
-            updated_at: r.get::<_, i64>(9)? as u64,
-            last_active_at: r.get::<_, i64>(10)? as u64,
-            live_since: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
-            terminated_at: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
-            turns: r.get::<_, i64>(13)? as u64,
-            last_seq: r.get::<_, i64>(14)? as u64,
-            config_json: r.get(15)?,
-            worker_pid: r.get(16)?,
-            worker_start_ticks: r.get::<_, Option<i64>>(17)?.map(|v| v as u64),
-            totals: Totals {
-                input_tokens: r.get::<_, i64>(18)? as u64,
-                output_tokens: r.get::<_, i64>(19)? as u64,
-                cache_read_tokens: r.get::<_, i64>(20)? as u64,
-                cache_write_tokens: r.get::<_, i64>(21)? as u64,
-                cost_usd: r.get(22)?,
-                tool_calls: r.get::<_, i64>(23)? as u64,
-                turn_ms: r.get::<_, i64>(24)? as u64,
-            },
-        })
+    conn.prepare_cached(&format!("SELECT {} FROM sessions WHERE id = ?1", super::queries::SESSION_COLUMNS))?
+        .query_row(params![id], session_from_row)
+        .optional()
+}
+
+/// A `sessions` row selected with [`super::queries::SESSION_COLUMNS`].
+pub fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        worker_type: r.get(2)?,
+        client_session_id: r.get(3)?,
+        worker_session_id: r.get(4)?,
+        work_dir: r.get(5)?,
+        state: r.get(6)?,
+        state_reason: r.get(7)?,
+        created_at: r.get::<_, i64>(8)? as u64,
+        updated_at: r.get::<_, i64>(9)? as u64,
+        last_active_at: r.get::<_, i64>(10)? as u64,
+        live_since: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+        terminated_at: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
+        turns: r.get::<_, i64>(13)? as u64,
+        last_seq: r.get::<_, i64>(14)? as u64,
+        config_json: r.get(15)?,
+        worker_pid: r.get(16)?,
+        worker_start_ticks: r.get::<_, Option<i64>>(17)?.map(|v| v as u64),
+        totals: Totals {
+            input_tokens: r.get::<_, i64>(18)? as u64,
+            output_tokens: r.get::<_, i64>(19)? as u64,
+            cache_read_tokens: r.get::<_, i64>(20)? as u64,
+            cache_write_tokens: r.get::<_, i64>(21)? as u64,
+            cost_usd: r.get(22)?,
+            tool_calls: r.get::<_, i64>(23)? as u64,
+            turn_ms: r.get::<_, i64>(24)? as u64,
+        },
     })
-    .optional()
 }
 
 /// Up to `limit` rows with `seq > after_seq` (a merged row whose range

@@ -33,6 +33,16 @@ pub struct WriterConfig {
     pub retention: Option<RetentionConfig>,
 }
 
+/// The writer knobs a config reload may change (operations.md §1.8:
+/// `store.batch_max_ops`, `commit_interval` from the next batch; retention
+/// and `sessions.gc_interval` from the next job run).
+#[derive(Clone, Debug)]
+pub struct WriterTuning {
+    pub batch_max_ops: usize,
+    pub commit_interval: Duration,
+    pub retention: Option<RetentionConfig>,
+}
+
 /// Counters the writer keeps (read by metrics and `/ready`).
 #[derive(Default, Debug)]
 pub struct WriterStats {
@@ -98,6 +108,12 @@ impl WriterHandle {
         let (tx, rx) = bounded(1);
         self.send(WriteOp::Barrier(tx));
         let _ = rx.recv();
+    }
+
+    /// Hand new knobs to the writer (a config reload); false when the queue
+    /// stayed full for `timeout`.
+    pub fn reconfigure(&self, tuning: WriterTuning, timeout: Duration) -> bool {
+        self.tx.send_timeout(WriteOp::Reconfigure(Box::new(tuning)), timeout).is_ok()
     }
 
     /// Drain, commit, checkpoint, mark the clean shutdown (bounded wait).
@@ -201,7 +217,7 @@ fn classify(e: rusqlite::Error) -> Failure {
 impl Writer {
     fn run(mut self) {
         let mut batch: Vec<WriteOp> = Vec::with_capacity(self.cfg.batch_max_ops);
-        let interval = self.cfg.retention.as_ref().map(|r| r.interval);
+        let mut interval = self.cfg.retention.as_ref().map(|r| r.interval);
         let mut next_jobs = interval.map(|i| Instant::now() + i);
         self.refresh_sizes();
         loop {
@@ -268,6 +284,17 @@ impl Writer {
                             let _ = reply.send(());
                         }
                         WriteOp::Shutdown(reply) => shutdown_reply = Some(reply),
+                        WriteOp::Reconfigure(t) => {
+                            self.cfg.batch_max_ops = t.batch_max_ops.max(1);
+                            self.cfg.commit_interval = t.commit_interval;
+                            self.cfg.retention = t.retention;
+                            interval = self.cfg.retention.as_ref().map(|r| r.interval);
+                            let sooner = interval.map(|i| Instant::now() + i);
+                            next_jobs = match (next_jobs, sooner) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (_, b) => b,
+                            };
+                        }
                         WriteOp::Audit(rec) => {
                             let failed = failed_ops.contains(&i);
                             if !failed {
@@ -584,6 +611,9 @@ fn apply_batch(tx: &Connection, batch: &[WriteOp], merge: bool, o: &mut Outcome)
                 }
             }
             WriteOp::InsertSession(row) => insert_session(tx, row)?,
+            WriteOp::Heartbeat { at_ms } => super::queries::heartbeat(tx, *at_ms)?,
+            WriteOp::Revoke(r) => super::queries::upsert_revocation(tx, r)?,
+            WriteOp::Unrevoke { kind, value } => super::queries::delete_revocation(tx, kind, value)?,
             WriteOp::UpdateSession { id, update } => update_session(tx, id, update)?,
             WriteOp::TurnStart { session, turn, start_seq, started_at, input } => {
                 tx.prepare_cached(
@@ -622,7 +652,7 @@ fn apply_batch(tx: &Connection, batch: &[WriteOp], merge: bool, o: &mut Outcome)
             WriteOp::Audit(rec) => {
                 audit::insert(tx, &rec.entry)?;
             }
-            WriteOp::Barrier(_) | WriteOp::Shutdown(_) => {}
+            WriteOp::Barrier(_) | WriteOp::Shutdown(_) | WriteOp::Reconfigure(_) => {}
         }
     }
     let sessions: Vec<Arc<str>> = runs.keys().cloned().collect();

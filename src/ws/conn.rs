@@ -165,6 +165,17 @@ impl Conn {
         self.gauge.upgraded();
     }
 
+    /// Change the inbound message bound of an upgraded connection (a
+    /// config reload); it applies to messages read from now on.
+    pub fn set_max_message_bytes(&mut self, max: usize) {
+        if let Phase::Ws(ctx) = &mut self.phase {
+            ctx.set_config(|c| {
+                c.max_message_size = Some(max);
+                c.max_frame_size = Some(max);
+            });
+        }
+    }
+
     /// Read up to `budget` messages.
     pub fn read_ws(&mut self, budget: usize) -> WsRead {
         let mut r = WsRead::default();

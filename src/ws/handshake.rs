@@ -154,7 +154,8 @@ pub fn normalize_origin(origin: &str) -> Option<String> {
     Some(format!("{scheme}://{rest}"))
 }
 
-fn origin_allowed(origin: &[u8], allowed: &[String]) -> bool {
+/// Whether a request's `Origin` is listed (security.md §1.5).
+pub fn origin_allowed(origin: &[u8], allowed: &[String]) -> bool {
     let Ok(o) = std::str::from_utf8(origin) else { return false };
     let Some(norm) = normalize_origin(o) else { return false };
     allowed.iter().any(|a| a == "*" && norm != "null" || normalize_origin(a).as_deref() == Some(norm.as_str()))

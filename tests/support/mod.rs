@@ -17,6 +17,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
+pub mod admin;
 pub mod faults;
 pub mod mock_model;
 pub mod raw;
@@ -69,11 +70,19 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Reactor threads.
     pub reactors: u32,
+    /// Extra command-line arguments (e.g. `--dev`).
+    pub args: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { yaml: String::new(), worker_command: mock_agent_bin().to_string(), env: vec![], reactors: 2 }
+        Options {
+            yaml: String::new(),
+            worker_command: mock_agent_bin().to_string(),
+            env: vec![],
+            reactors: 2,
+            args: vec![],
+        }
     }
 }
 
@@ -81,6 +90,8 @@ impl Default for Options {
 pub struct Gateway {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The admin listener's bound address.
+    pub admin_addr: SocketAddr,
     pub dir: TempDir,
     pub config_path: PathBuf,
     log: Arc<Mutex<String>>,
@@ -95,6 +106,8 @@ pub fn base_config(dir: &Path, opts: &Options) -> String {
         r#"gateway:
   listen: "127.0.0.1:0"
   reactors: {reactors}
+admin:
+  listen: "127.0.0.1:0"
 store:
   path: "{dir}/data/hotplex.db"
 worker:
@@ -213,7 +226,7 @@ impl Gateway {
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, &config).expect("write config");
         let mut cmd = Command::new(hotplex_bin());
-        cmd.arg("--config").arg(&config_path);
+        cmd.arg("--config").arg(&config_path).args(&opts.args);
         cmd.env_clear();
         cmd.env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()));
         cmd.env("HOME", dir.path());
@@ -229,11 +242,15 @@ impl Gateway {
         let log2 = log.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
+            let mut admin: Option<SocketAddr> = None;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("hotplex listening admin=") {
+                    admin = rest.trim().parse::<SocketAddr>().ok();
+                }
                 if let Some(rest) = line.strip_prefix("hotplex listening gateway=") {
-                    if let (Some(t), Ok(a)) = (tx.take(), rest.trim().parse::<SocketAddr>()) {
-                        let _ = t.send(a);
+                    if let (Some(t), Ok(a), Some(adm)) = (tx.take(), rest.trim().parse::<SocketAddr>(), admin) {
+                        let _ = t.send((a, adm));
                     }
                 }
                 if let Ok(mut l) = log2.lock() {
@@ -242,7 +259,7 @@ impl Gateway {
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        let (addr, admin_addr) = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -253,7 +270,7 @@ impl Gateway {
                 );
             }
         };
-        Gateway { child, addr, dir, config_path, log }
+        Gateway { child, addr, admin_addr, dir, config_path, log }
     }
 
     pub fn pid(&self) -> i32 {
@@ -289,6 +306,12 @@ impl Gateway {
     /// Open a WebSocket (no Origin header, like a non-browser client).
     pub fn connect(&self) -> Client {
         Client::connect(&self.url())
+    }
+
+    /// Send a signal without waiting.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
     }
 
     /// Send a signal and wait for exit (with a deadline).

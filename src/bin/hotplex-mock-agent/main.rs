@@ -32,6 +32,7 @@
 //!
 //! # Protocol behaviour
 //!
+//! * `--version` as the first argument prints `2.1.197 (Claude Code)` and exits 0.
 //! * Nothing is printed before the first input (exception: `--resume` of an
 //!   unknown session prints its error result at the first input or after 0.5 s).
 //! * Every turn: `system/init` first, exactly one `result` last (unless the
@@ -109,6 +110,11 @@ fn unknown_resume(mut out: Out, id: &str) -> ! {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--version") {
+        // `claude --version` (the gateway's startup version probe)
+        println!("2.1.197 (Claude Code)");
+        return;
+    }
     let args = args::parse(std::env::args().collect());
     let out = Out::new();
     let cwd = std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
