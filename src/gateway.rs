@@ -242,12 +242,12 @@ pub fn run(
     let stop2 = stop_accept.clone();
     let acceptor_thread = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run(stop2));
     shared.liveness.started.store(true, std::sync::atomic::Ordering::SeqCst);
+    crate::metrics::set_ready(true);
     log::info!("ready gateway={local} admin={} reactors={n}", admin.addr);
     // Tests parse these two lines (admin first).
     eprintln!("hotplex listening admin={}", admin.addr);
     eprintln!("hotplex listening gateway={local}");
     crate::sd_notify::notify("READY=1");
-    crate::metrics::set_ready(true);
 
     // Signal loop.
     let mut deadline: Option<Instant> = None;

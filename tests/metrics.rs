@@ -223,10 +223,13 @@ fn the_first_scrape_shows_the_whole_catalogue_with_closed_series_at_zero() {
     let started = s.v("process_start_time_seconds", &[]);
     assert_eq!(s.v("hotplex_start_time_seconds", &[]), started);
     // every reactor shows up, and its loop turns (a poll sleeps at most 250 ms)
-    for r in ["0", "1"] {
-        assert!(s.get("hotplex_reactor_busy_seconds_total", &[("reactor", r)]).is_some(), "reactor {r}");
-    }
-    scrape_until(admin, "reactor 1 iterating", |s| s.v("hotplex_reactor_iterations_total", &[("reactor", "1")]) > 0.0);
+    // (a reactor thread registers its series as it starts: polled, not raced)
+    scrape_until(admin, "both reactors iterating", |s| {
+        ["0", "1"].iter().all(|r| {
+            s.get("hotplex_reactor_busy_seconds_total", &[("reactor", r)]).is_some()
+                && s.get("hotplex_reactor_iterations_total", &[("reactor", r)]).is_some_and(|v| v > 0.0)
+        })
+    });
     drop(gw);
 }
 
