@@ -427,7 +427,21 @@ pub fn prepare_process() -> io::Result<()> {
     set_child_subreaper()?;
     harden_self()?;
     raise_nofile();
+    pin_mmap_threshold();
     Ok(())
+}
+
+/// Allocations of 1 MiB and more (replay pages, a long `message` row) get
+/// their own mapping, returned to the kernel when freed. glibc's default
+/// raises this threshold after each large free, after which such buffers
+/// come from per-thread arenas and their pages stay resident: RSS would
+/// ratchet up by one large row per reactor and reader thread.
+fn pin_mmap_threshold() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator parameters; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// Raise RLIMIT_NOFILE's soft limit to the hard limit (best effort).
