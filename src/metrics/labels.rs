@@ -66,7 +66,9 @@ pub fn close_reason(code: u16, text: &str) -> CloseReason {
         "heartbeat timeout" => CloseReason::HeartbeatTimeout,
         // the queue bound (aep §5.4) and the slow-read defence (limits.write_stall_timeout)
         "slow consumer" | "write stalled" => CloseReason::SlowConsumer,
-        "superseded" => CloseReason::Superseded,
+        // both end with SESSION_INVALIDATED + 1008: the connection lost its
+        // right to the session (a newer driver, or its credential was revoked)
+        "superseded" | "credential revoked" => CloseReason::Superseded,
         "session deleted" => CloseReason::SessionDeleted,
         // gateway.max_connections, and a client over its rate limits for too long
         "overload" | "rate limit" => CloseReason::Overload,
@@ -417,6 +419,7 @@ mod tests {
             (close::GOING_AWAY, "server shutting down", "reconnect_required"),
             (close::POLICY, "rate limit", "overload"),
             (close::POLICY, "superseded", "superseded"),
+            (close::POLICY, "credential revoked", "superseded"),
             (close::NORMAL, "session deleted", "session_deleted"),
             (close::GOING_AWAY, "session closed", "shutdown"),
             (close::BAD_DATA, "invalid UTF-8", "invalid_utf8"),
