@@ -254,13 +254,16 @@ fn a_session_turn_and_close_move_the_metrics() {
 
     let frames = c.turn("stream 20");
     assert!(frames.iter().any(|f| f["event"]["type"] == "message.delta"), "the turn streamed deltas");
-    let s = scrape_until(admin, "the finished turn", |s| {
+    let deltas = frames.iter().filter(|f| f["event"]["type"] == "message.delta").count() as f64;
+    // a frame's latency is observed just after its last byte left (the client
+    // may read it first): polled together with the turn count
+    let s = scrape_until(admin, "the finished turn, its frames written", |s| {
         s.get("hotplex_turns_total", &[cc[0], ("outcome", "success")]) == Some(1.0)
+            && s.get("hotplex_line_to_frame_seconds_count", &[]).is_some_and(|n| n > deltas)
     });
     assert_eq!(s.v("hotplex_turn_duration_seconds_count", &cc), 1.0);
     assert_eq!(s.v("hotplex_turn_first_delta_seconds_count", &cc), 1.0);
     assert!(s.v("hotplex_turn_tokens_total", &[cc[0], ("kind", "output")]) > 0.0, "the mock reports usage");
-    let deltas = frames.iter().filter(|f| f["event"]["type"] == "message.delta").count() as f64;
     assert!(s.v("hotplex_session_events_total", &[("type", "message.delta")]) >= deltas);
     // one connection: every delta it received was sent to it (coalesced ones are not frames)
     assert_eq!(
@@ -300,13 +303,13 @@ fn a_session_turn_and_close_move_the_metrics() {
     let mut c2 = gw.connect();
     let ack = c2.init(json!({"worker_type": "claude_code", "session_id": "metrics-1", "last_seq": 0}));
     assert_eq!(ack["event"]["data"]["resumed"], true);
-    let s = scrape_until(admin, "the resumed session", |s| s.get("hotplex_sessions_resumed_total", &cc) == Some(1.0));
+    // the replay sends the deltas again
+    let s = scrape_until(admin, "the resumed session and its replay", |s| {
+        s.get("hotplex_sessions_resumed_total", &cc) == Some(1.0)
+            && s.get("hotplex_replay_requests_total", &[("result", "ok")]) == Some(1.0)
+            && s.get("hotplex_events_sent_total", &[("type", "message.delta")]).is_some_and(|n| n >= 2.0 * deltas)
+    });
     assert_eq!(s.v("hotplex_sessions_created_total", &cc), 1.0);
-    assert_eq!(s.v("hotplex_replay_requests_total", &[("result", "ok")]), 1.0);
-    assert!(
-        s.v("hotplex_events_sent_total", &[("type", "message.delta")]) >= 2.0 * deltas,
-        "the replay sent the deltas again"
-    );
     assert!(
         s.v("hotplex_line_to_frame_seconds_count", &[]) < line_frames + deltas,
         "replayed frames are not line-to-frame latencies"
