@@ -15,8 +15,10 @@ CLAUDE_ACP="@zed-industries/claude-code-acp@0.16.2"
 PI="@mariozechner/pi-coding-agent@0.73.1"
 
 pkgs=("$CLAUDE")
+bins=(claude)
 if [[ "${1:-}" == "all" ]]; then
   pkgs+=("$OPENCODE" "$CLAUDE_ACP" "$PI")
+  bins+=(opencode claude-code-acp pi)
 fi
 
 if ! command -v npm >/dev/null; then
@@ -27,11 +29,23 @@ fi
 mkdir -p "$PREFIX"
 stamp="$PREFIX/.installed"
 want="${pkgs[*]}"
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$PREFIX/node_modules/.bin/claude" ]]; then
+installed() {
+  [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] || return 1
+  for b in "${bins[@]}"; do
+    [[ -x "$PREFIX/node_modules/.bin/$b" ]] || return 1
+  done
+}
+if installed; then
   echo "$PREFIX/node_modules/.bin"
   exit 0
 fi
 npm install --prefix "$PREFIX" --no-audit --no-fund --loglevel=error "${pkgs[@]}" >&2
 echo "$want" > "$stamp"
-"$PREFIX/node_modules/.bin/claude" --version >&2
+for b in "${bins[@]}"; do
+  # Native binaries arrive through postinstall steps (opencode-ai): check they
+  # run. claude-code-acp has no --version (it would serve ACP on stdin).
+  case "$b" in
+    claude | opencode | pi) "$PREFIX/node_modules/.bin/$b" --version </dev/null >&2 ;;
+  esac
+done
 echo "$PREFIX/node_modules/.bin"

@@ -23,8 +23,11 @@ use crate::protocol::{Event, Stats};
 
 pub mod acp;
 pub mod claude;
+pub mod opencode_cli;
+pub mod opencode_config;
 pub mod opencode_server;
 pub mod pi;
+pub mod wire_util;
 
 /// The five worker types (aep-v1.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -292,7 +295,7 @@ pub enum Action {
     ResumeFailed { message: String },
     /// Bytes for the worker's stdin (whole lines).
     Stdin(Vec<u8>),
-    /// Close the worker's stdin.
+    /// Close the worker's stdin once everything queued for it is written.
     CloseStdin,
     /// Stop the worker process (SIGTERM to its group, SIGKILL after
     /// `worker.kill_grace`, then the sweep of escaped descendants).
@@ -365,6 +368,9 @@ pub trait Adapter: Send {
     fn on_interrupt(&mut self, out: &mut Out);
     /// One stdout line without its `\n` (and without a trailing `\r`).
     fn on_line(&mut self, line: &[u8], out: &mut Out);
+    /// Bytes the worker wrote to stderr, as read (any chunking). Some CLIs
+    /// report a refused resume only there (opencode "Session not found").
+    fn on_stderr(&mut self, _bytes: &[u8], _out: &mut Out) {}
     fn on_timer(&mut self, _id: u32, _out: &mut Out) {}
     /// The worker exited; stdout has been fully drained before this call.
     fn on_exit(&mut self, _exit: &ExitInfo, _out: &mut Out) {}
@@ -384,13 +390,13 @@ pub trait Adapter: Send {
     fn on_sse(&mut self, _id: u64, _data: &[u8], _out: &mut Out) {}
 }
 
-/// Build the adapter for a worker type, or `None` if this build has none.
+/// Build the adapter for a worker type (every type has one).
 pub fn create(worker_type: WorkerType, config: &AdapterConfig) -> Option<Box<dyn Adapter>> {
     match worker_type {
         WorkerType::ClaudeCode => Some(Box::new(claude::ClaudeAdapter::new())),
         WorkerType::Acpx => Some(Box::new(acp::AcpAdapter::new())),
         WorkerType::Pi => Some(Box::new(pi::PiAdapter::new(config.pi.clone()))),
+        WorkerType::OpencodeCli => Some(Box::new(opencode_cli::OpencodeCliAdapter::new())),
         WorkerType::OpencodeServer => Some(Box::new(opencode_server::OpencodeServerAdapter::new())),
-        _ => None,
     }
 }

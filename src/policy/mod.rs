@@ -76,9 +76,10 @@ struct Support {
 fn support(t: WorkerType) -> Support {
     match t {
         WorkerType::ClaudeCode => Support { tools: true, modes: true, system_prompt: true, max_turns: true },
-        WorkerType::OpencodeCli | WorkerType::OpencodeServer => {
-            Support { tools: true, modes: false, system_prompt: true, max_turns: false }
-        }
+        // `opencode run` has no system-prompt flag; its config `instructions`
+        // takes file paths, not text (workers.md §7.1 marks it UNVERIFIED).
+        WorkerType::OpencodeCli => Support { tools: true, modes: false, system_prompt: false, max_turns: false },
+        WorkerType::OpencodeServer => Support { tools: true, modes: false, system_prompt: true, max_turns: false },
         WorkerType::Acpx => Support { tools: false, modes: false, system_prompt: false, max_turns: false },
         WorkerType::Pi => Support { tools: false, modes: false, system_prompt: true, max_turns: false },
     }
@@ -183,8 +184,8 @@ impl Policy {
                     return Err(refused(key));
                 }
                 // A name opencode has no permission key for cannot be enforced (workers.md §3.5).
-                let opencode = worker_type == WorkerType::OpencodeServer;
-                if opencode && l.iter().any(|t| crate::adapters::opencode_server::permission_key(t).is_none()) {
+                let opencode = matches!(worker_type, WorkerType::OpencodeServer | WorkerType::OpencodeCli);
+                if opencode && l.iter().any(|t| crate::adapters::opencode_config::permission_key(t).is_none()) {
                     return Err(refused(key));
                 }
             }

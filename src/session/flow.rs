@@ -321,8 +321,14 @@ impl Reactor {
         // Reported from `on_exit` (the agent refused by exiting): the exit
         // path that called the adapter completes the termination itself, as
         // a worker exit whose crash error the AGENT_ERROR above replaces.
-        if self.session(skey).is_some_and(|s| s.worker.is_some()) {
+        let Some(s) = self.session_mut(skey) else { return };
+        if s.worker.is_some() {
             self.begin_termination(skey, TermReason::WorkerExit);
+        } else if s.adapter.process_model() == crate::adapters::ProcessModel::PerTurn && s.ending.is_none() {
+            // A turn's process refused by exiting: the session is live between
+            // turns, so its exit path would only close the turn. Mark the
+            // ending; that exit path then completes the termination.
+            s.ending = Some(Ending::Terminate(TermReason::WorkerExit));
         }
     }
 

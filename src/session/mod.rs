@@ -75,6 +75,8 @@ pub struct Worker {
     pub stdin: Option<OwnedFd>,
     pub stdin_buf: Vec<u8>,
     pub stdin_armed: bool,
+    /// Close stdin once `stdin_buf` is empty (`Action::CloseStdin`).
+    pub stdin_close: bool,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     pub lines: LineSplitter,

@@ -219,6 +219,7 @@ impl Reactor {
             stdin: Some(w.stdin),
             stdin_buf: Vec::new(),
             stdin_armed: false,
+            stdin_close: false,
             stdout: Some(w.stdout),
             stderr: Some(w.stderr),
             lines: LineSplitter::new(max_line),
@@ -246,7 +247,6 @@ impl Reactor {
         self.http_endpoint_started(skey, wgen);
         let Some(s) = self.session_mut(skey) else { return };
         s.worker = Some(worker);
-        s.live_since = now;
         log::info!(
             "worker started session_id={} worker_type={} pid={}{}",
             s.id_str,
@@ -255,6 +255,15 @@ impl Reactor {
             s.trace.spawn.log_ids()
         );
         let per_turn = s.adapter.process_model() == ProcessModel::PerTurn;
+        if !per_turn {
+            // A per-turn session's live period began when it was prepared.
+            s.live_since = now;
+        }
+        if per_turn && s.ending.is_some() {
+            // terminate/reset/delete arrived while the turn's process was
+            // spawning (its turn is already closed): do not give it the prompt.
+            return self.stop_worker(skey, false);
+        }
         let needs_ready = !per_turn && s.adapter.needs_ready();
         // Set before on_started: an adapter may finish its handshake at once.
         s.awaiting_ready = needs_ready;
@@ -369,6 +378,18 @@ impl Reactor {
             s.worker_type.as_str(),
             e.reason()
         );
+        if s.adapter.process_model() == ProcessModel::PerTurn && s.state != SessionState::Created {
+            // A turn's process (the session itself was prepared): the turn
+            // fails, the session stays as it was (or completes its ending).
+            let (ending, running) = (s.ending, s.turn.is_some());
+            if running {
+                self.abort_turn(skey, Some((code, msg, None)));
+            }
+            return match ending {
+                Some(_) => self.finish_ending(skey, None),
+                None => self.emit_state(skey, SessionState::Idle, None),
+            };
+        }
         let created = s.state == SessionState::Created;
         let reset = s.ending == Some(Ending::Reset);
         s.ending = None;
@@ -551,6 +572,7 @@ impl Reactor {
                     crate::metrics::worker_io(wt, crate::metrics::Stream::Stderr, n);
                     w.stderr_tail.push(&buf[..n]);
                     log::debug!("worker stderr: {}", String::from_utf8_lossy(&buf[..n]).trim_end());
+                    self.with_adapter(skey, |a, out| a.on_stderr(&buf[..n], out));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -608,6 +630,15 @@ impl Reactor {
         let tok = token::make(Kind::Stdin, Key { idx: skey.idx, generation: w.generation });
         let raw = fd.as_raw_fd();
         let reg = self.poll.registry();
+        if !want && w.stdin_close {
+            // everything queued is written: the deferred close (close_stdin)
+            if w.stdin_armed {
+                let _ = reg.deregister(&mut SourceFd(&raw));
+                w.stdin_armed = false;
+            }
+            w.stdin = None;
+            return;
+        }
         if want && !w.stdin_armed {
             w.stdin_armed = reg.register(&mut SourceFd(&raw), tok, mio::Interest::WRITABLE).is_ok();
         } else if !want && w.stdin_armed {
@@ -616,8 +647,12 @@ impl Reactor {
         }
     }
 
+    /// Close the worker's stdin once everything queued for it is written
+    /// (a prompt larger than the pipe buffer is still being flushed).
     pub fn close_stdin(&mut self, skey: Key) {
-        self.close_pipe(skey, Kind::Stdin);
+        let Some(w) = self.session_mut(skey).and_then(|s| s.worker.as_mut()) else { return };
+        w.stdin_close = true;
+        self.flush_stdin(skey);
     }
 
     fn on_exited(&mut self, skey: Key, pid: i32, code: Option<i32>, signal: Option<i32>, gateway_signal: Option<i32>) {

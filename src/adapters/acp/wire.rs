@@ -14,7 +14,7 @@
 //!
 //! [`Action::Unmapped`]: crate::adapters::Action::Unmapped
 
-use serde::de::{DeserializeOwned, Deserializer};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -69,16 +69,7 @@ pub mod option_kind {
     pub const REJECT_ALWAYS: &str = "reject_always";
 }
 
-/// Deserialize an optional field, turning any shape mismatch into `None`
-/// instead of failing the whole message.
-pub fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: DeserializeOwned,
-{
-    let v = Value::deserialize(d)?;
-    Ok(T::deserialize(v).ok())
-}
+pub use crate::adapters::wire_util::lenient;
 
 /// Read a typed view of part of a parsed line (`None` if it does not fit).
 pub fn view<T: DeserializeOwned>(v: &Value) -> Option<T> {

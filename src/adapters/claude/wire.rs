@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 
-use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -23,49 +22,17 @@ pub const SYNTHETIC_MODEL: &str = "<synthetic>";
 /// Substring of the `result.errors[]` entry when `--resume` names an unknown session.
 pub const NO_CONVERSATION_FOUND: &str = "No conversation found";
 
-/// Deserialize an optional field, turning any shape mismatch into `None`
-/// instead of failing the whole line.
-pub fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: DeserializeOwned,
-{
-    let v = Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).ok())
-}
+use crate::adapters::wire_util;
+pub use crate::adapters::wire_util::lenient;
 
 // ---------------------------------------------------------------- stdout
 
 /// The outcome of reading one stdout line.
-#[derive(Debug)]
-pub enum Parsed {
-    /// Empty or whitespace-only line.
-    Blank,
-    /// Not JSON (or not UTF-8, or truncated).
-    NonJson,
-    /// JSON, but not an object or not of the shape its `type` promises.
-    Malformed(Value),
-    /// A line of a known shape (or an unknown `type`: [`Line::Unknown`]),
-    /// with the parsed tree kept for passthrough.
-    Line(Line, Value),
-}
+pub type Parsed = wire_util::Parsed<Line>;
 
 /// Parse one stdout line (without its `\n`). Never fails, never panics.
 pub fn parse(line: &[u8]) -> Parsed {
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Parsed::Blank;
-    }
-    let raw: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(_) => return Parsed::NonJson,
-    };
-    if !raw.is_object() {
-        return Parsed::Malformed(raw);
-    }
-    match Line::deserialize(&raw) {
-        Ok(l) => Parsed::Line(l, raw),
-        Err(_) => Parsed::Malformed(raw),
-    }
+    wire_util::parse(line)
 }
 
 /// One stdout record, by `type`.

@@ -19,7 +19,7 @@
 
 use std::borrow::Cow;
 
-use serde::de::{DeserializeOwned, Deserializer};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,16 +28,7 @@ pub const PERMISSION_TITLE: &str = "hotplex.permission";
 /// pi's stderr text when `--session` names no stored session (workers.md §6.1).
 pub const NO_SESSION_FOUND: &str = "No session found";
 
-/// Deserialize an optional field, turning any shape mismatch into `None`
-/// instead of failing the whole line.
-pub fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: DeserializeOwned,
-{
-    let v = Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).ok())
-}
+pub use crate::adapters::wire_util::lenient;
 
 // ---------------------------------------------------------------- stdout
 
