@@ -1,51 +1,56 @@
-//! Build metadata for `hotplex --version` (operations.md §8).
+//! Build metadata for `hotplex --version` (operations.md §8) and the
+//! `hotplex_build_info` metric (§5.2): git sha, rustc version, target,
+//! profile, PGO. No crates; every value falls back to "unknown".
+//!
+//! Overrides: `HOTPLEX_GIT_SHA` (builds without a `.git`, e.g. the Docker
+//! build arg); `HOTPLEX_PGO=true` marks a PGO build (also detected from
+//! `-Cprofile-use` in the rustflags, as `scripts/pgo-build.sh` passes it).
+use std::path::Path;
 use std::process::Command;
 
-fn main() {
-    let sha = std::env::var("HOTPLEX_GIT_SHA").ok().filter(|s| !s.is_empty()).or_else(|| {
-        Command::new("git")
-            .args(["rev-parse", "--short=12", "HEAD"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    });
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let rustc_v = Command::new(rustc)
-        .arg("--version")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().nth(1).unwrap_or("unknown").to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let profile = std::env::var("PROFILE").unwrap_or_else(|_| "unknown".into());
-    let pgo = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default().contains("-Cprofile-use");
-    let profile = if pgo { format!("{profile}+pgo") } else { profile };
-    println!("cargo:rustc-env=HOTPLEX_GIT_SHA={}", sha.unwrap_or_else(|| "unknown".into()));
-    println!("cargo:rustc-env=HOTPLEX_RUSTC={rustc_v}");
-    println!("cargo:rustc-env=HOTPLEX_TARGET={}", std::env::var("TARGET").unwrap_or_default());
-    println!("cargo:rustc-env=HOTPLEX_PROFILE={profile}");
-    println!("cargo:rerun-if-env-changed=HOTPLEX_GIT_SHA");
-    // `.git` is a file in a worktree: ask git where HEAD (and the branch ref)
-    // live; a path that does not exist would make every build dirty.
-    let head = git(&["rev-parse", "--git-path", "HEAD"]);
-    let branch =
-        git(&["rev-parse", "--symbolic-full-name", "HEAD"]).and_then(|r| git(&["rev-parse", "--git-path", &r]));
-    let mut watched = false;
-    for p in [head, branch].into_iter().flatten().filter(|p| std::path::Path::new(p).exists()) {
-        println!("cargo:rerun-if-changed={p}");
-        watched = true;
+fn run(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok().filter(|o| o.status.success())?;
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+/// Re-run when HEAD moves: its file and the ref it names (loose or packed),
+/// wherever they live (a worktree's `.git` is a file).
+fn watch_git() {
+    let mut paths: Vec<String> = run("git", &["rev-parse", "--git-path", "HEAD"]).into_iter().collect();
+    if let Some(r) = run("git", &["symbolic-ref", "-q", "HEAD"]) {
+        paths.extend(run("git", &["rev-parse", "--git-path", &r]));
     }
-    if !watched {
-        println!("cargo:rerun-if-changed=build.rs");
+    paths.extend(run("git", &["rev-parse", "--git-path", "packed-refs"]));
+    for p in paths {
+        // a path that does not exist would re-run this script on every build
+        if Path::new(&p).exists() {
+            println!("cargo:rerun-if-changed={p}");
+        }
     }
 }
 
-fn git(args: &[&str]) -> Option<String> {
-    Command::new("git")
-        .args(args)
-        .output()
+fn main() {
+    let sha = std::env::var("HOTPLEX_GIT_SHA")
         .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .filter(|s| !s.is_empty())
+        .or_else(|| run("git", &["rev-parse", "--short=12", "HEAD"]));
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc_v = run(&rustc, &["--version"])
+        .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
+    let profile = std::env::var("PROFILE").unwrap_or_else(|_| "unknown".into());
+    let pgo_env = std::env::var("HOTPLEX_PGO").is_ok_and(|v| matches!(v.trim(), "1" | "true"));
+    let pgo = pgo_env || std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default().contains("-Cprofile-use");
+    println!("cargo:rustc-env=HOTPLEX_GIT_SHA={}", sha.unwrap_or_else(|| "unknown".into()));
+    println!("cargo:rustc-env=HOTPLEX_RUSTC={rustc_v}");
+    println!("cargo:rustc-env=HOTPLEX_TARGET={}", std::env::var("TARGET").unwrap_or_else(|_| "unknown".into()));
+    println!("cargo:rustc-env=HOTPLEX_BUILD_PROFILE={profile}");
+    let profile = if pgo { format!("{profile}+pgo") } else { profile };
+    println!("cargo:rustc-env=HOTPLEX_PROFILE={profile}");
+    println!("cargo:rustc-env=HOTPLEX_PGO={pgo}");
+    println!("cargo:rerun-if-env-changed=HOTPLEX_GIT_SHA");
+    println!("cargo:rerun-if-env-changed=HOTPLEX_PGO");
+    println!("cargo:rerun-if-changed=build.rs");
+    watch_git();
 }

@@ -245,6 +245,7 @@ pub fn run(
     let stop2 = stop_accept.clone();
     let acceptor_thread = std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run(stop2));
     shared.liveness.started.store(true, std::sync::atomic::Ordering::SeqCst);
+    crate::metrics::set_ready(true);
     log::info!("ready gateway={local} admin={} reactors={n}", admin.addr);
     // Tests parse these two lines (admin first).
     eprintln!("hotplex listening admin={}", admin.addr);
@@ -261,6 +262,7 @@ pub fn run(
                     return force_exit(&shared, exporter);
                 }
                 log::info!("shutdown requested (signal {sig})");
+                crate::metrics::set_draining(true);
                 crate::sd_notify::notify("STOPPING=1");
                 let row = lifecycle_audit(AuditKind::Shutdown, serde_json::json!({"signal": sig}));
                 crate::security::audit::try_record(&shared.store, row);

@@ -124,6 +124,7 @@ fn real_main() -> i32 {
     for w in cfg.enabled_workers() {
         log::info!("worker enabled worker_type={} program={}", w.worker_type.as_str(), w.program.display());
     }
+    hotplex::metrics::configure(&cfg);
     let settings = Settings::from_config(&cfg, &env);
     let revocations = std::sync::Arc::new(hotplex::security::RevocationTable::new());
     let auth = match hotplex::security::Authenticator::from_config(&cfg, revocations.clone()) {

@@ -455,6 +455,13 @@ pub fn raise_nofile() {
     }
 }
 
+/// `sysconf(_SC_CLK_TCK)`: the unit of the times in `/proc/<pid>/stat`.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 { v as u64 } else { 100 }
+}
+
 /// `read(2)` on a borrowed fd (worker pipes).
 pub fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for `buf.len()` bytes; `fd` is open for the call.

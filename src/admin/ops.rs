@@ -241,7 +241,7 @@ impl Server {
         }
         let epoch = l.drain_epoch.fetch_add(1, Ordering::SeqCst) + 1;
         log::info!("drain started reason={reason} delay_ms={delay}");
-        // metrics: hotplex_draining 1
+        crate::metrics::set_draining(true);
         self.ask_all(
             id,
             move |r| r.drain_notice(&reason, delay, epoch),
@@ -264,6 +264,9 @@ impl Server {
         if l.draining.swap(false, Ordering::SeqCst) {
             l.drain_epoch.fetch_add(1, Ordering::SeqCst);
             log::info!("drain ended");
+            if !self.shutting_down() {
+                crate::metrics::set_draining(false);
+            }
         }
         Step::Done(Response::json(200, &json!({"draining": false})))
     }

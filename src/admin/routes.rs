@@ -48,6 +48,31 @@ enum Need {
     Scope(AdminScope),
 }
 
+/// `path` with its ids replaced, for `hotplex_admin_requests_total{route}`
+/// (operations.md §5.2); a path that is no endpoint is `other`, so the label
+/// set stays bounded whatever clients send.
+pub fn template(path: &str) -> &'static str {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["health"] => "/health",
+        ["ready"] => "/ready",
+        ["metrics"] => "/metrics",
+        ["admin", "stats"] => "/admin/stats",
+        ["admin", "sessions"] => "/admin/sessions",
+        ["admin", "sessions", id] if !id.is_empty() => "/admin/sessions/{id}",
+        ["admin", "sessions", id, "events"] if !id.is_empty() => "/admin/sessions/{id}/events",
+        ["admin", "sessions", id, "terminate"] if !id.is_empty() => "/admin/sessions/{id}/terminate",
+        ["admin", "drain"] => "/admin/drain",
+        ["admin", "config"] => "/admin/config",
+        ["admin", "config", "reload"] => "/admin/config/reload",
+        ["admin", "workers"] => "/admin/workers",
+        ["admin", "audit"] => "/admin/audit",
+        ["admin", "audit", "verify"] => "/admin/audit/verify",
+        ["admin", "revocations"] => "/admin/revocations",
+        _ => "other",
+    }
+}
+
 fn route(method: &str, path: &str) -> Result<(Route, Need), ApiError> {
     use AdminScope::{Admin, Read, Write};
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -120,6 +145,7 @@ impl Server {
             Err(_) => return ApiError::bad_request("malformed client IP header").into(),
         };
         if !s.ip_allowed(ip) {
+            crate::metrics::auth_failure(crate::metrics::Listener::Admin, "ip");
             return ApiError::new(403, "ip_not_allowed", "client address not allowed").into();
         }
         match req.header_one("host") {
@@ -135,7 +161,6 @@ impl Server {
                 return ApiError::new(403, "permission_denied", "Origin not allowed").into();
             }
         }
-        // metrics: hotplex_admin_requests_total{route,code} (wired by the lead after the metrics merge)
         let (route, need) = match route(&req.method, &req.path) {
             Ok(r) => r,
             Err(e) => return e.into(),
@@ -154,14 +179,16 @@ impl Server {
             None
         } else {
             if let Err(locked) = self.ctx.shared.lockout.check(ip, std::time::Instant::now()) {
+                crate::metrics::auth_failure(crate::metrics::Listener::Admin, "ip");
                 return ApiError::rate_limited(locked.retry_after_secs()).into();
             }
             match s.authenticate(req) {
                 AdminAuth::Granted(a) => Some(a),
                 refused => {
-                    // metrics: auth_failures_total{listener="admin"}
                     self.ctx.shared.lockout.record_failure(ip, std::time::Instant::now());
                     let missing = refused == AdminAuth::Missing;
+                    let reason = if missing { "missing" } else { "unknown_key" };
+                    crate::metrics::auth_failure(crate::metrics::Listener::Admin, reason);
                     super::audit::auth_failure(self, ip, if missing { "missing" } else { "invalid_token" });
                     log::warn!("admin authentication failed ip={ip} missing={missing}");
                     let (code, msg) = if missing {
@@ -258,5 +285,25 @@ mod tests {
         assert_eq!(route("GET", "/admin/nope").unwrap_err().status, 404);
         assert_eq!(route("GET", "/admin/sessions/").unwrap_err().status, 404);
         assert_eq!(route("POST", "/health").unwrap_err().status, 405);
+    }
+
+    #[test]
+    fn metric_route_templates_hide_ids_and_stay_bounded() {
+        assert_eq!(template("/admin/sessions/3f2a"), "/admin/sessions/{id}");
+        assert_eq!(template("/admin/sessions/3f2a/events"), "/admin/sessions/{id}/events");
+        assert_eq!(template("/admin/sessions/"), "other");
+        assert_eq!(template("/admin/x/../../etc"), "other");
+        // every routable path has its own template
+        for p in [
+            "/health",
+            "/ready",
+            "/metrics",
+            "/admin/stats",
+            "/admin/drain",
+            "/admin/config/reload",
+            "/admin/revocations",
+        ] {
+            assert_eq!(template(p), p);
+        }
     }
 }

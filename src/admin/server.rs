@@ -136,6 +136,8 @@ struct Pending {
     generation: u64,
     deadline: Instant,
     keep_alive: bool,
+    /// Templated path for `hotplex_admin_requests_total{route}`.
+    route: &'static str,
 }
 
 /// What the handlers can reach.
@@ -433,7 +435,8 @@ impl Server {
             let peer = c.peer;
             let generation = c.generation;
             let deadline = Instant::now() + settings.request_timeout;
-            self.pending.insert(id, Pending { conn: idx, generation, deadline, keep_alive });
+            let route = super::routes::template(&req.path);
+            self.pending.insert(id, Pending { conn: idx, generation, deadline, keep_alive, route });
             match self.dispatch(id, Call { req, body, peer }) {
                 Step::Done(resp) => self.finish(id, resp),
                 Step::Wait => {
@@ -453,6 +456,7 @@ impl Server {
     /// Answer request `id` (if its connection is still there).
     pub fn finish(&mut self, id: ReqId, resp: Response) {
         let Some(p) = self.pending.remove(&id) else { return };
+        crate::metrics::admin_request(p.route, resp.status);
         let Some(c) = self.conns.get_mut(p.conn).filter(|c| c.generation == p.generation) else { return };
         let keep = p.keep_alive && resp.status != 500;
         let headers: Vec<(&str, &str)> = resp.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -108,7 +108,6 @@ impl Exporter {
             if Instant::now() >= deadline {
                 let left = batch.len() + self.spans.len();
                 super::SPANS_DROPPED.fetch_add(left as u64, Ordering::Relaxed);
-                // metrics: hotplex_tracing_spans_dropped_total += left
                 log::warn!("tracing: shutdown flush deadline reached; {left} spans dropped");
                 return;
             }
@@ -139,7 +138,6 @@ impl Exporter {
                 }
                 Ok(r) => {
                     super::EXPORT_ERRORS.fetch_add(1, Ordering::Relaxed);
-                    // metrics: hotplex_tracing_export_errors_total += 1
                     if retryable(r.status) && attempt < MAX_RETRIES {
                         Some(r.retry_after.unwrap_or(backoff))
                     } else {
@@ -149,7 +147,6 @@ impl Exporter {
                 }
                 Err(e) => {
                     super::EXPORT_ERRORS.fetch_add(1, Ordering::Relaxed);
-                    // metrics: hotplex_tracing_export_errors_total += 1
                     // Connection failures are not retried: the next batch tries again.
                     self.note_failure(&e.to_string());
                     None
@@ -164,7 +161,6 @@ impl Exporter {
             attempt += 1;
         }
         super::SPANS_DROPPED.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        // metrics: hotplex_tracing_spans_dropped_total += batch.len()
     }
 
     fn note_failure(&mut self, what: &str) {

@@ -121,7 +121,6 @@ impl Tracer {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 SPANS_DROPPED.fetch_add(1, Ordering::Relaxed);
-                // metrics: hotplex_tracing_spans_dropped_total += 1
             }
         }
     }

@@ -69,6 +69,14 @@ pub enum Ended {
     Failed,
 }
 
+/// `hotplex_sessions_deleted_total{source}` of a delete by `by`.
+fn delete_source(by: &DeleteBy) -> crate::metrics::DeleteSource {
+    match by {
+        DeleteBy::Admin => crate::metrics::DeleteSource::Admin,
+        DeleteBy::Owner(_) => crate::metrics::DeleteSource::Api,
+    }
+}
+
 /// Who deletes a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeleteBy {
@@ -291,6 +299,7 @@ impl Reactor {
                 return reply.send(Ended::Failed);
             }
             self.tombstones.insert(id, Instant::now());
+            crate::metrics::session_deleted(delete_source(&by));
             log::info!("session deleted session_id={id} (not in memory)");
             return reply.send(Ended::Deleted);
         };
@@ -308,6 +317,7 @@ impl Reactor {
             return;
         }
         s.admin_delete = by == DeleteBy::Admin;
+        crate::metrics::session_deleted(delete_source(&by));
         let running = s.turn.is_some();
         self.deny_all_pending(skey, "session deleted");
         if running {

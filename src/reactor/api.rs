@@ -113,19 +113,20 @@ impl Reactor {
             Err(_) => return self.api_error(key, &ApiError::bad_request("malformed client IP header"), &cors),
         };
         if let Err(locked) = self.shared.lockout.check(ip, Instant::now()) {
+            crate::metrics::auth_failure(crate::metrics::Listener::Api, "ip");
             return self.api_error(key, &ApiError::rate_limited(locked.retry_after_secs()), &cors);
         }
         let (owner, actor): (Arc<str>, ActorKind) = match self.shared.auth().upgrade(&req, UnixTime::now()) {
             AuthDecision::Authenticated(p) => (p.owner.clone(), super::audit::actor_kind(&p)),
             AuthDecision::PreAuth => {
-                // metrics: auth_failures_total{listener="api"}
+                crate::metrics::auth_failure(crate::metrics::Listener::Api, "missing");
                 self.shared.lockout.record_failure(ip, Instant::now());
                 let e = ApiError::new(401, "missing_credentials", "a credential is required")
                     .with_header("WWW-Authenticate", r#"Bearer realm="hotplex""#);
                 return self.api_error(key, &e, &cors);
             }
             AuthDecision::Refused(f) => {
-                // metrics: auth_failures_total{listener="api"}
+                crate::metrics::auth_failure(crate::metrics::Listener::Api, f.label());
                 log::warn!("authentication failed on /api reason={} ip={ip}", f.label());
                 self.audit(super::audit::auth_failure(&f, Some(ip), "api"));
                 self.shared.lockout.record_failure(ip, Instant::now());

@@ -21,6 +21,7 @@ use super::limits::FrameClass;
 use super::shared::{Adoption, Candidate};
 use super::timer::{Owner, TimerKind};
 use super::token::{self, Key, Kind};
+use crate::metrics::UpgradeRejection as Rejection;
 use crate::security::AuthDecision;
 
 /// Messages read per wake-up before yielding to other sources.
@@ -185,6 +186,11 @@ impl Reactor {
             HttpRead::Partial => {}
             HttpRead::Gone => self.drop_client(key),
             HttpRead::Reject(status) => {
+                crate::metrics::upgrade_rejected(if status == 431 {
+                    Rejection::HeaderTooLarge
+                } else {
+                    Rejection::BadRequest
+                });
                 let resp = http::error_response(status, http::default_code(status), http::reason(status), &[]);
                 self.respond(key, resp);
             }
@@ -210,6 +216,7 @@ impl Reactor {
             }
         }
         if self.stopping || self.shared.liveness.draining.load(Ordering::Relaxed) {
+            crate::metrics::upgrade_rejected(Rejection::Draining);
             // operations.md §2.6: refused with Retry-After = gateway.reconnect_delay
             let secs = self.s.reconnect_delay.as_secs_f64().ceil().max(1.0).to_string();
             let resp =
@@ -224,12 +231,14 @@ impl Reactor {
         let ip = match crate::net::client_ip::client_ip(peer, &r.trusted_proxies, req.header_all(&r.client_ip_header)) {
             Ok(ip) => ip,
             Err(_) => {
+                crate::metrics::upgrade_rejected(Rejection::BadRequest);
                 let resp = http::error_response(400, "bad_request", "malformed client IP header", &[]);
                 return self.respond(key, resp);
             }
         };
         match handshake::check_upgrade(&req, &self.s.upgrade) {
             Err(refusal) => {
+                crate::metrics::upgrade_rejected(crate::metrics::labels::upgrade_rejection(refusal.reason));
                 log::debug!("upgrade refused: {} {}", refusal.status, refusal.message);
                 let resp = http::error_response(
                     refusal.status,
@@ -240,6 +249,8 @@ impl Reactor {
                 self.respond(key, resp);
             }
             Ok(_) if self.shared.lockout.check(ip, Instant::now()).is_err() => {
+                crate::metrics::upgrade_rejected(Rejection::Unauthorized);
+                crate::metrics::auth_failure(crate::metrics::Listener::Ws, "ip");
                 let resp = match self.shared.lockout.check(ip, Instant::now()) {
                     Err(locked) => locked.response(),
                     Ok(()) => http::error_response(429, "rate_limit_exceeded", "locked out", &[]),
@@ -247,6 +258,7 @@ impl Reactor {
                 self.respond(key, resp);
             }
             Ok(_) if self.shared.limiter.upgrade(ip, r).is_err() => {
+                crate::metrics::upgrade_rejected(Rejection::BadRequest);
                 let resp =
                     http::error_response(429, "rate_limit_exceeded", "too many connections", &[("Retry-After", "1")]);
                 self.respond(key, resp);
@@ -260,6 +272,8 @@ impl Reactor {
                     AuthDecision::Authenticated(p) => Some(p),
                     AuthDecision::PreAuth => None,
                     AuthDecision::Refused(f) => {
+                        crate::metrics::upgrade_rejected(Rejection::Unauthorized);
+                        crate::metrics::auth_failure(crate::metrics::Listener::Ws, f.label());
                         log::warn!("authentication failed at upgrade reason={} ip={ip}", f.label());
                         self.shared.lockout.record_failure(ip, Instant::now());
                         self.audit(super::audit::auth_failure(&f, Some(ip), "upgrade"));
@@ -356,6 +370,7 @@ impl Reactor {
 
     fn on_frame(&mut self, key: Key, bytes: &[u8]) {
         let decoded = protocol::decode(bytes, &self.s.decode);
+        crate::metrics::event_received(decoded.as_ref().map_or("other", |f| f.event.metric_type()));
         // Rate limits run before anything else (security.md §9.3).
         let (class, event_id) = match &decoded {
             Ok(f) => (
@@ -439,6 +454,7 @@ impl Reactor {
         } else {
             None
         };
+        crate::metrics::init_failed(code);
         self.trace_init_failed(key, code);
         self.send_error(key, code, message, event_id, details);
         self.close_client(key, code.init_close_code(), "init failed", false);
@@ -465,6 +481,7 @@ impl Reactor {
         if c.conn.is_closing() {
             return;
         }
+        crate::metrics::local_event_sent(ev);
         let session = match &c.stage {
             Stage::Attached { session, .. } => Some(*session),
             _ => None,
@@ -608,7 +625,10 @@ impl Reactor {
     pub(super) fn on_client_timer(&mut self, key: Key, kind: TimerKind) {
         let Some(c) = self.client(key) else { return };
         match kind {
-            TimerKind::Handshake if c.stage == Stage::Http => self.drop_client(key),
+            TimerKind::Handshake if c.stage == Stage::Http => {
+                crate::metrics::upgrade_rejected(Rejection::HandshakeTimeout);
+                self.drop_client(key)
+            }
             TimerKind::Handshake if c.stage == Stage::Api => self.api_timed_out(key),
             TimerKind::Init if c.stage == Stage::AwaitInit => {
                 self.close_client(key, close::POLICY, "init timeout", false)

@@ -302,6 +302,7 @@ impl Reactor {
                 true
             }
             Charge::Empty => {
+                crate::metrics::rate_limited_frame();
                 self.reject_frame(key, wait, event_id, now);
                 false
             }
@@ -314,6 +315,7 @@ impl Reactor {
             return;
         }
         c.rate.last_throttle = Some(now);
+        crate::metrics::throttle_notice();
         let ev = Event::Control {
             action: "throttle",
             reason: "rate_limit_exceeded".into(),

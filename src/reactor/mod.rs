@@ -102,6 +102,7 @@ impl Reactor {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         self.timers.after(self.s.sessions.gc_interval, Owner::Reactor, TimerKind::Gc);
+        let mut meter = crate::metrics::ReactorMeter::start(self.id);
         loop {
             let now = Instant::now();
             let idle = self.again.is_empty() && !self.http.has_deferred();
@@ -115,6 +116,7 @@ impl Reactor {
                     return;
                 }
             }
+            meter.woke();
             for ev in events.iter() {
                 let Some((kind, key)) = token::split(ev.token()) else { continue };
                 let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
@@ -143,6 +145,7 @@ impl Reactor {
                 self.swap_settings(s);
             }
             self.enforce_total_send_queue();
+            meter.idle();
             if self.stopping && self.sessions.is_empty() {
                 // Nothing left to drain: the remaining connections had their notice.
                 if !self.clients.is_empty() && self.dirty.is_empty() {
@@ -201,7 +204,8 @@ impl Reactor {
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
-        while let Some((_, owner, kind)) = self.timers.pop_due(now) {
+        while let Some((deadline, owner, kind)) = self.timers.pop_due(now) {
+            crate::metrics::timer_lag(now, deadline);
             match owner {
                 Owner::Conn(k) => self.on_client_timer(k.into(), kind),
                 Owner::Session(k) => self.on_session_timer(k.into(), kind),

@@ -121,6 +121,7 @@ impl Reloader {
         if let Some(f) = &file {
             poll.record(FileState::of(f), true);
         }
+        crate::metrics::set_config_generation(1);
         Reloader {
             opts,
             file,
@@ -210,7 +211,7 @@ impl Reloader {
                         log::warn!("config reload rejected: {e}");
                     }
                 }
-                // metrics: metrics::config_reloaded("invalid")
+                crate::metrics::config_reloaded(crate::metrics::ReloadResult::Invalid);
                 Err(ReloadError::Invalid(errors))
             }
         }
@@ -266,9 +267,10 @@ impl Reloader {
         r.pending_restart = restart_required.clone();
         let generation = r.generation;
         drop(r);
-        // metrics: metrics::config_reloaded(if changed { "applied" } else { "unchanged" })
-        // metrics: metrics::set_config_generation(generation)
-        // metrics: metrics::set_config_restart_pending(!restart_required.is_empty())
+        use crate::metrics::ReloadResult;
+        crate::metrics::config_reloaded(if changed { ReloadResult::Applied } else { ReloadResult::Unchanged });
+        crate::metrics::set_config_generation(generation);
+        crate::metrics::set_config_restart_pending(!restart_required.is_empty());
         let line = format!(
             "config reloaded trigger={} generation={generation} changed={changed} applied={} restart_required={}",
             trigger.as_str(),

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::adapters::{Action, Out, PermissionReply};
+use crate::adapters::{Action, Out, PermissionReply, WorkerType};
+use crate::metrics::Decision;
 use crate::protocol::{ControlAction, ErrorCode, Event, SessionState, Stats, close, now_ms};
 use crate::reactor::Reactor;
 use crate::reactor::timer::{Owner, TimerKind};
@@ -31,6 +32,7 @@ impl Reactor {
     /// and every attached connection once committed (`persist::release`).
     pub fn emit(&mut self, skey: Key, ev: Event) {
         let Some(s) = self.session_mut(skey) else { return };
+        crate::metrics::session_event(&ev);
         s.seq += 1;
         crate::otel::session::on_event(&mut s.trace, &ev);
         let frame = Arc::new(SessionFrame::new(s.seq, now_ms(), s.id_str.clone(), &ev));
@@ -41,6 +43,7 @@ impl Reactor {
     pub(super) fn emit_state(&mut self, skey: Key, state: SessionState, message: Option<&str>) {
         if let Some(s) = self.session_mut(skey) {
             s.state = state;
+            s.gauge.set(state);
             match state {
                 SessionState::Terminated | SessionState::Deleted => {
                     s.terminated_ms = Some(now_ms());
@@ -65,6 +68,9 @@ impl Reactor {
             match a {
                 Action::Emit(ev) => self.adapter_event(skey, ev),
                 Action::Unmapped { kind, raw } => {
+                    crate::metrics::worker_unmapped_line(
+                        self.session(skey).map_or(WorkerType::ClaudeCode, |s| s.worker_type),
+                    );
                     if self.s.emit_raw && self.session(skey).is_some_and(|s| s.ending.is_none()) {
                         self.emit(skey, Event::Raw { kind, raw });
                     }
@@ -72,6 +78,8 @@ impl Reactor {
                 Action::Permission(ask) => self.permission_asked(skey, ask),
                 Action::PermissionCancelled { id } => {
                     if let Some(s) = self.session_mut(skey) {
+                        let gone = s.perms.iter().filter(|p| p.id == id).map(|p| p.asked);
+                        crate::metrics::permissions_cancelled(s.worker_type, gone);
                         s.perms.retain(|p| p.id != id);
                     }
                 }
@@ -110,7 +118,9 @@ impl Reactor {
             return; // the turn was already closed by the gateway
         }
         s.last_active = Instant::now();
+        let wt = s.worker_type;
         if let Some(t) = s.turn.as_mut() {
+            crate::metrics::turn_event(wt, t.saw_content, t.started, &ev);
             match &ev {
                 Event::ToolCall { .. } => {
                     t.tool_calls += 1;
@@ -208,7 +218,7 @@ impl Reactor {
         let Some(s) = self.session_mut(skey) else { return };
         let Some(turn) = s.turn.take() else { return };
         s.completed_turns += 1;
-        s.perms.clear();
+        crate::metrics::permissions_cancelled(s.worker_type, s.perms.drain(..).map(|p| p.asked));
         stats.tool_calls = Some(turn.tool_calls);
         if stats.duration_ms.is_none() {
             stats.duration_ms = Some(turn.started.elapsed().as_millis() as u64);
@@ -216,6 +226,8 @@ impl Reactor {
         s.last_active = Instant::now();
         super::persist::add_stats(&mut s.totals, &stats);
         let turn_no = turn.n;
+        let outcome = crate::metrics::turn_outcome(success, turn.interrupting, turn.timed_out, None);
+        crate::metrics::turn_ended(s.worker_type, turn.started, outcome, Some(&stats));
         self.emit(skey, Event::Done { success, stats: Some(stats.clone()) });
         self.trace_turn_end(skey, success, &turn, None);
         self.store_turn_end(skey, turn_no, success, Some(&stats));
@@ -240,6 +252,8 @@ impl Reactor {
         let Some(turn) = s.turn.take() else { return };
         s.completed_turns += 1;
         let error_code = error.as_ref().map(|e| e.0);
+        let outcome = crate::metrics::turn_outcome(false, turn.interrupting, turn.timed_out, error_code);
+        crate::metrics::turn_ended(s.worker_type, turn.started, outcome, None);
         if let Some((code, msg, details)) = error {
             self.emit(skey, Event::Error { code, message: msg.to_owned(), event_id: None, details });
         }
@@ -299,6 +313,7 @@ impl Reactor {
             let waiters = self.session_mut(skey).map(|s| std::mem::take(&mut s.waiters)).unwrap_or_default();
             for w in waiters {
                 let code = ErrorCode::WorkerStartFailed;
+                crate::metrics::init_failed(code);
                 self.send_error(w.client, code, "worker failed to start", w.frame_id, Some(details.clone()));
                 self.close_client(w.client, code.init_close_code(), "init failed", false);
             }
@@ -334,6 +349,8 @@ impl Reactor {
                 "too_many_pending"
             };
             let decision = if denied_tool { "policy_denied" } else { "cancelled" };
+            let metric = if denied_tool { Decision::PolicyDenied } else { Decision::Cancelled };
+            crate::metrics::permission_decided(s.worker_type, metric, None);
             let (sid, owner) = (s.id_str.clone(), s.owner.clone());
             self.audit_permission(&sid, &owner, &ask.tool_name, decision, None);
             let reply = PermissionReply { id, allow: false, reason: Some(reason.into()), remember: false };
@@ -342,10 +359,18 @@ impl Reactor {
             }
             return self.with_adapter(skey, |a, out| a.on_permission(&reply, out));
         }
+        crate::metrics::permission_requested(s.worker_type);
         s.perm_serial += 1;
         let serial = s.perm_serial;
         let expires = Instant::now() + timeout;
-        s.perms.push(PendingPermission { id: ask.id.clone(), serial, tool_name: ask.tool_name.clone(), expires });
+        let asked = Instant::now();
+        s.perms.push(PendingPermission {
+            id: ask.id.clone(),
+            serial,
+            tool_name: ask.tool_name.clone(),
+            expires,
+            asked,
+        });
         self.timers.at(expires, Owner::Session(skey.into()), TimerKind::Permission(serial));
         let expires_at = now_ms() + timeout.as_millis() as u64;
         self.emit(
@@ -384,6 +409,8 @@ impl Reactor {
             );
         };
         let p = s.perms.remove(pos);
+        let decision = if allowed { Decision::Allowed } else { Decision::Denied };
+        crate::metrics::permission_decided(s.worker_type, decision, Some(p.asked));
         s.last_active = Instant::now();
         // The stall clock was paused while the agent waited for this answer.
         if let Some(t) = s.turn.as_mut() {
@@ -400,6 +427,7 @@ impl Reactor {
     /// Deny every pending request (interrupt, terminate, reset, delete).
     pub(crate) fn deny_all_pending(&mut self, skey: Key, reason: &str) {
         let Some(s) = self.session_mut(skey) else { return };
+        crate::metrics::permissions_cancelled(s.worker_type, s.perms.iter().map(|p| p.asked));
         let pending: Vec<String> = s.perms.drain(..).map(|p| p.id).collect();
         for id in pending {
             let reply = PermissionReply { id, allow: false, reason: Some(reason.to_owned()), remember: false };
@@ -473,6 +501,7 @@ impl Reactor {
                 if ending == Some(Ending::Delete) {
                     return;
                 }
+                crate::metrics::session_deleted(crate::metrics::DeleteSource::Client);
                 self.deny_all_pending(skey, "session deleted");
                 if running {
                     self.abort_turn(skey, Some((ErrorCode::SessionTerminated, "turn ended by delete", None)));
@@ -601,7 +630,7 @@ impl Reactor {
             self.abort_turn(skey, Some((code, "turn ended: session terminated", details)));
         }
         if let Some(s) = self.session_mut(skey) {
-            s.perms.clear();
+            crate::metrics::permissions_cancelled(s.worker_type, s.perms.drain(..).map(|p| p.asked));
             if s.counted {
                 s.counted = false;
                 let owner = s.owner.clone();
@@ -611,6 +640,7 @@ impl Reactor {
         let msg = reason.as_str();
         if let Some(s) = self.session_mut(skey) {
             s.terminated_at = Some(Instant::now());
+            crate::metrics::session_terminated(s.worker_type, msg);
         }
         self.emit_state(skey, SessionState::Terminated, Some(msg));
         if reason == TermReason::AdminTerminate {
@@ -790,6 +820,7 @@ impl Reactor {
                 }
                 let Some(s) = self.session_mut(skey) else { return };
                 let p = s.perms.remove(pos);
+                crate::metrics::permission_decided(s.worker_type, Decision::Timeout, Some(p.asked));
                 if let Some(t) = s.turn.as_mut() {
                     t.last_output = Instant::now();
                 }

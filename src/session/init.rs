@@ -52,6 +52,7 @@ impl Reactor {
                 }
             }
             AuthDecision::PreAuth => {
+                crate::metrics::auth_failure(crate::metrics::Listener::Ws, "missing");
                 let missing = crate::security::AuthFailure {
                     reason: crate::security::Reason::Missing,
                     credential_id: None,
@@ -61,6 +62,7 @@ impl Reactor {
                 return self.fail_init(key, ErrorCode::AuthRequired, "a credential is required", frame_id);
             }
             AuthDecision::Refused(f) => {
+                crate::metrics::auth_failure(crate::metrics::Listener::Ws, f.label());
                 log::warn!("authentication failed at init reason={}", f.label());
                 if let Some(ip) = ip {
                     self.shared.lockout.record_failure(ip, std::time::Instant::now());
@@ -211,6 +213,7 @@ impl Reactor {
         session.requested_work_dir = requested_work_dir;
         session.client_key = row.client_session_id;
         session.state = SessionState::Terminated;
+        session.gauge.set(SessionState::Terminated);
         session.seq = row.last_seq;
         session.persist.committed = row.last_seq;
         session.work_dir = Some(PathBuf::from(&row.work_dir)).filter(|p| !p.as_os_str().is_empty());
@@ -436,6 +439,7 @@ impl Reactor {
     /// nonexistent id, and counted toward the client IP's lockout (security.md §2.3).
     fn foreign_probe(&mut self, key: Key, session_id: &str, frame_id: Option<String>) {
         log::info!("foreign session probe session_id={session_id}");
+        crate::metrics::auth_failure(crate::metrics::Listener::Ws, "scope");
         let probe = self.audit_entry_for(key, AuditKind::SessionForeignProbe, AuditOutcome::Denied).session(session_id);
         self.audit(probe);
         if let Some(ip) = self.client(key).and_then(|c| c.rate.open_ip) {
@@ -499,14 +503,17 @@ impl Reactor {
                 event_id: None,
                 details: None,
             };
+            crate::metrics::local_event_sent(&ev);
             self.push_now(old, frame::text(&crate::protocol::encode(0, &sid, crate::protocol::now_ms(), &ev)));
             self.close_client(old, close::POLICY, "superseded", false);
         }
         // init_ack first, directly: it is never held behind session frames.
         let ack_bytes = frame::text(&crate::protocol::encode(0, &sid, crate::protocol::now_ms(), &ack));
+        crate::metrics::local_event_sent(&ack);
         self.push_now(key, ack_bytes);
         if let Some(c) = self.client_mut(key) {
             c.stage = Stage::Attached { session: skey, mode };
+            c.conn.gauge.attached();
         }
         self.arm_credential_expiry(key);
         if let Some(last) = last_seq {
@@ -531,10 +538,11 @@ impl Reactor {
     fn replay_to(&mut self, key: Key, skey: Key, last_seq: u64, top: u64) {
         let from = if last_seq > top { 0 } else { last_seq };
         if from >= top {
-            return;
+            return crate::metrics::replay_request(false);
         }
         let Some(s) = self.session(skey) else { return };
         if let Replay::Complete(frames) = s.replay.since(from, top) {
+            crate::metrics::replay_request(false);
             let frames: Vec<_> = frames.into_iter().cloned().collect();
             let (hw, bound) = (self.s.send_queue_high_water, self.s.send_queue_bytes);
             if let Some(c) = self.client_mut(key) {
@@ -589,6 +597,7 @@ impl Reactor {
         };
         let mut out: Vec<Vec<u8>> = Vec::new();
         if first {
+            crate::metrics::replay_request(page.oldest_seq.is_some_and(|o| after + 1 < o));
             if let Some(oldest) = page.oldest_seq.filter(|o| after + 1 < *o) {
                 let ev = Event::Error {
                     code: ErrorCode::SessionExpired,
@@ -597,7 +606,10 @@ impl Reactor {
                     details: Some(serde_json::json!({"oldest_seq": oldest})),
                 };
                 out.push(frame::text(&crate::protocol::encode(0, &sid, crate::protocol::now_ms(), &ev)));
+                crate::metrics::local_event_sent(&ev);
                 for (message_id, seq, content) in &page.snapshots {
+                    crate::metrics::frame_sent_named("message.delta");
+                    crate::metrics::replay_events(1);
                     let data = serde_json::json!({"message_id": message_id, "content": content}).to_string();
                     let json = crate::store::replay::envelope_raw(
                         *seq,
@@ -618,6 +630,8 @@ impl Reactor {
                 break;
             }
             if let Some(mut buf) = crate::store::replay::envelope_after(row, &sid, after.max(last), frame::MAX_HEADER) {
+                crate::metrics::frame_sent_named(&row.event_type);
+                crate::metrics::replay_events(1);
                 let off = frame::text_in_place(&mut buf);
                 buf.drain(..off);
                 out.push(buf);

@@ -84,6 +84,8 @@ pub struct Worker {
     pub stderr_tail: TailBuffer,
     /// The gateway sent SIGTERM/SIGKILL to the group.
     pub signalled: bool,
+    /// Counts this process in `hotplex_worker_processes` while it lives.
+    pub gauge: crate::metrics::ProcessGauge,
 }
 
 /// A running turn (aep-v1.md §3.3).
@@ -105,6 +107,8 @@ pub struct PendingPermission {
     pub serial: u64,
     pub tool_name: String,
     pub expires: Instant,
+    /// When the request went out (`hotplex_permission_wait_seconds`).
+    pub asked: Instant,
 }
 
 /// An `init` waiting for the worker to start.
@@ -124,6 +128,8 @@ pub struct Session {
     pub worker_type: WorkerType,
     pub client_key: Option<String>,
     pub state: SessionState,
+    /// Mirrors `state` into `hotplex_sessions` (set it with every change of `state`).
+    pub gauge: crate::metrics::SessionGauge,
     /// Highest seq assigned (the log position).
     pub seq: u64,
     /// `init.config` as accepted at creation (compared on resume).
@@ -213,6 +219,7 @@ impl Session {
             worker_type,
             client_key: None,
             state: SessionState::Created,
+            gauge: crate::metrics::SessionGauge::new(SessionState::Created),
             seq: 0,
             config,
             launch,

@@ -36,6 +36,8 @@ pub struct Persist {
     pub committed: u64,
     /// Ops that did not fit in the writer queue, in order.
     pub backlog: VecDeque<WriteOp>,
+    /// Held while `backlog` is non-empty (`hotplex_store_blocked_sessions`).
+    pub blocked_gauge: Option<crate::metrics::StoreBlocked>,
 }
 
 impl Persist {
@@ -57,6 +59,7 @@ impl Reactor {
         if let Err(op) = self.shared.store.try_send(op) {
             if s.persist.backlog.is_empty() {
                 log::warn!("store queue full: pausing session_id={}", s.id_str);
+                s.persist.blocked_gauge = Some(crate::metrics::StoreBlocked::begin());
             }
             s.persist.backlog.push_back(op);
             self.shared.store.want_wake(reactor);
@@ -118,6 +121,9 @@ impl Reactor {
             }
             let unblocked = self.session(skey).is_some_and(|s| !s.persist.blocked());
             if unblocked {
+                if let Some(s) = self.session_mut(skey) {
+                    s.persist.blocked_gauge = None;
+                }
                 if let Some(w) = self.session(skey).and_then(|s| s.worker.as_ref()) {
                     self.again.push((Kind::Stdout, Key { idx: skey.idx, generation: w.generation }));
                 }

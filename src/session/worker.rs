@@ -237,6 +237,7 @@ impl Reactor {
             return;
         };
         s.spawning = false;
+        crate::metrics::worker_spawned(s.worker_type, result.is_ok());
         let (w, work_dir) = match result {
             Ok(v) => v,
             Err(e) => {
@@ -247,6 +248,7 @@ impl Reactor {
         s.worker_gen = s.worker_gen.wrapping_add(1) & 0x0fff_ffff;
         let wgen = s.worker_gen;
         s.work_dir = Some(work_dir);
+        let process = crate::metrics::ProcessGauge::new(s.worker_type);
         let max_line = self.s.worker.max_line_bytes;
         let tail = self.s.worker.stderr_tail_bytes;
         let mut worker = Worker {
@@ -262,6 +264,7 @@ impl Reactor {
             lines: LineSplitter::new(max_line),
             stderr_tail: TailBuffer::new(tail),
             signalled: false,
+            gauge: process,
         };
         let pk = Key { idx: skey.idx, generation: wgen };
         let reg = self.poll.registry();
@@ -367,8 +370,12 @@ impl Reactor {
             return self.finish_ending(skey, None);
         }
         let reset = ending == Some(Ending::Reset);
+        if !reset && matches!(was, SessionState::Created | SessionState::Terminated) {
+            crate::metrics::session_live(s.worker_type, was == SessionState::Terminated);
+        }
         s.ending = None;
         s.state = SessionState::Idle;
+        s.gauge.set(SessionState::Idle);
         s.state_reason = None;
         s.terminated_ms = None;
         s.live_since_ms = Some(crate::protocol::now_ms());
@@ -453,6 +460,7 @@ impl Reactor {
             }
             if let Some(s) = self.session_mut(skey) {
                 s.state = SessionState::Terminated;
+                s.gauge.set(SessionState::Terminated);
             }
             self.emit(skey, Event::state(SessionState::Terminated, Some("worker_exit")));
         }
@@ -497,6 +505,7 @@ impl Reactor {
     /// `drain` reads even while the store is back-pressuring (the worker
     /// exited: what is left in the pipe is bounded and must not be lost).
     fn read_stdout(&mut self, skey: Key, budget: usize, drain: bool) {
+        let origin = crate::metrics::LineOrigin::begin();
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0;
         loop {
@@ -525,6 +534,7 @@ impl Reactor {
                     }
                 }
             };
+            origin.mark();
             self.count_output(skey, n as u64);
             splitter.feed(&buf[..n], |item| self.handle_line(skey, item));
             self.put_splitter(skey, worker_gen, splitter);
@@ -548,6 +558,7 @@ impl Reactor {
     pub(crate) fn count_output(&mut self, skey: Key, n: u64) {
         let max = self.s.worker.max_turn_output_bytes;
         let Some(s) = self.session_mut(skey) else { return };
+        crate::metrics::worker_io(s.worker_type, crate::metrics::Stream::Stdout, n as usize);
         let Some(t) = s.turn.as_mut() else { return };
         t.last_output = std::time::Instant::now();
         let before = t.output_bytes;
@@ -571,6 +582,9 @@ impl Reactor {
     /// A worker output record (stdout line, server-sent event) over
     /// `worker.max_line_bytes` was dropped: WORKER_OUTPUT_LIMIT, interrupt.
     pub(crate) fn output_oversize(&mut self, skey: Key, len: usize) {
+        if let Some(s) = self.session(skey) {
+            crate::metrics::worker_output_limit(s.worker_type);
+        }
         log::warn!("worker output record over worker.max_line_bytes dropped len={len}");
         self.emit(
             skey,
@@ -596,11 +610,14 @@ impl Reactor {
     fn read_stderr(&mut self, skey: Key) {
         let mut buf = [0u8; 8192];
         loop {
-            let Some(w) = self.session_mut(skey).and_then(|s| s.worker.as_mut()) else { return };
+            let Some(s) = self.session_mut(skey) else { return };
+            let wt = s.worker_type;
+            let Some(w) = s.worker.as_mut() else { return };
             let Some(fd) = w.stderr.as_ref() else { return };
             match sys::read_fd(fd.as_fd(), &mut buf) {
                 Ok(0) => return self.close_pipe(skey, Kind::Stderr),
                 Ok(n) => {
+                    crate::metrics::worker_io(wt, crate::metrics::Stream::Stderr, n);
                     w.stderr_tail.push(&buf[..n]);
                     log::debug!("worker stderr: {}", String::from_utf8_lossy(&buf[..n]).trim_end());
                     self.with_adapter(skey, |a, out| a.on_stderr(&buf[..n], out));
@@ -639,15 +656,14 @@ impl Reactor {
     }
 
     fn flush_stdin(&mut self, skey: Key) {
-        let Some(w) =
-            self.sessions.get_mut(skey.idx).filter(|s| s.generation == skey.generation).and_then(|s| s.worker.as_mut())
-        else {
-            return;
-        };
+        let Some(s) = self.sessions.get_mut(skey.idx).filter(|s| s.generation == skey.generation) else { return };
+        let wt = s.worker_type;
+        let Some(w) = s.worker.as_mut() else { return };
         let Some(fd) = w.stdin.as_ref() else { return };
         while !w.stdin_buf.is_empty() {
             match sys::write_fd(fd.as_fd(), &w.stdin_buf) {
                 Ok(n) => {
+                    crate::metrics::worker_io(wt, crate::metrics::Stream::Stdin, n);
                     w.stdin_buf.drain(..n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -707,6 +723,7 @@ impl Reactor {
             }
         }
         let signalled = w.signalled || gateway_signal.is_some();
+        crate::metrics::worker_exited(s.worker_type, code, signal, signalled);
         let info = ExitInfo { code, signal, signalled_by_gateway: signalled };
         let port = self.http_worker_gone(skey);
         let Some(s) = self.sessions.get_mut(skey.idx).filter(|s| s.generation == skey.generation) else { return };

@@ -129,6 +129,7 @@ impl Readers {
 fn serve(conn: Connection, rx: Receiver<ReadRequest>) {
     while let Ok(req) = rx.recv() {
         let answer = run(&conn, req.query).unwrap_or_else(|e| {
+            crate::metrics::store_error(crate::metrics::StoreErrorOp::Read);
             log::error!("store read failed: {e}");
             Answer::Failed(e.to_string())
         });

@@ -32,6 +32,7 @@ fn data_of(ev: &Event, session_id: &str, seq: u64, ts: u64) -> String {
 /// A session found live: id, last seq, worker pid, its start ticks, turns.
 struct LiveRow {
     id: String,
+    worker_type: String,
     last_seq: u64,
     pid: Option<i32>,
     ticks: Option<u64>,
@@ -56,7 +57,7 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<Recovered> {
     let live: Vec<LiveRow> = {
         let mut stmt = tx.prepare(
             "SELECT s.id, MAX(s.last_seq, COALESCE((SELECT MAX(seq) FROM events e WHERE e.session_id = s.id), 0)), \
-             s.worker_pid, s.worker_start_ticks, s.turns FROM sessions s WHERE s.state IN ('idle', 'running')",
+             s.worker_pid, s.worker_start_ticks, s.turns, s.worker_type FROM sessions s WHERE s.state IN ('idle', 'running')",
         )?;
         stmt.query_map([], |r| {
             Ok(LiveRow {
@@ -65,6 +66,7 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<Recovered> {
                 pid: r.get(2)?,
                 ticks: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
                 turns: r.get::<_, i64>(4)? as u64,
+                worker_type: r.get(5)?,
             })
         })?
         .collect::<Result<_, _>>()?
@@ -80,7 +82,7 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<Recovered> {
         let mut last_turn_event = tx.prepare(
             "SELECT type, data FROM events WHERE session_id = ?1 AND type IN ('state', 'done') ORDER BY seq DESC LIMIT 1",
         )?;
-        for LiveRow { id, last_seq, pid, ticks, turns } in &live {
+        for LiveRow { id, last_seq, pid, ticks, turns, .. } in &live {
             let mut seq = *last_seq;
             let open_turn = last_turn_event
                 .query_row(params![id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
@@ -122,6 +124,9 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<Recovered> {
         }
     }
     tx.commit()?;
+    for row in &live {
+        crate::metrics::session_recovered(&row.worker_type);
+    }
     Ok(out)
 }
 

@@ -149,6 +149,7 @@ pub fn migrate(conn: &Connection, auto: bool) -> Result<(), OpenError> {
             }
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
+                crate::metrics::store_error(crate::metrics::StoreErrorOp::Migrate);
                 return Err(e.into());
             }
         }

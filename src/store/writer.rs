@@ -133,6 +133,9 @@ pub fn start(
     let (tx, rx) = bounded(cfg.queue_capacity.max(1));
     let wake_wanted: Arc<Vec<AtomicBool>> = Arc::new((0..cfg.reactors).map(|_| AtomicBool::new(false)).collect());
     let stats = Arc::new(WriterStats::default());
+    let (probe_tx, probe_stats) = (tx.clone(), stats.clone());
+    let probe = Box::new(move || (probe_tx.len(), probe_stats.failing.load(Ordering::Relaxed)));
+    let metrics_id = crate::metrics::store_attached(cfg.queue_capacity, probe);
     let handle = WriterHandle { tx, wake_wanted: wake_wanted.clone(), stats: stats.clone() };
     let w = Writer {
         conn,
@@ -143,6 +146,7 @@ pub fn start(
         stats,
         failpoint: FailPoint::from_env(),
         flood: FloodControl::new(),
+        metrics_id,
     };
     let join = std::thread::Builder::new().name("store-writer".into()).spawn(move || w.run())?;
     Ok((handle, join))
@@ -158,6 +162,8 @@ struct Writer {
     failpoint: Option<FailPoint>,
     /// Audit flood control: one instance, so the limit is global.
     flood: FloodControl,
+    /// Our probe in `metrics` (dropped at shutdown).
+    metrics_id: u64,
 }
 
 /// A run of consecutive deltas of one message, stored as one row.
@@ -183,6 +189,8 @@ struct Outcome {
     failed_ops: Vec<usize>,
     events: u64,
     merged: u64,
+    /// BEGIN → COMMIT.
+    took: Duration,
 }
 
 enum Failure {
@@ -211,6 +219,7 @@ impl Writer {
         let mut batch: Vec<WriteOp> = Vec::with_capacity(self.cfg.batch_max_ops);
         let mut interval = self.cfg.retention.as_ref().map(|r| r.interval);
         let mut next_jobs = interval.map(|i| Instant::now() + i);
+        self.refresh_sizes();
         loop {
             // wake for the retention jobs or a due audit summary, whichever is first
             let summary_at = self
@@ -300,6 +309,7 @@ impl Writer {
                 }
                 if let Some(reply) = shutdown_reply {
                     self.finish();
+                    crate::metrics::store_detached(self.metrics_id);
                     let _ = reply.send(());
                     return;
                 }
@@ -347,6 +357,10 @@ impl Writer {
                 self.stats.purged_sessions.fetch_add(p.sessions, Ordering::Relaxed);
                 self.stats.purged_tombstones.fetch_add(p.tombstones, Ordering::Relaxed);
                 self.stats.purged_audit.fetch_add(p.audit, Ordering::Relaxed);
+                crate::metrics::store_purged("events", p.events);
+                crate::metrics::store_purged("sessions", p.sessions);
+                crate::metrics::store_purged("tombstones", p.tombstones);
+                crate::metrics::store_purged("audit", p.audit);
                 if p != retention::Purged::default() {
                     log::info!(
                         "store retention: events={} sessions={} tombstones={} audit={}",
@@ -359,12 +373,29 @@ impl Writer {
             }
             Err(e) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::store_error(crate::metrics::StoreErrorOp::Purge);
                 log::error!("store retention job failed: {e}");
             }
         }
+        self.refresh_sizes();
+    }
+
+    /// `hotplex_sessions{state="terminated"}`, DB and WAL file sizes (each GC interval).
+    fn refresh_sizes(&self) {
+        let terminated: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM sessions WHERE state = 'terminated'", [], |r| r.get(0))
+            .unwrap_or(0);
+        let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let (db, wal) = match self.conn.path().filter(|p| !p.is_empty()) {
+            Some(p) => (size(p), size(&format!("{p}-wal"))),
+            None => (0, 0),
+        };
+        crate::metrics::store_sizes(terminated.max(0) as u64, db, wal);
     }
 
     fn report(&self, o: Outcome) {
+        crate::metrics::store_ops("seq_bump", o.committed.len() as u64);
         let mut by_reactor: HashMap<usize, Vec<(Arc<str>, u64)>> = HashMap::new();
         for (session, (reactor, seq)) in o.committed {
             by_reactor.entry(reactor).or_default().push((session, seq));
@@ -377,6 +408,7 @@ impl Writer {
         }
         self.stats.events.fetch_add(o.events, Ordering::Relaxed);
         self.stats.deltas_merged.fetch_add(o.merged, Ordering::Relaxed);
+        crate::metrics::store_merged(o.merged);
         // Room again: wake reactors that found the queue full.
         if self.rx.len() < self.cfg.queue_capacity / 2 {
             for (i, f) in self.wake_wanted.iter().enumerate() {
@@ -393,6 +425,7 @@ impl Writer {
         loop {
             match self.try_commit(batch, true) {
                 Ok(o) => {
+                    observe_batch(batch, &o);
                     self.stats.failing.store(false, Ordering::Relaxed);
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
                     self.stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -401,9 +434,13 @@ impl Writer {
                 }
                 Err(Failure::OpSpecific(e)) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::store_error(crate::metrics::StoreErrorOp::Commit);
                     log::error!("store: batch failed ({e}); re-running op by op");
                     match self.commit_one_by_one(batch) {
-                        Ok(o) => return o,
+                        Ok(o) => {
+                            observe_batch(batch, &o);
+                            return o;
+                        }
                         Err(Failure::Corrupt(e)) => corrupt(e),
                         Err(Failure::Transient(e)) | Err(Failure::OpSpecific(e)) => {
                             log::error!("store: commit failed: {e}; retrying");
@@ -412,6 +449,7 @@ impl Writer {
                 }
                 Err(Failure::Transient(e)) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::store_error(crate::metrics::StoreErrorOp::Commit);
                     if !self.stats.failing.swap(true, Ordering::Relaxed) {
                         log::error!("store: commit failed: {e}; retrying with backoff");
                     }
@@ -424,6 +462,7 @@ impl Writer {
     }
 
     fn try_commit(&mut self, batch: &[WriteOp], merge: bool) -> Result<Outcome, Failure> {
+        let began = Instant::now();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
         let mut o = Outcome::default();
         if self.failpoint.as_ref().is_some_and(|f| f.armed(Point::MidBatch)) {
@@ -434,6 +473,7 @@ impl Writer {
         finish_batch(&tx, &o).map_err(classify)?;
         hit(&self.failpoint, Point::BeforeCommit);
         tx.commit().map_err(classify)?;
+        o.took = began.elapsed();
         Ok(o)
     }
 
@@ -443,6 +483,7 @@ impl Writer {
 
     /// Each op under its own savepoint: only failing ops are dropped.
     fn commit_one_by_one(&mut self, batch: &[WriteOp]) -> Result<Outcome, Failure> {
+        let began = Instant::now();
         let mut tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(classify)?;
         let mut o = Outcome::default();
         for (i, op) in batch.iter().enumerate() {
@@ -474,6 +515,7 @@ impl Writer {
         }
         finish_batch(&tx, &o).map_err(classify)?;
         tx.commit().map_err(classify)?;
+        o.took = began.elapsed();
         Ok(o)
     }
 
@@ -485,6 +527,28 @@ impl Writer {
         if let Err(e) = res {
             log::error!("store: clean shutdown bookkeeping failed: {e}");
         }
+    }
+}
+
+/// Batch size, commit time and ops by kind of a committed batch (ops the
+/// op-by-op re-run dropped are excluded).
+fn observe_batch(batch: &[WriteOp], o: &Outcome) {
+    let mut by_label: Vec<(&'static str, u64)> = Vec::with_capacity(8);
+    let kept = batch.iter().enumerate().filter(|(i, _)| !o.failed_ops.contains(i)).map(|(_, op)| op);
+    for op in kept.filter(|op| !matches!(op, WriteOp::Barrier(_) | WriteOp::Shutdown(_))) {
+        let label = op.metric_label();
+        match by_label.iter_mut().find(|(l, _)| *l == label) {
+            Some(e) => e.1 += 1,
+            None => by_label.push((label, 1)),
+        }
+    }
+    let real: u64 = by_label.iter().map(|e| e.1).sum();
+    if real == 0 {
+        return;
+    }
+    crate::metrics::store_batch(real as usize, o.took);
+    for (label, n) in by_label {
+        crate::metrics::store_ops(label, n);
     }
 }
 

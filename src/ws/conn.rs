@@ -11,6 +11,7 @@ use mio::net::TcpStream;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::{Bytes, Error as WsError, Message};
 
+use crate::metrics::CloseReason;
 use crate::net::http::{self, Head, HeadLimits, Request};
 use crate::protocol::close;
 
@@ -66,7 +67,11 @@ struct Shim<'a> {
 
 impl Read for Shim<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.read(buf)
+        let r = self.sock.read(buf);
+        if let Ok(n) = r {
+            crate::metrics::ws_bytes_in(n);
+        }
+        r
     }
 }
 
@@ -93,6 +98,8 @@ pub struct Conn {
     pub read_paused: bool,
     /// Last time the socket took bytes, or the queue became non-empty.
     pub last_write: Instant,
+    /// Phase and close reason for `hotplex_ws_connections*` (counts the close when dropped).
+    pub gauge: crate::metrics::ConnGauge,
 }
 
 impl Conn {
@@ -108,6 +115,7 @@ impl Conn {
             write_armed: false,
             read_paused: false,
             last_write: now,
+            gauge: crate::metrics::ConnGauge::default(),
         }
     }
 
@@ -154,6 +162,7 @@ impl Conn {
             .write_buffer_size(0);
         let ctx = WebSocketContext::from_partially_read(leftover, Role::Server, Some(config));
         self.phase = Phase::Ws(Box::new(ctx));
+        self.gauge.upgraded();
     }
 
     /// Change the inbound message bound of an upgraded connection (a
@@ -193,6 +202,7 @@ impl Conn {
                 }
                 Ok(Message::Close(_)) => {
                     let _ = ctx.flush(&mut shim);
+                    self.gauge.closing(CloseReason::ClientClose);
                     r.end = Some(ReadEnd::Gone);
                     break;
                 }
@@ -210,12 +220,16 @@ impl Conn {
                 Err(WsError::Protocol(p)) => {
                     use tungstenite::error::ProtocolError as P;
                     r.end = Some(match p {
-                        P::ResetWithoutClosingHandshake | P::ReceivedAfterClosing => ReadEnd::Gone,
+                        P::ResetWithoutClosingHandshake | P::ReceivedAfterClosing => {
+                            self.gauge.closing(CloseReason::ClientClose);
+                            ReadEnd::Gone
+                        }
                         _ => ReadEnd::Close(close::PROTOCOL, "protocol error"),
                     });
                     break;
                 }
                 Err(_) => {
+                    self.gauge.closing(CloseReason::IoError);
                     r.end = Some(ReadEnd::Gone);
                     break;
                 }
@@ -247,6 +261,7 @@ impl Conn {
         if self.is_closing() {
             return;
         }
+        self.gauge.closing(crate::metrics::close_reason(code, reason));
         if drop_pending {
             self.out.clear_pending();
         }
@@ -267,7 +282,17 @@ impl Conn {
     /// Write queued bytes. `Ok(true)` when the queue is empty.
     pub fn flush(&mut self) -> io::Result<bool> {
         let was_empty_before = self.out.is_empty();
-        if self.out.write_to(&mut self.sock)? > 0 || was_empty_before {
+        let n = match self.out.write_to(&mut self.sock) {
+            Ok(n) => n,
+            Err(e) => {
+                self.gauge.closing(CloseReason::IoError);
+                return Err(e);
+            }
+        };
+        if self.gauge.is_upgraded() {
+            crate::metrics::ws_bytes_out(n);
+        }
+        if n > 0 || was_empty_before {
             self.last_write = Instant::now();
         }
         Ok(self.out.is_empty())

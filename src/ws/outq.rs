@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::protocol::{Event, Priority, encode};
 use crate::protocol::{encode_into, new_event_id};
@@ -40,6 +41,10 @@ pub struct SessionFrame {
     /// Range of `event.data` inside the JSON payload.
     pub data_range: std::ops::Range<usize>,
     pub delta: Option<Delta>,
+    /// Metric index of `type_name` (`metrics::event_type_index`).
+    pub type_idx: u8,
+    /// When the worker output this frame came from was read (`hotplex_line_to_frame_seconds`).
+    pub origin: Option<Instant>,
 }
 
 pub type SharedFrame = Arc<SessionFrame>;
@@ -72,6 +77,8 @@ impl SessionFrame {
             off,
             data_range,
             delta,
+            type_idx: crate::metrics::event_type_index(event.type_name()),
+            origin: crate::metrics::line_origin(),
         }
     }
 
@@ -93,10 +100,18 @@ impl SessionFrame {
 
 enum Item {
     /// A shared session frame; `counted` = its bytes toward the
-    /// slow-consumer bound (0: control priority or replay).
-    Shared { frame: SharedFrame, counted: usize },
+    /// slow-consumer bound (0: control priority or replay); `live` = sent as
+    /// it happened (a replayed frame is not a line→frame latency).
+    Shared { frame: SharedFrame, counted: usize, live: bool },
     /// Several deltas of one message merged for this connection.
-    Coalesced { seq: u64, timestamp_ms: u64, session_id: Arc<str>, delta: Delta, wire: Option<Vec<u8>> },
+    Coalesced {
+        seq: u64,
+        timestamp_ms: u64,
+        session_id: Arc<str>,
+        delta: Delta,
+        wire: Option<Vec<u8>>,
+        origin: Option<Instant>,
+    },
     /// Bytes that never count: HTTP responses, control frames, connection-local frames.
     Raw(Vec<u8>),
 }
@@ -110,6 +125,16 @@ impl Item {
         }
     }
 
+    /// When the worker output behind this item was read.
+    fn origin(&self) -> Option<Instant> {
+        match self {
+            Item::Shared { frame, live: true, .. } => frame.origin,
+            Item::Shared { .. } => None,
+            Item::Coalesced { origin, .. } => *origin,
+            Item::Raw(_) => None,
+        }
+    }
+
     /// Bytes this item counts toward the bound (an estimate for an unencoded merge).
     fn counted_len(&self) -> usize {
         match self {
@@ -120,7 +145,7 @@ impl Item {
     }
 
     fn encode(&mut self) {
-        if let Item::Coalesced { seq, timestamp_ms, session_id, delta, wire } = self {
+        if let Item::Coalesced { seq, timestamp_ms, session_id, delta, wire, .. } = self {
             if wire.is_none() {
                 let ev = Event::MessageDelta {
                     message_id: delta.message_id.clone(),
@@ -130,6 +155,12 @@ impl Item {
                 *wire = Some(frame::text(&encode(*seq, session_id, *timestamp_ms, &ev)));
             }
         }
+    }
+}
+
+impl Drop for OutQueue {
+    fn drop(&mut self) {
+        self.set_total(0);
     }
 }
 
@@ -154,6 +185,12 @@ pub struct OutQueue {
 }
 
 impl OutQueue {
+    /// Every change of `total` goes through here (`hotplex_ws_send_queue_bytes`).
+    fn set_total(&mut self, total: usize) {
+        crate::metrics::send_queue_delta(total as i64 - self.total as i64);
+        self.total = total;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -178,6 +215,7 @@ impl OutQueue {
         if counts && self.counted > high_water {
             if let Some(d) = &f.delta {
                 if self.try_merge(f, d) {
+                    crate::metrics::frame_coalesced();
                     return Pushed::Coalesced;
                 }
             }
@@ -186,10 +224,11 @@ impl OutQueue {
         // frame (a big tool_result) is not a slow consumer; the frames that
         // pile up behind it while it is being written are.
         let counted = if counts { f.wire().len().min(high_water.max(1)) } else { 0 };
-        let item = Item::Shared { frame: f.clone(), counted };
+        let item = Item::Shared { frame: f.clone(), counted, live: !exempt };
         self.counted += item.counted_len();
-        self.total += f.wire().len();
+        self.set_total(self.total + f.wire().len());
         self.items.push_back(item);
+        crate::metrics::frame_sent(f.type_idx);
         Pushed::Queued
     }
 
@@ -202,7 +241,7 @@ impl OutQueue {
         let before = tail.counted_len();
         let before_total = tail.bytes().len();
         match tail {
-            Item::Shared { frame: prev, counted } if *counted > 0 => {
+            Item::Shared { frame: prev, counted, .. } if *counted > 0 => {
                 let Some(pd) = &prev.delta else { return false };
                 if pd.message_id != d.message_id || pd.content_type != d.content_type {
                     return false;
@@ -215,9 +254,10 @@ impl OutQueue {
                     session_id: f.session_id.clone(),
                     delta: merged,
                     wire: None,
+                    origin: prev.origin.or(f.origin),
                 };
             }
-            Item::Coalesced { seq, timestamp_ms, delta, wire, .. } => {
+            Item::Coalesced { seq, timestamp_ms, delta, wire, origin, .. } => {
                 if delta.message_id != d.message_id || delta.content_type != d.content_type {
                     return false;
                 }
@@ -225,17 +265,18 @@ impl OutQueue {
                 *seq = f.seq;
                 *timestamp_ms = f.timestamp_ms;
                 *wire = None;
+                *origin = origin.or(f.origin);
             }
             _ => return false,
         }
         self.counted = self.counted - before + tail.counted_len();
-        self.total -= before_total;
+        self.set_total(self.total - before_total);
         true
     }
 
     /// Queue bytes that never count toward the bound (HTTP, control and local frames).
     pub fn push_raw(&mut self, bytes: Vec<u8>) {
-        self.total += bytes.len();
+        self.set_total(self.total + bytes.len());
         self.items.push_back(Item::Raw(bytes));
     }
 
@@ -245,10 +286,10 @@ impl OutQueue {
         let head = if keep_head { self.items.pop_front() } else { None };
         self.items.clear();
         self.counted = 0;
-        self.total = 0;
+        self.set_total(0);
         if let Some(h) = head {
             // The head stays counted until `consume` pops it.
-            self.total = h.bytes().len() - self.head_off;
+            self.set_total(h.bytes().len() - self.head_off);
             self.counted = h.counted_len();
             self.items.push_back(h);
         }
@@ -259,11 +300,13 @@ impl OutQueue {
     pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<usize> {
         let mut written_total = 0;
         while !self.items.is_empty() {
+            let mut grown = 0;
             for item in self.items.iter_mut().take(32) {
                 let before = item.bytes().len();
                 item.encode();
-                self.total += item.bytes().len() - before;
+                grown += item.bytes().len() - before;
             }
+            self.set_total(self.total + grown);
             let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(32);
             for (i, item) in self.items.iter().take(32).enumerate() {
                 let b = item.bytes();
@@ -284,13 +327,17 @@ impl OutQueue {
     }
 
     fn consume(&mut self, mut n: usize) {
-        self.total = self.total.saturating_sub(n);
+        self.set_total(self.total.saturating_sub(n));
+        let mut now = None;
         while n > 0 {
             let Some(head) = self.items.front() else { break };
             let left = head.bytes().len() - self.head_off;
             if n >= left {
                 n -= left;
                 self.counted -= head.counted_len();
+                if let Some(origin) = head.origin() {
+                    crate::metrics::line_to_frame(origin, *now.get_or_insert_with(Instant::now));
+                }
                 self.items.pop_front();
                 self.head_off = 0;
             } else {
