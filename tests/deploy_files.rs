@@ -270,14 +270,7 @@ fn alert_rules_use_only_catalogue_metrics() {
 }
 
 fn tool(env: &str, names: &[&str]) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env).map(PathBuf::from).filter(|p| p.exists()) {
-        return Some(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    dirs.extend(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from));
-    dirs.push(root().join(".tools/py/bin"));
-    names.iter().flat_map(|n| dirs.iter().map(move |d| d.join(n))).find(|p| p.is_file())
+    support::tools::find_tool(env, names)
 }
 
 fn run(cmd: &mut Command) -> (bool, String) {

@@ -21,18 +21,10 @@ use serde_json::json;
 use support::*;
 
 fn tool(env: &str, name: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env).map(PathBuf::from).filter(|p| p.is_file()) {
-        return Some(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    dirs.extend(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from));
-    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+    support::tools::find_tool(env, &[name])
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
+use support::tools::free_port;
 
 /// Replace `from` (which must occur exactly once) in the shipped snippet.
 fn rewrite(text: &str, from: &str, to: &str) -> String {

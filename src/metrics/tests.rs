@@ -309,9 +309,3 @@ fn gauges_follow_their_guards() {
     super::set_draining(false);
     super::set_config_generation(1);
 }
-
-#[test]
-#[ignore]
-fn print_render() {
-    println!("{}", super::render());
-}

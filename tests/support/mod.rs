@@ -23,6 +23,7 @@ pub mod mock_model;
 pub mod raw;
 pub mod sec;
 pub mod store;
+pub mod tools;
 
 /// Default deadline for one expected frame.
 pub const WAIT: Duration = Duration::from_secs(10);
