@@ -43,6 +43,15 @@ impl WorkerType {
     pub const ALL: [WorkerType; 5] =
         [WorkerType::ClaudeCode, WorkerType::OpencodeCli, WorkerType::OpencodeServer, WorkerType::Acpx, WorkerType::Pi];
 
+    /// The environment variable naming the agent's state directory when
+    /// `workers.<type>.state_dir` is configured.
+    pub fn state_dir_env(self) -> &'static str {
+        match self {
+            WorkerType::Pi => "PI_CODING_AGENT_DIR",
+            _ => "CLAUDE_CONFIG_DIR",
+        }
+    }
+
     /// Parse an `init.worker_type` (accepts the `pi-mono` alias).
     pub fn parse(s: &str) -> Option<WorkerType> {
         Some(match s {

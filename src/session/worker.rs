@@ -818,8 +818,7 @@ pub fn worker_env(
     env.push(("HOTPLEX_SESSION_ID".into(), session_id.into()));
     env.push(("HOTPLEX_WORKER_TYPE".into(), wt.as_str().into()));
     if let Some(dir) = s.live_worker(wt).and_then(|w| w.state_dir.as_ref()) {
-        let name = if wt == WorkerType::Pi { "PI_CODING_AGENT_DIR" } else { "CLAUDE_CONFIG_DIR" };
-        env.push((name.into(), expand(dir, owner_hash, session_id)));
+        env.push((wt.state_dir_env().into(), expand(dir, owner_hash, session_id)));
     }
     // last one wins, keep first-seen order
     let mut out: Vec<(String, String)> = Vec::with_capacity(env.len());
