@@ -655,6 +655,36 @@ fn jwt_gateway_in(dir: Option<support::TempDir>) -> Gateway {
     }
 }
 
+/// Fixture config C4 (tests/fixtures/jwt/README.md): C1 plus a revocation of
+/// jti `revoked-jti-0001`. `revoked_jti.jwt` is accepted under C1 and, once
+/// the revocation is posted, refused at the upgrade (401) and in
+/// `init.auth.token` (UNAUTHORIZED) through the real WebSocket path.
+#[test]
+fn fixture_c4_revoked_jti_vector() {
+    let gw = jwt_gateway_in(None);
+    let token = support::sec::fixture_token("tokens/revoked_jti.jwt");
+    assert_eq!(jti_of(&token), "revoked-jti-0001");
+    let mut c = support::sec::connect_bearer(&gw, &token).expect("C1: accepted");
+    let ack = c.init(json!({"worker_type": "claude_code", "session_id": "c4"}));
+    assert_eq!(
+        ack["event"]["data"]["session_id"].as_str(),
+        Some(support::sec::session_id("alice", "claude_code", "c4").as_str()),
+        "C1: owner alice"
+    );
+    drop(c);
+    let r = call(
+        gw.admin_addr,
+        "POST",
+        "/admin/revocations",
+        Some(OPS),
+        Some(&json!({"kind": "jti", "value": "revoked-jti-0001"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(support::sec::connect_bearer(&gw, &token).err(), Some(401), "C4: refused at the upgrade");
+    let mut c = Client::connect(&gw.url());
+    support::sec::init_refused(&mut c, support::sec::init_data("c4", Some(&token), "drive"), "UNAUTHORIZED");
+}
+
 #[test]
 fn revocation_closes_live_connections_and_persists() {
     let gw = jwt_gateway_in(None);
