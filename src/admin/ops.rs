@@ -77,7 +77,7 @@ impl Server {
         }
         Step::Done(Response {
             status: 200,
-            content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            content_type: crate::metrics::CONTENT_TYPE,
             body: crate::metrics::render().into_bytes(),
             headers: Vec::new(),
         })
