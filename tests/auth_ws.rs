@@ -14,19 +14,9 @@ mod support;
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
-use support::raw::{HttpResponse, http_exchange, upgrade_request};
+use support::raw::{HttpResponse, http_exchange, pct, upgrade_request};
 use support::sec::*;
 use support::*;
-
-/// `?token=` value: percent-encode everything outside the unreserved set.
-fn pct(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// A hand-made upgrade with extra header lines and an optional query string.
 fn upgrade(addr: SocketAddr, query: &str, headers: &[&str]) -> HttpResponse {

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::raw::http_exchange;
+use support::raw::{http_exchange, pct};
 use support::tools::{find_tool, free_port};
 use support::*;
 
@@ -115,15 +115,6 @@ impl Prometheus {
         }
         panic!("{promql} never became {want}; last result {last:?}; prometheus log: {}", self.log());
     }
-}
-
-fn pct(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]

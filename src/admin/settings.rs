@@ -78,17 +78,6 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// 1 if `a == b`, else 0, without data-dependent branches.
-#[inline(never)]
-fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> usize {
-    let mut diff = 0u8;
-    for i in 0..32 {
-        diff |= a[i] ^ b[i];
-    }
-    let diff = std::hint::black_box(diff);
-    ((u16::from(diff).wrapping_sub(1) >> 8) & 1) as usize
-}
-
 impl AdminSettings {
     /// From a validated config.
     pub fn from_config(cfg: &Config) -> AdminSettings {
@@ -151,7 +140,7 @@ impl AdminSettings {
         let mut found = 0usize;
         let mut selected = 0usize;
         for (i, t) in self.tokens.iter().enumerate() {
-            let eq = ct_eq(&presented, &t.digest);
+            let eq = crate::security::apikey::ct_eq(&presented, &t.digest);
             let mask = eq.wrapping_neg();
             selected = (selected & !mask) | (i & mask);
             found |= eq;

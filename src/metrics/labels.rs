@@ -355,19 +355,7 @@ pub const LISTENERS: &[&str] = &["ws", "api", "admin"];
 
 /// The closed `reason` set (security.md reason codes map onto it with
 /// `security::Reason::label`).
-pub const AUTH_REASONS: &[&str] = &[
-    "missing",
-    "malformed",
-    "bad_signature",
-    "expired",
-    "not_yet_valid",
-    "wrong_audience",
-    "wrong_issuer",
-    "revoked",
-    "unknown_key",
-    "scope",
-    "ip",
-];
+pub const AUTH_REASONS: &[&str] = &crate::security::reason::LABELS;
 
 pub fn auth_reason(label: &str) -> Option<usize> {
     AUTH_REASONS.iter().position(|r| *r == label)

@@ -96,7 +96,7 @@ fn tag(key: &hmac::Key, value: &[u8]) -> [u8; 32] {
 
 /// 1 if `a == b`, else 0, without data-dependent branches.
 #[inline(never)]
-fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> usize {
+pub(crate) fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> usize {
     let mut diff = 0u8;
     for i in 0..32 {
         diff |= a[i] ^ b[i];

@@ -317,3 +317,13 @@ fn parse_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
     };
     Some((RawFrame { opcode, payload }, at + len))
 }
+
+/// Percent-encode everything outside the URL unreserved set (query values).
+pub fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
