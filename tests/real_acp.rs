@@ -364,6 +364,15 @@ fn terminate_then_resume(agent: Agent) {
     let first = run_turn(&mut c, "remember the word PINEAPPLE");
     assert!(assert_turn_shape(&first), "turn 1 failed: {first:#?}");
     let before = rig.worker_pid(&sid);
+    if agent == Agent::Claude {
+        // claude-code-acp answers the prompt before claude has written its
+        // transcript; a terminate within that window loses the agent's
+        // conversation (the resume then fails cleanly, see
+        // claude_refused_resume_fails_the_init_then_starts_fresh). Wait for
+        // it, as a user pausing between turns would (docs/agents.md, acpx).
+        let landed = eventually(Duration::from_secs(30), || transcript_has(rig.gw.dir.path(), "PINEAPPLE"));
+        assert!(landed, "claude never wrote its transcript");
+    }
 
     c.send("control", json!({"action": "terminate"}));
     let t = c.until(STATE, |f| is_state(f, "terminated"));

@@ -623,25 +623,6 @@ fn terminate_mid_turn_closes_the_open_message() {
     assert_eq!(done_of(&frames)["success"], false);
 }
 
-/// Claude's own transcript of a session (under the owner's private HOME,
-/// `.claude/projects/<cwd>/<id>.jsonl`) holds `text` and an assistant reply.
-fn transcript_has(dir: &Path, text: &str) -> bool {
-    fn walk(d: &Path, text: &str) -> bool {
-        let Ok(rd) = std::fs::read_dir(d) else { return false };
-        rd.flatten().any(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, text)
-            } else {
-                p.extension().is_some_and(|x| x == "jsonl")
-                    && std::fs::read_to_string(&p)
-                        .is_ok_and(|t| t.contains(text) && t.contains("\"type\":\"assistant\""))
-            }
-        })
-    }
-    walk(&dir.join("data/homes"), text)
-}
-
 /// Turn 1, SIGKILL, restart on the same directory, then `init{session_id,
 /// last_seq}`: `resumed:true`, the log's `state{terminated,
 /// restart_recovery}` replayed, then `state{idle}`; no claude of the killed

@@ -668,3 +668,24 @@ pub fn rss_bytes(pid: i32) -> u64 {
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
+
+/// Claude's own transcript of a session (under the owner's private HOME in
+/// the gateway's data dir `dir`, `.claude/projects/<cwd>/<id>.jsonl`) holds
+/// `text` and an assistant reply. Claude persists it asynchronously after a
+/// turn's result (also behind claude-code-acp).
+pub fn transcript_has(dir: &Path, text: &str) -> bool {
+    fn walk(d: &Path, text: &str) -> bool {
+        let Ok(rd) = std::fs::read_dir(d) else { return false };
+        rd.flatten().any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, text)
+            } else {
+                p.extension().is_some_and(|x| x == "jsonl")
+                    && std::fs::read_to_string(&p)
+                        .is_ok_and(|t| t.contains(text) && t.contains("\"type\":\"assistant\""))
+            }
+        })
+    }
+    walk(&dir.join("data/homes"), text)
+}
