@@ -63,6 +63,12 @@ const MAX_REAPS_PER_WAKE: usize = 1024;
 const TICK: Duration = Duration::from_secs(1);
 /// Tick when SIGCHLD may be delivered to (and lost in) another thread.
 const FAST_TICK: Duration = Duration::from_millis(50);
+/// After a sweep's SIGKILL: how long `Exited` waits for the targets to die
+/// (the session's `state{terminated}` must follow the end of its processes).
+const REAP_WAIT: Duration = Duration::from_secs(1);
+/// Poll interval while waiting for SIGKILLed targets that are not our
+/// children (no SIGCHLD tells us they died).
+const REAP_POLL: Duration = Duration::from_millis(5);
 /// Grace used when the `Supervisor` is dropped without `shutdown`.
 const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
 /// Extra time after grace + sweep grace before shutdown stops waiting.
@@ -286,8 +292,9 @@ enum Phase {
     /// Group got SIGKILL; waiting for the leader's exit.
     Killed,
     /// Leader reaped, group SIGKILLed; swept processes got SIGTERM and get
-    /// SIGKILL at `kill_at`, then `Exited` is sent.
-    Sweeping { code: Option<i32>, signal: Option<i32>, targets: Vec<Target>, kill_at: Instant },
+    /// SIGKILL at `kill_at` (`killed`), then `Exited` is sent once they are
+    /// gone (or [`REAP_WAIT`] after the SIGKILL at the latest).
+    Sweeping { code: Option<i32>, signal: Option<i32>, targets: Vec<Target>, kill_at: Instant, killed: bool },
 }
 
 struct Worker {
@@ -362,6 +369,7 @@ impl Spawner {
         }
         for (_, w) in &self.workers {
             match w.phase {
+                Phase::Sweeping { killed: true, kill_at, .. } => next = next.min(kill_at).min(now + REAP_POLL),
                 Phase::Terminating { kill_at } | Phase::Sweeping { kill_at, .. } => next = next.min(kill_at),
                 Phase::Running | Phase::Killed => {}
             }
@@ -441,7 +449,7 @@ impl Spawner {
         let w = &mut self.workers[key];
         let targets = sweep::collect_targets(&w.snapshot, &w.session_id, &exclude);
         if targets.is_empty() {
-            w.phase = Phase::Sweeping { code, signal, targets, kill_at: Instant::now() };
+            w.phase = Phase::Sweeping { code, signal, targets, kill_at: Instant::now(), killed: true };
             self.finish(key);
             return;
         }
@@ -449,22 +457,36 @@ impl Spawner {
         for t in &targets {
             t.signal(libc::SIGTERM);
         }
-        w.phase = Phase::Sweeping { code, signal, targets, kill_at: Instant::now() + self.opts.sweep_grace };
+        w.phase =
+            Phase::Sweeping { code, signal, targets, kill_at: Instant::now() + self.opts.sweep_grace, killed: false };
     }
 
     /// Final SIGKILL pass of a sweep (with a fresh look for anything forked
     /// during the grace), then `Exited`.
-    fn end_sweep(&mut self, key: usize) {
+    fn end_sweep(&mut self, key: usize, wait: bool) {
         let exclude: HashSet<i32> = self.by_pid.keys().copied().collect();
         let w = &mut self.workers[key];
-        if let Phase::Sweeping { targets, .. } = &mut w.phase {
-            for t in targets.iter() {
-                t.signal(libc::SIGKILL);
+        if let Phase::Sweeping { targets, kill_at, killed, .. } = &mut w.phase {
+            if !*killed {
+                for t in targets.iter() {
+                    t.signal(libc::SIGKILL);
+                }
+                let mut still = Snapshot::default();
+                still.merge(targets.iter().map(|t| (t.pid, t.starttime)));
+                let extra = sweep::collect_targets(&still, &w.session_id, &exclude);
+                for t in &extra {
+                    t.signal(libc::SIGKILL);
+                }
+                targets.extend(extra);
+                *killed = true;
+                *kill_at = Instant::now() + REAP_WAIT;
             }
-            let mut still = Snapshot::default();
-            still.merge(targets.iter().map(|t| (t.pid, t.starttime)));
-            for t in sweep::collect_targets(&still, &w.session_id, &exclude) {
-                t.signal(libc::SIGKILL);
+            let alive = targets.iter().any(|t| procfs::is_alive(t.pid, t.starttime));
+            if wait && alive && Instant::now() < *kill_at {
+                return; // run_deadlines finishes once they are gone
+            }
+            if alive {
+                log::warn!("child: worker {} left processes that survived SIGKILL for {REAP_WAIT:?}", w.pid);
             }
             targets.clear();
         }
@@ -564,7 +586,7 @@ impl Spawner {
     fn kill(&mut self, key: usize) {
         match self.workers[key].phase {
             Phase::Killed => {}
-            Phase::Sweeping { .. } => self.end_sweep(key),
+            Phase::Sweeping { .. } => self.end_sweep(key, true),
             Phase::Running | Phase::Terminating { .. } => {
                 self.refresh_snapshots(&[key]);
                 let w = &mut self.workers[key];
@@ -610,7 +632,7 @@ impl Spawner {
         for key in due {
             match self.workers[key].phase {
                 Phase::Terminating { .. } => self.kill(key),
-                Phase::Sweeping { .. } => self.end_sweep(key),
+                Phase::Sweeping { .. } => self.end_sweep(key, true),
                 Phase::Running | Phase::Killed => {}
             }
         }
@@ -693,7 +715,7 @@ impl Spawner {
         let keys: Vec<usize> = self.workers.iter().map(|(k, _)| k).collect();
         for key in keys {
             match self.workers[key].phase {
-                Phase::Sweeping { .. } => self.end_sweep(key),
+                Phase::Sweeping { .. } => self.end_sweep(key, false),
                 _ => {
                     let w = &mut self.workers[key];
                     w.signal_group(libc::SIGKILL, true);
