@@ -88,6 +88,8 @@ pub struct Sandbox {
     pub denied_paths: Vec<PathBuf>,
     /// `security.worker.run_as` given as uid/gid (a `{user}` name is resolved at startup).
     pub run_as: Option<crate::child::RunAs>,
+    /// `security.worker.uid_per_owner` (exclusive with `run_as`).
+    pub uid_per_owner: Option<crate::child::UidRange>,
     /// Rows 1–2 of security.md §5.1: base passthrough values and PATH, USER…
     pub base_env: Vec<(String, String)>,
     /// Names that must never reach a worker (gateway secrets, deny list).
@@ -531,6 +533,11 @@ impl Settings {
                     };
                     Some(crate::child::RunAs { uid, gid, groups: r.groups.clone() })
                 }),
+                uid_per_owner: sec
+                    .worker
+                    .uid_per_owner
+                    .as_ref()
+                    .map(|u| crate::child::UidRange { first_uid: u.first_uid, count: u.count }),
                 secret_values: sec
                     .api_keys
                     .iter()
