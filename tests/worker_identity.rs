@@ -102,6 +102,11 @@ fn run_as_uid_gid_applied_and_turn_works() {
     assert_eq!(who["groups"], "", "no supplementary groups by default: {who}");
     assert_no_caps(&who);
     assert_writes(&who);
+    // No passwd entry for the uid: no USER/LOGNAME/SHELL (not the gateway's).
+    let env: Value = serde_json::from_str(&delta_text(&c.turn("env"))).unwrap();
+    for k in ["USER", "LOGNAME", "SHELL"] {
+        assert!(env.get(k).is_none(), "{k} set for a uid without a passwd entry: {env}");
+    }
     // The worker's directories are its own, still private.
     let work = gw.dir.path().join("work").join(owner_hash("anonymous"));
     let home = gw.dir.path().join("data/homes").join(owner_hash("anonymous"));
@@ -113,8 +118,42 @@ fn run_as_uid_gid_applied_and_turn_works() {
     // The transcript the mock keeps in HOME survives into a second turn.
     assert_eq!(delta_text(&c.turn("say hello")), "hello");
     assert!(delta_text(&c.turn("recall")).contains("'whoami'"), "transcript in the worker's HOME");
+    assert!(home.join(".mock-agent").is_dir(), "the mock's state dir in the private HOME");
     let pid = worker_pid(&gw, &sid);
     assert_eq!(status_field(pid, "Uid").split_whitespace().next(), Some(RUN_AS_UID.to_string().as_str()));
+}
+
+#[test]
+fn run_as_user_name_is_resolved() {
+    if needs_root("run_as_user_name_is_resolved") {
+        return;
+    }
+    let Some(line) = std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .map(str::to_owned)
+    else {
+        println!("run_as_user_name_is_resolved: skipped: no `nobody` account");
+        return;
+    };
+    let f: Vec<&str> = line.split(':').collect();
+    let (uid, gid): (u32, u32) = (f[2].parse().unwrap(), f[3].parse().unwrap());
+    let gw = Gateway::start_yaml("security:\n  worker:\n    run_as: {user: nobody}\n");
+    let mut c = gw.connect();
+    c.init_key("nobody");
+    let who = whoami(&mut c, None);
+    assert_eq!(who["uid"], ids(uid), "{who}");
+    assert_eq!(who["gid"], ids(gid), "{who}");
+    assert_no_caps(&who);
+    assert_writes(&who);
+    // USER/LOGNAME/SHELL name the worker identity, not the gateway's (security.md §5.1 row 2).
+    let env: Value = serde_json::from_str(&delta_text(&c.turn("env"))).unwrap();
+    assert_eq!(env["USER"], "nobody", "{env}");
+    assert_eq!(env["LOGNAME"], "nobody", "{env}");
+    assert_eq!(env["SHELL"], f[6], "{env}");
+    let home = gw.dir.path().join("data/homes").join(owner_hash("anonymous"));
+    assert_eq!(env["HOME"], home.display().to_string(), "private HOME, not the passwd one");
 }
 
 #[test]
