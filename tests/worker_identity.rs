@@ -289,3 +289,58 @@ fn crashed_gateway_run_as_orphans_are_swept_at_restart() {
         "group child of a run_as worker survived the restart"
     );
 }
+
+/// The deployment the spec recommends: the gateway is not root but holds
+/// ambient `CAP_SETUID`, `CAP_SETGID`, `CAP_CHOWN`, `CAP_KILL` (systemd
+/// `AmbientCapabilities=`). Per-owner workers still get their uids and no
+/// capability at all (§3.1 "gateway started with ambient caps, with run-as").
+#[test]
+fn non_root_gateway_with_ambient_caps_runs_per_owner_workers() {
+    if needs_root("non_root_gateway_with_ambient_caps_runs_per_owner_workers") {
+        return;
+    }
+    let Some(setpriv) = tools::find_tool("SETPRIV", &["setpriv"]) else {
+        println!("non_root_gateway_with_ambient_caps_runs_per_owner_workers: skipped: no setpriv");
+        return;
+    };
+    const GATEWAY_UID: u32 = 64_050;
+    let dir = TempDir::new("ambient");
+    std::os::unix::fs::chown(dir.path(), Some(GATEWAY_UID), Some(GATEWAY_UID)).unwrap();
+    let caps = "+setuid,+setgid,+chown,+kill";
+    let launcher = vec![
+        setpriv.display().to_string(),
+        format!("--reuid={GATEWAY_UID}"),
+        format!("--regid={GATEWAY_UID}"),
+        "--clear-groups".into(),
+        format!("--inh-caps={caps}"),
+        format!("--ambient-caps={caps}"),
+        "--".into(),
+    ];
+    let gw = Gateway::start_in(
+        dir,
+        Options {
+            yaml: format!("{}{}", auth_yaml("[api_key]", 1000), per_owner_yaml(4)),
+            env: api_key_env(),
+            launcher,
+            ..Options::default()
+        },
+    );
+    assert_eq!(status_field(gw.pid(), "Uid").split_whitespace().next(), Some(GATEWAY_UID.to_string().as_str()));
+    assert_ne!(status_field(gw.pid(), "CapAmb"), "0000000000000000", "the gateway holds its ambient caps");
+
+    let mut alice = connect_as(&gw, ALICE_KEY);
+    alice.init(init_data("a", None, "drive"));
+    let a = whoami(&mut alice, None);
+    assert_no_caps(&a);
+    assert_writes(&a);
+    let alice_uid = a["uid"].as_str().unwrap().split(' ').next().unwrap().to_owned();
+    assert_ne!(alice_uid, GATEWAY_UID.to_string());
+    let mut bob = connect_as(&gw, BOB_KEY);
+    bob.init(init_data("b", None, "drive"));
+    let alice_work = gw.dir.path().join("work").join(owner_hash("alice"));
+    let b = whoami(&mut bob, Some(&alice_work));
+    assert_no_caps(&b);
+    assert_writes(&b);
+    assert_ne!(b["uid"], a["uid"]);
+    assert!(b["read"].as_str().unwrap_or_default().contains("Permission denied"), "{b}");
+}
