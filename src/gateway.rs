@@ -191,7 +191,7 @@ pub fn run(
         handles.iter().map(|h| Box::new(Sink(h.clone())) as Box<dyn NoticeSink>).collect();
     // security.md §3 "Identity": the owner → uid map, loaded before any spawn
     // (also without uid_per_owner: a reload may turn it on).
-    let uids = match crate::store::owner_uids::load(&st.path, &st.options) {
+    let uids = match crate::store::owner_uids::load(&store.path, &st.options) {
         Ok(rows) => {
             log::info!("owner uids loaded count={}", rows.len());
             let book = Box::new(crate::store::owner_uids::WriterBook(store.writer.clone()));
