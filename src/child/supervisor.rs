@@ -8,7 +8,9 @@
 //! descendants, and the periodic kill of unattributable re-parented orphans.
 //! It runs its own small mio loop (waker for commands, signalfd, deadlines).
 //!
-//! Must not: block on anything but its own poll, fork and the disk; reap a
+//! Must not: block on anything but its own poll, fork, the disk and — on an
+//! owner's first spawn under `uid_per_owner` — the store writer's commit of
+//! that owner's uid (`identity.rs`; bounded, once per owner); reap a
 //! worker leader before its group has been SIGKILLed (the zombie pins the
 //! pgid); send `Exited` before the group and the sweep are done, or more than
 //! once; signal a pid it has not verified by start time. No other code in the
@@ -342,7 +344,8 @@ struct Spawner {
     opts: SupervisorOptions,
     tick: Duration,
     shutdown_deadline: Option<Instant>,
-    /// `uid_per_owner` map; `None` when the option is off.
+    /// `uid_per_owner` map (the gateway always gives one, so a reload can
+    /// turn the option on); `None` refuses plans carrying `per_owner`.
     uids: Option<UidAllocator>,
 }
 
