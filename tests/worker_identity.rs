@@ -230,12 +230,16 @@ fn exhausted_uid_range_is_gateway_overload() {
 #[test]
 fn shared_uid_gauge_follows_uid_per_owner() {
     // No worker starts here: runs without root.
-    let gw = auth_gateway("[api_key]", 1000, METRICS_PUBLIC);
+    // rlimit_nproc counts every process of the real uid: meaningful only with a worker uid.
+    let nproc = "limits:\n  worker:\n    rlimit_nproc: 64\n";
+    let gw = auth_gateway("[api_key]", 1000, &format!("{METRICS_PUBLIC}{nproc}"));
     assert_eq!(metric(&gw, "hotplex_security_shared_worker_uid"), 1.0, "alice and bob share the gateway's uid");
     assert!(gw.wait_log("run under one uid", WAIT), "startup warning: {}", gw.stderr());
-    let gw = auth_gateway("[api_key]", 1000, &format!("{}{METRICS_PUBLIC}", per_owner_yaml(8)));
+    assert!(gw.wait_log("rlimit_nproc counts every process", WAIT), "{}", gw.stderr());
+    let gw = auth_gateway("[api_key]", 1000, &format!("{}{METRICS_PUBLIC}{nproc}", per_owner_yaml(8)));
     assert_eq!(metric(&gw, "hotplex_security_shared_worker_uid"), 0.0);
     assert!(!gw.stderr().contains("run under one uid"), "{}", gw.stderr());
+    assert!(!gw.stderr().contains("rlimit_nproc counts every process"), "{}", gw.stderr());
 }
 
 #[test]

@@ -73,6 +73,14 @@ pub fn configure(cfg: &crate::config::Config) {
              set security.worker.uid_per_owner (hotplex_security_shared_worker_uid 1)"
         );
     }
+    let w = &cfg.security.worker;
+    if cfg.limits.worker.rlimit_nproc != 0 && w.run_as.is_none() && w.uid_per_owner.is_none() {
+        // security.md §3 "Rlimits": RLIMIT_NPROC counts every process of the real uid.
+        log::warn!(
+            "limits.worker.rlimit_nproc counts every process of the gateway's own uid (workers run as it); \
+             set security.worker.run_as or uid_per_owner"
+        );
+    }
     let _ = m();
 }
 
