@@ -159,7 +159,7 @@ pub fn run(
         }),
     );
     crate::security::audit::try_record(&store.writer, startup);
-    kill_orphans(&recovered);
+    kill_orphans(&recovered, &settings.sandbox);
     match crate::admin::revocations::load(&store.readers, &security.revocations) {
         Ok(n) => log::info!("revocations loaded count={n}"),
         Err(e) => {
@@ -189,7 +189,25 @@ pub fn run(
     }
     let sinks: Vec<Box<dyn NoticeSink>> =
         handles.iter().map(|h| Box::new(Sink(h.clone())) as Box<dyn NoticeSink>).collect();
-    let supervisor = match Supervisor::start(sinks) {
+    // security.md §3 "Identity": the owner → uid map, loaded before any spawn
+    // (also without uid_per_owner: a reload may turn it on).
+    let uids = match crate::store::owner_uids::load(&store.path, &st.options) {
+        Ok(rows) => {
+            log::info!("owner uids loaded count={}", rows.len());
+            let book = Box::new(crate::store::owner_uids::WriterBook(store.writer.clone()));
+            Some(crate::child::UidAllocator::new(rows, book))
+        }
+        Err(e) => {
+            log::error!("cannot load the owner_uids table: {e}");
+            return EXIT_STARTUP;
+        }
+    };
+    if let Err(e) = open_data_dir_to_workers(&settings) {
+        log::error!("cannot make the data dir traversable for worker uids: {e}");
+        return EXIT_STARTUP;
+    }
+    let opts = crate::child::SupervisorOptions::default();
+    let supervisor = match Supervisor::start_with_uids(sinks, opts, uids) {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot start the spawner: {e}");
@@ -329,14 +347,54 @@ pub fn install_pi_extension(path: &std::path::Path) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// With a worker identity other than the gateway's (`run_as`,
+/// `uid_per_owner`), the per-owner HOME and per-session TMPDIR roots live
+/// under the data dir by default, which the store creates 0700: give it
+/// search permission only (0711), so a worker uid can reach its own
+/// directory but not list the data dir; the database files stay 0600.
+fn open_data_dir_to_workers(settings: &Settings) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let sb = &settings.sandbox;
+    if sb.run_as.is_none() && sb.uid_per_owner.is_none() {
+        return Ok(());
+    }
+    let Some(data) = settings.store.path.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    let under = |p: &std::path::Path| p.starts_with(data);
+    if !under(&sb.home_root) && !sb.tmp_root.as_deref().is_some_and(under) {
+        return Ok(());
+    }
+    let m = std::fs::metadata(data)?;
+    if m.uid() == sys::getuid() && m.mode() & 0o011 != 0o011 {
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode((m.mode() & 0o7777) | 0o011))?;
+    }
+    Ok(())
+}
+
 /// Worker groups recorded for sessions that were live when the previous
 /// process stopped: kill them if they (still the same processes) survived,
 /// and any process still carrying one of those sessions' ids together with
 /// this store's instance id (another gateway's workers may share a session id).
-fn kill_orphans(r: &Recovered) {
+///
+/// Workers under another uid (`run_as`, `uid_per_owner`) are not found by
+/// environ (never read for other uids): the members of their recorded
+/// groups are killed by group id and uid instead ([`crate::child::kill_group_members`]).
+/// A descendant of such a worker that left its group (`setsid`) before the
+/// crash is left to the service manager's cgroup kill (security.md §3).
+fn kill_orphans(r: &Recovered, sandbox: &crate::settings::Sandbox) {
+    let (run_as, range) = (sandbox.run_as.as_ref().map(|r| r.uid), sandbox.uid_per_owner);
+    let me = sys::getuid();
+    let is_worker_uid = move |uid: u32| {
+        uid != me && (run_as == Some(uid) || range.is_some_and(|r| uid >= r.first_uid && uid - r.first_uid < r.count))
+    };
     for (pid, ticks) in &r.orphans {
         if crate::child::kill_group_of(*pid, *ticks, libc::SIGKILL).unwrap_or(false) {
             log::warn!("killed orphaned worker group pid={pid}");
+        }
+        if run_as.is_some() || range.is_some() {
+            let n = crate::child::kill_group_members(*pid, *ticks, &is_worker_uid);
+            if n > 0 {
+                log::warn!("killed {n} orphaned process(es) of worker group pid={pid}");
+            }
         }
     }
     for sid in &r.session_ids {

@@ -88,6 +88,8 @@ pub struct Sandbox {
     pub denied_paths: Vec<PathBuf>,
     /// `security.worker.run_as` given as uid/gid (a `{user}` name is resolved at startup).
     pub run_as: Option<crate::child::RunAs>,
+    /// `security.worker.uid_per_owner` (exclusive with `run_as`).
+    pub uid_per_owner: Option<crate::child::UidRange>,
     /// Rows 1–2 of security.md §5.1: base passthrough values and PATH, USER…
     pub base_env: Vec<(String, String)>,
     /// Names that must never reach a worker (gateway secrets, deny list).
@@ -276,11 +278,28 @@ impl Settings {
         let path = if sec.env.path.is_empty() { sanitize_path(gateway_path) } else { sanitize_path(&sec.env.path) };
         let mut base_env = passthrough(&sec.env.passthrough, env);
         base_env.push(("PATH".into(), path));
-        if let Some((user, shell)) = crate::sys::current_user() {
+        // USER, LOGNAME, SHELL (and, without a private HOME, HOME) come from
+        // the worker identity's passwd entry (security.md §5.1 row 2): the
+        // run_as user, none under uid_per_owner (per-owner uids normally have
+        // no entry; the same for every owner rather than a lookup per spawn),
+        // else the gateway's.
+        let identity_uid = match (&sec.worker.run_as, &sec.worker.uid_per_owner) {
+            (_, Some(_)) => None,
+            (Some(r), None) => match (r.uid, &r.user) {
+                (Some(uid), _) => Some(uid),
+                (None, Some(name)) => crate::sys::user_ids(name).map(|(uid, _)| uid),
+                (None, None) => None,
+            },
+            (None, None) => Some(crate::sys::getuid()),
+        };
+        if let Some((user, shell, home)) = identity_uid.and_then(crate::sys::passwd_of) {
             base_env.push(("USER".into(), user.clone()));
             base_env.push(("LOGNAME".into(), user));
             if !shell.is_empty() {
                 base_env.push(("SHELL".into(), shell));
+            }
+            if !sec.worker.private_home && sec.worker.run_as.is_some() && !home.is_empty() {
+                base_env.push(("HOME".into(), home));
             }
         }
 
@@ -531,6 +550,11 @@ impl Settings {
                     };
                     Some(crate::child::RunAs { uid, gid, groups: r.groups.clone() })
                 }),
+                uid_per_owner: sec
+                    .worker
+                    .uid_per_owner
+                    .as_ref()
+                    .map(|u| crate::child::UidRange { first_uid: u.first_uid, count: u.count }),
                 secret_values: sec
                     .api_keys
                     .iter()

@@ -492,14 +492,15 @@ pub fn user_ids(name: &str) -> Option<(u32, u32)> {
     Some((pwd.pw_uid, pwd.pw_gid))
 }
 
-/// Name and login shell of the gateway's own uid (for the worker's USER,
-/// LOGNAME, SHELL), if it has a passwd entry.
-pub fn current_user() -> Option<(String, String)> {
+/// Name, login shell and home directory of `uid` (the worker identity's
+/// USER, LOGNAME, SHELL, HOME), if it has a passwd entry. Startup and reload
+/// only (NSS may do I/O).
+pub fn passwd_of(uid: u32) -> Option<(String, String, String)> {
     let mut pwd = MaybeUninit::<libc::passwd>::uninit();
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut result: *mut libc::passwd = ptr::null_mut();
     // SAFETY: all pointers are valid; `buf` outlives the reads below.
-    let rc = unsafe { libc::getpwuid_r(libc::getuid(), pwd.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut result) };
+    let rc = unsafe { libc::getpwuid_r(uid, pwd.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut result) };
     if rc != 0 || result.is_null() {
         return None;
     }
@@ -512,7 +513,7 @@ pub fn current_user() -> Option<(String, String)> {
         // SAFETY: non-null, NUL-terminated string inside `buf`.
         Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
     };
-    Some((cstr(pwd.pw_name)?, cstr(pwd.pw_shell).unwrap_or_default()))
+    Some((cstr(pwd.pw_name)?, cstr(pwd.pw_shell).unwrap_or_default(), cstr(pwd.pw_dir).unwrap_or_default()))
 }
 
 #[cfg(test)]

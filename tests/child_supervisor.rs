@@ -94,6 +94,7 @@ impl Ctx {
             args: args.iter().map(OsString::from).collect(),
             env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("PWD".into(), "/wrong".into())],
             run_as: None,
+            per_owner: None,
             limits: WorkerLimits::default(),
             umask: 0o077,
             session_id: session,

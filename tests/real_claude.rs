@@ -718,3 +718,31 @@ fn sigkill_right_after_a_turn_keeps_the_conversation() {
     let (rig, mut c, _before) = crash_after_turn_one("crash-resume-at-once", false);
     assert_recalls_turn_one(&rig, &mut c);
 }
+
+/// security.md §3 "Identity": the real CLI under `security.worker.run_as`
+/// (an unused uid without a passwd entry). Its installation must be readable
+/// and executable by that uid, and it keeps its state in the private HOME
+/// the gateway handed to it.
+#[test]
+fn run_as_worker_completes_a_turn() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("run_as_worker_completes_a_turn: skipped: needs root");
+        return;
+    }
+    require_claude();
+    let mock = MockModel::start();
+    let mut opts = Rig::options(&mock);
+    opts.yaml.push_str("security:\n  worker:\n    run_as: {uid: 64001, gid: 64002}\n");
+    let rig = Rig { gw: Gateway::start_with(opts), mock };
+    let expected = rig.mock_text("say hi");
+    let (mut c, sid) = rig.session("run-as");
+    let frames = run_turn(&mut c, "say hi");
+    assert!(assert_turn_shape(&frames), "turn failed under run_as: {frames:#?}");
+    assert_eq!(delta_text(&frames), expected);
+    let pid = support::processes_of_session(&sid)
+        .into_iter()
+        .find(|p| support::sec::ppid(*p) == Some(rig.gw.pid()))
+        .expect("worker process");
+    assert_eq!(support::sec::status_field(pid, "Uid").split_whitespace().next(), Some("64001"));
+}

@@ -28,6 +28,7 @@
 //! [`harden_gateway`] and [`become_subreaper`], then [`Supervisor::start`]. Nothing else in the
 //! process may wait for children once the supervisor runs.
 
+pub mod identity;
 pub mod lines;
 pub mod procfs;
 pub mod spawn;
@@ -40,12 +41,13 @@ use std::io;
 
 use crate::sys;
 
+pub use identity::{PerOwner, UidAllocator, UidBook, UidError, UidRange};
 pub use lines::{Item as LineItem, LineSplitter, TailBuffer};
 pub use spawn::{RunAs, SpawnError, SpawnRequest, SpawnedWorker, WorkerLimits, spawn};
 pub use supervisor::{
     Command, Notice, NoticeSink, SPAWNER_THREAD_NAME, SpawnPlan, Supervisor, SupervisorHandle, SupervisorOptions,
 };
-pub use sweep::{INSTANCE_ENV, SESSION_ENV, kill_group_of, kill_process, set_instance_id};
+pub use sweep::{INSTANCE_ENV, SESSION_ENV, kill_group_members, kill_group_of, kill_process, set_instance_id};
 pub use workdir::{WorkDir, WorkDirError, WorkDirRequest, ensure_private_dir, ensure_private_dir_owned, open_work_dir};
 
 /// Blocks `signals` in the calling thread; threads started afterwards inherit

@@ -123,6 +123,9 @@ pub enum SpawnError {
     Setup(io::Error),
     /// The supervisor is shutting down.
     ShuttingDown,
+    /// No uid for the session's owner (`uid_per_owner`); `Exhausted` maps to
+    /// `GATEWAY_OVERLOAD`, the rest to `WORKER_START_FAILED`.
+    Identity(super::identity::UidError),
 }
 
 impl SpawnError {
@@ -135,6 +138,8 @@ impl SpawnError {
             SpawnError::Exec(_) => "exec_failed",
             SpawnError::Setup(_) => "setup_failed",
             SpawnError::ShuttingDown => "shutting_down",
+            SpawnError::Identity(super::identity::UidError::Exhausted) => "uid_range_exhausted",
+            SpawnError::Identity(_) => "owner_uid",
         }
     }
 }
@@ -148,6 +153,7 @@ impl fmt::Display for SpawnError {
             SpawnError::Exec(e) => write!(f, "exec failed: {e}"),
             SpawnError::Setup(e) => write!(f, "worker setup failed: {e}"),
             SpawnError::ShuttingDown => write!(f, "supervisor shutting down"),
+            SpawnError::Identity(e) => write!(f, "{e}"),
         }
     }
 }

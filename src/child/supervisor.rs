@@ -8,7 +8,9 @@
 //! descendants, and the periodic kill of unattributable re-parented orphans.
 //! It runs its own small mio loop (waker for commands, signalfd, deadlines).
 //!
-//! Must not: block on anything but its own poll, fork and the disk; reap a
+//! Must not: block on anything but its own poll, fork, the disk and — on an
+//! owner's first spawn under `uid_per_owner` — the store writer's commit of
+//! that owner's uid (`identity.rs`; bounded, once per owner); reap a
 //! worker leader before its group has been SIGKILLed (the zombie pins the
 //! pgid); send `Exited` before the group and the sweep are done, or more than
 //! once; signal a pid it has not verified by start time. No other code in the
@@ -44,6 +46,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use super::identity::{PerOwner, UidAllocator, UidError};
 use super::procfs;
 use super::spawn::{RunAs, SpawnError, SpawnRequest, SpawnedWorker, WorkerLimits, spawn};
 use super::sweep::{self, LiveWorker, SESSION_ENV, Snapshot, Target};
@@ -99,6 +102,9 @@ pub struct SpawnPlan {
     /// given value.
     pub env: Vec<(OsString, OsString)>,
     pub run_as: Option<RunAs>,
+    /// `security.worker.uid_per_owner`: the spawner picks the owner's uid
+    /// (allocating it on first use) and uses it instead of `run_as`.
+    pub per_owner: Option<PerOwner>,
     pub limits: WorkerLimits,
     pub umask: u32,
     /// Gateway session id: the `HOTPLEX_SESSION_ID` value used to find the
@@ -228,6 +234,16 @@ impl Supervisor {
 
     /// [`Supervisor::start`] with explicit tunables.
     pub fn start_with(sinks: Vec<Box<dyn NoticeSink>>, opts: SupervisorOptions) -> io::Result<Supervisor> {
+        Supervisor::start_with_uids(sinks, opts, None)
+    }
+
+    /// [`Supervisor::start_with`] with the `uid_per_owner` map (required for
+    /// plans carrying [`SpawnPlan::per_owner`]).
+    pub fn start_with_uids(
+        sinks: Vec<Box<dyn NoticeSink>>,
+        opts: SupervisorOptions,
+        uids: Option<UidAllocator>,
+    ) -> io::Result<Supervisor> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let sigfd = sys::signalfd_sigchld()?;
@@ -247,6 +263,7 @@ impl Supervisor {
             opts,
             tick,
             shutdown_deadline: None,
+            uids,
         };
         let thread = thread::Builder::new().name(SPAWNER_THREAD_NAME.into()).spawn(move || state.run())?;
         Ok(Supervisor { handle: SupervisorHandle { tx, waker }, thread: Some(thread) })
@@ -334,6 +351,9 @@ struct Spawner {
     opts: SupervisorOptions,
     tick: Duration,
     shutdown_deadline: Option<Instant>,
+    /// `uid_per_owner` map (the gateway always gives one, so a reload can
+    /// turn the option on); `None` refuses plans carrying `per_owner`.
+    uids: Option<UidAllocator>,
 }
 
 impl Spawner {
@@ -533,7 +553,7 @@ impl Spawner {
         match cmd {
             Command::Spawn { reactor, tag, plan } => self.on_spawn(reactor, tag, plan),
             Command::Prepare { reactor, tag, plan } => {
-                let result = prepare(&plan).map(|wd| wd.path);
+                let result = self.identity(&plan).and_then(|id| prepare(&plan, id.as_ref())).map(|wd| wd.path);
                 self.notify(reactor, Notice::Prepared { tag, result });
             }
             Command::Terminate { reactor, tag, pid, grace } => {
@@ -665,6 +685,14 @@ impl Spawner {
         }
     }
 
+    /// The identity a plan's worker runs as: its owner's uid under
+    /// `uid_per_owner` (allocated and committed on first use), else `run_as`.
+    fn identity(&mut self, plan: &SpawnPlan) -> Result<Option<RunAs>, SpawnError> {
+        let Some(p) = &plan.per_owner else { return Ok(plan.run_as.clone()) };
+        let uids = self.uids.as_mut().ok_or(SpawnError::Identity(UidError::Unavailable))?;
+        uids.identity(p).map(Some).map_err(SpawnError::Identity)
+    }
+
     fn on_spawn(&mut self, reactor: usize, tag: u64, plan: Box<SpawnPlan>) {
         debug_assert_eq!(thread::current().name(), Some(SPAWNER_THREAD_NAME), "workers fork from the spawner only");
         if reactor >= self.sinks.len() {
@@ -680,7 +708,7 @@ impl Spawner {
         } else if self.workers.iter().any(|(_, w)| w.session_id == plan.session_id) {
             Err(SpawnError::InvalidRequest("session already has a live worker"))
         } else {
-            start_worker(plan.as_ref())
+            self.identity(&plan).and_then(|id| start_worker(plan.as_ref(), id))
         };
         match &result {
             Ok((w, _)) => {
@@ -760,8 +788,8 @@ impl Spawner {
 }
 
 /// HOME, TMPDIR and the checked work dir of a plan (everything before `fork`).
-fn prepare(plan: &SpawnPlan) -> Result<WorkDir, SpawnError> {
-    let owner = plan.run_as.as_ref().map(|r| (r.uid, r.gid));
+fn prepare(plan: &SpawnPlan, run_as: Option<&RunAs>) -> Result<WorkDir, SpawnError> {
+    let owner = run_as.map(|r| (r.uid, r.gid));
     if let Some(home) = &plan.home_dir {
         ensure_private_dir_owned(home, owner).map_err(SpawnError::Home)?;
     }
@@ -776,8 +804,8 @@ fn prepare(plan: &SpawnPlan) -> Result<WorkDir, SpawnError> {
 }
 
 /// HOME, work dir, env, fork: everything for one `Command::Spawn`.
-fn start_worker(plan: &SpawnPlan) -> Result<(SpawnedWorker, PathBuf), SpawnError> {
-    let wd = prepare(plan)?;
+fn start_worker(plan: &SpawnPlan, run_as: Option<RunAs>) -> Result<(SpawnedWorker, PathBuf), SpawnError> {
+    let wd = prepare(plan, run_as.as_ref())?;
     let mut env: Vec<(OsString, OsString)> =
         plan.env.iter().filter(|(k, _)| k != "PWD" && k != SESSION_ENV && k != sweep::INSTANCE_ENV).cloned().collect();
     env.push(("PWD".into(), wd.path.clone().into_os_string()));
@@ -790,7 +818,7 @@ fn start_worker(plan: &SpawnPlan) -> Result<(SpawnedWorker, PathBuf), SpawnError
         args: plan.args.clone(),
         env,
         work_dir: wd.fd.as_fd(),
-        run_as: plan.run_as.clone(),
+        run_as,
         limits: plan.limits.clone(),
         umask: plan.umask,
     };

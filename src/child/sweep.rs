@@ -124,6 +124,31 @@ pub fn kill_group_of(pid: i32, starttime: u64, sig: i32) -> io::Result<bool> {
     }
 }
 
+/// Startup recovery under a worker identity (`run_as`, `uid_per_owner`):
+/// the environ of another uid is never read (security.md §3), so the
+/// members left in the process group of a worker leader recorded in the
+/// store (the leader itself died of PDEATHSIG with the old gateway) are
+/// found by their group id instead. A process is killed only if its group
+/// is `leader_pid`, it started no earlier than the recorded leader, its real
+/// uid is a worker uid (`is_worker_uid`), and no other process now leads
+/// that group (a reused pid leading a new group means the group is not
+/// ours). Returns how many were signalled.
+pub fn kill_group_members(leader_pid: i32, leader_ticks: u64, is_worker_uid: &dyn Fn(u32) -> bool) -> usize {
+    let Ok(procs) = procfs::scan() else { return 0 };
+    if procs.iter().any(|p| p.pid == leader_pid && p.starttime != leader_ticks && !p.is_zombie()) {
+        return 0;
+    }
+    let mut killed = 0;
+    for p in procs.iter().filter(|p| p.pgrp == leader_pid && p.starttime >= leader_ticks && !p.is_zombie()) {
+        let uid =
+            std::fs::read_to_string(format!("/proc/{}/status", p.pid)).ok().and_then(|s| procfs::parse_status_uid(&s));
+        if uid.is_some_and(is_worker_uid) && kill_process(p.pid, p.starttime, libc::SIGKILL).unwrap_or(false) {
+            killed += 1;
+        }
+    }
+    killed
+}
+
 /// `(pid, starttime)` pairs, deduplicated, bounded by [`MAX_SWEEP_TARGETS`].
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {

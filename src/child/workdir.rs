@@ -17,7 +17,7 @@ use std::fs::{self, DirBuilder, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::sys;
@@ -271,11 +271,34 @@ pub fn ensure_private_dir(path: &Path) -> io::Result<()> {
     create_private_dir_all(path, None)
 }
 
-/// [`ensure_private_dir`], giving every directory it creates to `owner`
-/// (`(uid, gid)`, the worker identity under `run_as`).
+/// [`ensure_private_dir`] for a worker identity `owner` (`(uid, gid)`, under
+/// `run_as` / `uid_per_owner`): the last component is the worker's (0700,
+/// chowned, also when it already existed with another owner: HOME and TMPDIR
+/// are gateway-managed paths, and an owner's uid may have been configured
+/// after its HOME was made); missing parents stay the gateway's with mode
+/// 0711, so every worker uid can traverse to its own directory but list none.
 pub fn ensure_private_dir_owned(path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
-    create_private_dir_all(path, owner)
+    create_private_dir_all(path, owner)?;
+    let Some((uid, gid)) = owner else { return Ok(()) };
+    let m = fs::symlink_metadata(path)?;
+    if !m.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "not a directory"));
+    }
+    if (m.uid(), m.gid()) != (uid, gid) {
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no last component"))?;
+        let cname = CString::new(name.as_bytes())?;
+        let pfd = open_dir(parent)?;
+        // O_NOFOLLOW: a symlink swapped in after the check is refused, not followed.
+        let fd = sys::openat_dir_nofollow(pfd.as_fd(), &cname)?;
+        sys::fchown_fd(fd.as_fd(), uid, gid)?;
+        log::info!("private dir {} given to uid {uid}", path.display());
+    }
+    Ok(())
 }
+
+/// Mode of the parents created above a worker-owned directory.
+const TRAVERSE_DIR_MODE: u32 = 0o711;
 
 fn create_private_dir_all(path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
     if !path.is_absolute() {
@@ -299,13 +322,19 @@ fn create_private_dir_all(path: &Path, owner: Option<(u32, u32)>) -> io::Result<
         }
     }
     for dir in missing.into_iter().rev() {
-        match DirBuilder::new().mode(PRIVATE_DIR_MODE).create(dir) {
-            Ok(()) => {
-                if let Some((uid, gid)) = owner {
+        let leaf = dir == path;
+        // Under a worker identity, parents stay the gateway's but traversable.
+        let mode = if owner.is_some() && !leaf { TRAVERSE_DIR_MODE } else { PRIVATE_DIR_MODE };
+        match DirBuilder::new().mode(mode).create(dir) {
+            Ok(()) => match owner {
+                Some((uid, gid)) if leaf => {
                     // lchown: never follows a symlink swapped in after mkdir.
                     std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
                 }
-            }
+                // The gateway's umask may have masked the execute bits.
+                Some(_) => fs::set_permissions(dir, fs::Permissions::from_mode(TRAVERSE_DIR_MODE))?,
+                None => {}
+            },
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && fs::metadata(dir).is_ok_and(|m| m.is_dir()) => {}
             Err(e) => return Err(e),
         }

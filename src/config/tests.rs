@@ -762,3 +762,24 @@ fn memory_store_path_is_kept_as_is() {
     assert!(s.store.temp_data_dir.as_ref().is_some_and(|d| d.starts_with(std::env::temp_dir())), "{:?}", s.store);
     assert!(s.sandbox.denied_paths.iter().all(|p| !p.as_os_str().is_empty()), "{:?}", s.sandbox.denied_paths);
 }
+
+#[test]
+fn run_as_user_is_resolved_at_load() {
+    for (user, needle) in [
+        ("hotplex-no-such-user-x", "security.worker.run_as.user: no such user"),
+        ("root", "security.worker.run_as.user: workers never run as root (S14)"),
+    ] {
+        let yaml = format!("security: {{auth: {{modes: [none]}}, worker: {{run_as: {{user: {user}}}}}}}\n");
+        let (r, _) = load_yaml(&yaml, &[]);
+        let l = lines(&r.unwrap_err());
+        assert!(l.iter().any(|x| x.contains(needle)), "missing {needle}: {l:#?}");
+    }
+    // A real account (every Linux system has `nobody` or `daemon`).
+    if let Some(user) =
+        ["nobody", "daemon"].into_iter().find(|u| crate::sys::user_ids(u).is_some_and(|(u, g)| u != 0 && g != 0))
+    {
+        let yaml = format!("security: {{auth: {{modes: [none]}}, worker: {{run_as: {{user: {user}}}}}}}\n");
+        let (r, _) = load_yaml(&yaml, &[]);
+        assert!(r.is_ok(), "{user}: {:?}", r.err().map(|e| lines(&e)));
+    }
+}

@@ -432,6 +432,17 @@ fn run_as(cfg: &Config, ctx: &mut Ctx) {
                     ctx.err("security.worker.run_as.user", "must not be empty");
                 } else if user == "root" {
                     ctx.err("security.worker.run_as.user", "workers never run as root (S14)");
+                } else {
+                    // Resolved here (startup and reload, never a reactor) with
+                    // getpwnam_r: an unknown name must not fall back to the
+                    // gateway's own uid.
+                    match crate::sys::user_ids(user) {
+                        None => ctx.err("security.worker.run_as.user", "no such user"),
+                        Some((0, _)) | Some((_, 0)) => {
+                            ctx.err("security.worker.run_as.user", "resolves to uid or gid 0 (S14)")
+                        }
+                        Some(_) => {}
+                    }
                 }
             }
             (None, Some(uid), Some(gid)) => {

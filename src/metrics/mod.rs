@@ -65,24 +65,36 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Startup values taken from the config; logs the shared-uid warning
 /// (security.md §3 "Identity").
 pub fn configure(cfg: &crate::config::Config) {
+    let shared = shared_worker_uid(cfg);
+    state::SHARED_WORKER_UID.store(shared, Relaxed);
+    if shared {
+        log::warn!(
+            "workers of different owners run under one uid and can read each other's files and signal each other; \
+             set security.worker.uid_per_owner (hotplex_security_shared_worker_uid 1)"
+        );
+    }
+    let w = &cfg.security.worker;
+    if cfg.limits.worker.rlimit_nproc != 0 && w.run_as.is_none() && w.uid_per_owner.is_none() {
+        // security.md §3 "Rlimits": RLIMIT_NPROC counts every process of the real uid.
+        log::warn!(
+            "limits.worker.rlimit_nproc counts every process of the gateway's own uid (workers run as it); \
+             set security.worker.run_as or uid_per_owner"
+        );
+    }
+    let _ = m();
+}
+
+/// Whether `cfg` lets workers of several possible owners (mode `jwt`, or
+/// API keys naming more than one owner) share one uid: no `uid_per_owner`.
+/// Startup and every applied reload set the gauge from it.
+pub fn shared_worker_uid(cfg: &crate::config::Config) -> bool {
     use crate::config::AuthMode;
     let sec = &cfg.security;
     let mut owners: Vec<&str> = sec.api_keys.iter().map(|k| k.owner.as_str()).collect();
     owners.sort_unstable();
     owners.dedup();
     let several = sec.auth.modes.contains(&AuthMode::Jwt) || owners.len() > 1;
-    // The spawner does not apply `security.worker.uid_per_owner` yet (every
-    // worker runs as `run_as` or the gateway's uid), so the key cannot clear
-    // this gauge; once it is applied: `several && uid_per_owner.is_none()`.
-    let shared = several;
-    state::SHARED_WORKER_UID.store(shared, Relaxed);
-    if shared {
-        log::warn!(
-            "workers of different owners run under one uid and can read each other's files and signal each other \
-             (hotplex_security_shared_worker_uid 1)"
-        );
-    }
-    let _ = m();
+    several && sec.worker.uid_per_owner.is_none()
 }
 
 // ---- connections ---------------------------------------------------------

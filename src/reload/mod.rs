@@ -263,6 +263,7 @@ impl Reloader {
             r.loaded_at_ms = crate::protocol::now_ms();
             self.generation.store(r.generation, Ordering::Relaxed);
         }
+        let shared_uid = crate::metrics::shared_worker_uid(&new);
         r.config = Arc::new(new);
         r.pending_restart = restart_required.clone();
         let generation = r.generation;
@@ -271,6 +272,7 @@ impl Reloader {
         crate::metrics::config_reloaded(if changed { ReloadResult::Applied } else { ReloadResult::Unchanged });
         crate::metrics::set_config_generation(generation);
         crate::metrics::set_config_restart_pending(!restart_required.is_empty());
+        crate::metrics::set_shared_worker_uid(shared_uid);
         let line = format!(
             "config reloaded trigger={} generation={generation} changed={changed} applied={} restart_required={}",
             trigger.as_str(),

@@ -188,6 +188,7 @@ impl Reactor {
             args: args.into_iter().map(OsString::from).collect(),
             env: env.into_iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect(),
             run_as: sandbox.run_as.clone(),
+            per_owner: sandbox.uid_per_owner.map(|range| crate::child::PerOwner { owner: s.owner.to_string(), range }),
             limits: sandbox.rlimits.clone(),
             umask: sandbox.umask,
             session_id: s.id_str.to_string(),
@@ -406,6 +407,9 @@ impl Reactor {
     fn spawn_failed(&mut self, skey: Key, e: SpawnError) {
         let (code, msg) = if matches!(e, SpawnError::WorkDir(_)) {
             (ErrorCode::ConfigInvalid, "init.config.work_dir not allowed")
+        } else if matches!(e, SpawnError::Identity(crate::child::UidError::Exhausted)) {
+            // security.md §3 "Identity": no uid left for a new owner.
+            (ErrorCode::GatewayOverload, "no worker identity available")
         } else {
             (ErrorCode::WorkerStartFailed, "worker failed to start")
         };

@@ -5,6 +5,7 @@
 
 pub mod failpoint;
 pub mod ops;
+pub mod owner_uids;
 pub mod queries;
 pub mod reader;
 pub mod recovery;

@@ -129,6 +129,14 @@ pub enum WriteOp {
     /// Append a row to the audit chain (security.md §10.3); the writer
     /// computes `prev_hash`, so the chain has a single writer.
     Audit(Box<crate::security::audit::AuditRecord>),
+    /// Record `owner → uid` (`security.worker.uid_per_owner`); `reply` gets
+    /// `true` after the commit that stored it, `false` if the row was refused
+    /// (a uid or owner already mapped). Sent by the spawner thread only.
+    OwnerUid {
+        owner: String,
+        uid: u32,
+        reply: Sender<bool>,
+    },
     /// Replied after the commit that contains it.
     Barrier(Sender<()>),
     /// Drain, commit, checkpoint, mark a clean shutdown, reply, stop.
@@ -148,6 +156,7 @@ impl WriteOp {
             WriteOp::TurnStart { .. } | WriteOp::TurnEnd { .. } => "turn",
             WriteOp::Delete { .. } | WriteOp::Forget { .. } => "delete",
             WriteOp::Audit(_) => "audit",
+            WriteOp::OwnerUid { .. } => "owner_uid",
             WriteOp::Barrier(_) | WriteOp::Shutdown(_) | WriteOp::Reconfigure(_) => "barrier",
         }
     }

@@ -295,6 +295,9 @@ impl Writer {
                                 (_, b) => b,
                             };
                         }
+                        WriteOp::OwnerUid { reply, .. } => {
+                            let _ = reply.try_send(!failed_ops.contains(&i));
+                        }
                         WriteOp::Audit(rec) => {
                             let failed = failed_ops.contains(&i);
                             if !failed {
@@ -651,6 +654,10 @@ fn apply_batch(tx: &Connection, batch: &[WriteOp], merge: bool, o: &mut Outcome)
             }
             WriteOp::Audit(rec) => {
                 audit::insert(tx, &rec.entry)?;
+            }
+            WriteOp::OwnerUid { owner, uid, .. } => {
+                tx.prepare_cached("INSERT INTO owner_uids(owner, uid) VALUES (?1, ?2)")?
+                    .execute(params![owner, i64::from(*uid)])?;
             }
             WriteOp::Barrier(_) | WriteOp::Shutdown(_) | WriteOp::Reconfigure(_) => {}
         }

@@ -73,6 +73,10 @@ pub struct Options {
     pub reactors: u32,
     /// Extra command-line arguments (e.g. `--dev`).
     pub args: Vec<String>,
+    /// A command the gateway is started through (program and its arguments,
+    /// the hotplex binary appended), e.g. `setpriv` with a uid and ambient
+    /// capabilities; empty = run it directly.
+    pub launcher: Vec<String>,
 }
 
 impl Default for Options {
@@ -83,6 +87,7 @@ impl Default for Options {
             env: vec![],
             reactors: 2,
             args: vec![],
+            launcher: vec![],
         }
     }
 }
@@ -227,7 +232,14 @@ impl Gateway {
         let config = merge_yaml(&base_config(dir.path(), &opts), &opts.yaml);
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, &config).expect("write config");
-        let mut cmd = Command::new(hotplex_bin());
+        let mut cmd = match opts.launcher.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(hotplex_bin());
+                c
+            }
+            None => Command::new(hotplex_bin()),
+        };
         cmd.arg("--config").arg(&config_path).args(&opts.args);
         cmd.env_clear();
         cmd.env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()));

@@ -24,6 +24,7 @@
 //! | `ignore-sigterm` | SIGTERM → SIG_IGN, then a normal reply |
 //! | `grandchild` | spawns `sleep 1000` in the agent's process group and `sleep 1000` after `setsid()`; replies `{"group_child":P1,"setsid_child":P2}` in one delta; never waits for them |
 //! | `env` | replies the process environment as a JSON object (sorted keys), one delta |
+//! | `whoami [dir]` | replies a JSON object, one delta: `uid`/`gid`/`groups` and `Cap*` lines of `/proc/self/status`, `setuid0` (whether `setuid(0)` succeeded), `write_home`/`write_tmpdir`/`write_cwd` (`ok` or the error creating a file there), `read` (listing `dir`: `ok` or the error) |
 //! | `error [CODE]` | API failure like fixture 04: (`system/api_retry` if retryable), `<synthetic>` assistant with `error`, `result{subtype:"success", is_error:true, api_error_status:CODE}`; CODE default 400; `error stream` = 500 after two deltas |
 //! | `recall` | replies `Earlier prompts: 'a' \| 'b'` (each cut to 80 chars; `(none)`) from the session transcript, so it works across `--resume` |
 //! | `exit` | replies `bye`, ends the turn, exits 0 |

@@ -60,6 +60,10 @@ pub fn run(ag: &mut Agent, input: &str) -> R {
             let text = serde_json::to_string(&env).expect("map serialises");
             reply_pieces(ag, vec![text])
         }
+        "whoami" => {
+            let text = whoami(args.first().copied()).to_string();
+            reply_pieces(ag, vec![text])
+        }
         "error" => api_error(ag, args.first().copied().unwrap_or("400")),
         "recall" => {
             let mut prior = ag.transcript.user_inputs();
@@ -88,6 +92,44 @@ pub fn run(ag: &mut Agent, input: &str) -> R {
 }
 
 /// One API call with one streamed text block.
+/// The `whoami` report: identity and capability lines of
+/// `/proc/self/status`, whether `setuid(0)` succeeds, whether a file can be
+/// created in `$HOME`, `$TMPDIR` and the cwd, and (with a path) whether that
+/// directory can be listed.
+fn whoami(probe: Option<&str>) -> Value {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(':')))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let write = |dir: Option<std::path::PathBuf>| -> String {
+        let Some(dir) = dir else { return "unset".into() };
+        let p = dir.join(format!("whoami-{}", std::process::id()));
+        match std::fs::write(&p, b"x").and_then(|_| std::fs::remove_file(&p)) {
+            Ok(()) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    };
+    let env_dir = |k: &str| std::env::var_os(k).map(std::path::PathBuf::from);
+    // SAFETY: setuid takes a plain integer; the mock exits after its session anyway.
+    let setuid0 = unsafe { libc::setuid(0) } == 0;
+    let read = probe.map(|p| match std::fs::read_dir(p) {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    });
+    json!({
+        "uid": field("Uid"), "gid": field("Gid"), "groups": field("Groups"),
+        "CapEff": field("CapEff"), "CapPrm": field("CapPrm"), "CapInh": field("CapInh"), "CapAmb": field("CapAmb"),
+        "setuid0": setuid0,
+        "write_home": write(env_dir("HOME")), "write_tmpdir": write(env_dir("TMPDIR")),
+        "write_cwd": write(std::env::current_dir().ok()),
+        "read": read,
+    })
+}
+
 fn reply(ag: &mut Agent, text: &str) -> R {
     reply_pieces(ag, pieces(text))
 }

@@ -242,8 +242,14 @@ fn created_dirs_get_the_owner() {
     assert_eq!((m.uid(), m.gid()), (54321, 54322));
     let home = f.t.0.join("home/o1/deep");
     ensure_private_dir_owned(&home, Some((54321, 54322))).unwrap();
-    assert_eq!(fs::metadata(f.t.0.join("home")).unwrap().uid(), 54321);
+    // Parents: the gateway's, traversable; the leaf: the worker's, private.
+    assert_eq!(fs::metadata(f.t.0.join("home")).unwrap().uid(), 0);
+    assert_eq!(mode(&f.t.0.join("home")), 0o711);
     assert_eq!(fs::metadata(&home).unwrap().uid(), 54321);
+    assert_eq!(mode(&home), 0o700);
+    // An existing HOME of another uid is handed over.
+    ensure_private_dir_owned(&home, Some((54323, 54323))).unwrap();
+    assert_eq!(fs::metadata(&home).unwrap().uid(), 54323);
 }
 
 #[test]
