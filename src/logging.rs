@@ -135,14 +135,18 @@ impl Log for Logger {
                 format!("{} {:<5} {} [{}] {}\n", timestamp(), record.level(), record.target(), tname, record.args())
             }
             Format::Json => {
-                let v = serde_json::json!({
+                let msg = record.args().to_string();
+                let mut v = serde_json::json!({
                     "ts": timestamp(),
                     "level": level_str(record.level()),
                     "target": record.target(),
                     "thread": tname,
-                    "msg": record.args().to_string(),
                     "service": "hotplex",
                 });
+                for (k, val) in fields(&msg) {
+                    v[k] = serde_json::Value::String(val.to_owned());
+                }
+                v["msg"] = serde_json::Value::String(msg);
                 format!("{v}\n")
             }
         };
@@ -157,6 +161,25 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
+/// `key=value` tokens of a message that JSON lines also carry as fields,
+/// so a log pipeline can filter by session or worker type.
+const FIELDS: [&str; 5] = ["session_id", "worker_type", "trace_id", "span_id", "owner_hash"];
+
+/// The [`FIELDS`] found as whitespace-separated `key=value` tokens of `msg`
+/// (first occurrence of each key).
+fn fields(msg: &str) -> Vec<(&'static str, &str)> {
+    let mut out: Vec<(&'static str, &str)> = Vec::new();
+    for token in msg.split_ascii_whitespace() {
+        let Some((k, v)) = token.split_once('=') else { continue };
+        if let Some(&key) = FIELDS.iter().find(|f| **f == k) {
+            if !v.is_empty() && !out.iter().any(|(seen, _)| *seen == key) {
+                out.push((key, v));
+            }
+        }
+    }
+    out
+}
+
 fn level_str(l: Level) -> &'static str {
     match l {
         Level::Error => "ERROR",
@@ -169,6 +192,13 @@ fn level_str(l: Level) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn known_key_value_tokens_become_fields() {
+        let f = super::fields("worker started session_id=abc worker_type=pi pid=7 session_id=dup trace_id=");
+        assert_eq!(f, vec![("session_id", "abc"), ("worker_type", "pi")]);
+        assert!(super::fields("no pairs here").is_empty());
+    }
+
     #[test]
     fn timestamp_shape() {
         let t = super::timestamp();
