@@ -430,3 +430,39 @@ fn memory_store_is_a_temp_file_removed_at_exit() {
     assert!(left.is_empty(), "temp database files left after exit: {left:?}");
     assert!(!data_dir.exists(), "temp data directory left after exit: {}", data_dir.display());
 }
+
+/// A row edited behind the gateway's back (a negative `last_seq`; seqs are
+/// unsigned) makes the resume fail with `INTERNAL_ERROR` — never a wrapped
+/// seq or a crashed reactor (by its id or its client key) — and the
+/// gateway keeps serving other sessions.
+#[test]
+fn an_edited_session_row_is_an_error_not_a_crash() {
+    let yaml = "gateway:\n  drain_timeout: \"2s\"\n";
+    let gw = Gateway::start_yaml(yaml);
+    let mut c = gw.connect();
+    let id = sid(&c.init_key("edited"));
+    c.turn("hello");
+    drop(c);
+    let (status, dir) = gw.stop(Duration::from_secs(30));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "clean shutdown");
+    {
+        let db = rusqlite::Connection::open(store::db_path(dir.path())).expect("open db");
+        let n = db.execute("UPDATE sessions SET last_seq = -1 WHERE id = ?1", [&id]).expect("edit the row");
+        assert_eq!(n, 1);
+    }
+
+    let mut gw = Gateway::start_in(dir, Options { yaml: yaml.into(), ..Options::default() });
+    for attempt in [id.as_str(), "edited"] {
+        let mut again = gw.connect();
+        again.send("init", json!({"worker_type": "claude_code", "session_id": attempt}));
+        let err = again.expect_error("INTERNAL_ERROR");
+        assert_eq!(err["event"]["data"]["message"], "session lookup failed", "{err}");
+    }
+    assert!(gw.wait_log("store read failed", WAIT), "the failed read is logged");
+
+    let mut fresh = gw.connect();
+    fresh.init_key("fresh");
+    let frames = fresh.turn("hello");
+    assert!(frames.iter().any(|v| ev_type(v) == "done"), "the gateway still runs turns: {frames:?}");
+    assert!(gw.is_running(), "the gateway is still up");
+}

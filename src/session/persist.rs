@@ -271,11 +271,30 @@ impl Session {
 
 /// Add one turn's `done.stats` to the session totals.
 pub fn add_stats(t: &mut Totals, s: &crate::protocol::Stats) {
-    t.input_tokens += s.input_tokens.unwrap_or(0);
-    t.output_tokens += s.output_tokens.unwrap_or(0);
-    t.cache_read_tokens += s.cache_read_tokens.unwrap_or(0);
-    t.cache_write_tokens += s.cache_write_tokens.unwrap_or(0);
+    // saturating: the figures are the agent's own (its output, not ours)
+    let add = |total: &mut u64, v: Option<u64>| *total = total.saturating_add(v.unwrap_or(0));
+    add(&mut t.input_tokens, s.input_tokens);
+    add(&mut t.output_tokens, s.output_tokens);
+    add(&mut t.cache_read_tokens, s.cache_read_tokens);
+    add(&mut t.cache_write_tokens, s.cache_write_tokens);
     t.cost_usd += s.cost_usd.unwrap_or(0.0);
-    t.tool_calls += s.tool_calls.unwrap_or(0);
-    t.turn_ms += s.duration_ms.unwrap_or(0);
+    add(&mut t.tool_calls, s.tool_calls);
+    add(&mut t.turn_ms, s.duration_ms);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The figures are the agent's own: a huge one saturates the session
+    /// totals instead of overflowing them.
+    #[test]
+    fn totals_saturate_on_agent_figures() {
+        let mut t = Totals::default();
+        let huge =
+            crate::protocol::Stats { input_tokens: Some(u64::MAX - 1), tool_calls: Some(3), ..Default::default() };
+        add_stats(&mut t, &huge);
+        add_stats(&mut t, &huge);
+        assert_eq!((t.input_tokens, t.tool_calls, t.output_tokens), (u64::MAX, 6, 0));
+    }
 }

@@ -11,7 +11,7 @@ use rusqlite::{Connection, params, params_from_iter};
 
 use super::ops::RevocationRow;
 use super::ops::SessionRow;
-use super::reader::{EventsPage, events_after, load_session, session_from_row};
+use super::reader::{EventsPage, events_after, load_session, opt_uint, session_from_row, uint};
 
 /// Columns of a `sessions` row, in the order [`session_from_row`] reads them.
 pub const SESSION_COLUMNS: &str = "id, owner, worker_type, client_session_id, worker_session_id, work_dir, state, \
@@ -126,10 +126,10 @@ pub fn events_page(
             )?;
             stmt.query_map(params![session, after_seq as i64, last.seq as i64], |r| {
                 Ok(TurnRow {
-                    turn: r.get::<_, i64>(0)? as u64,
-                    start_seq: r.get::<_, i64>(1)? as u64,
-                    end_seq: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                    started_at: r.get::<_, i64>(3)? as u64,
+                    turn: uint(r, 0)?,
+                    start_seq: uint(r, 1)?,
+                    end_seq: opt_uint(r, 2)?,
+                    started_at: uint(r, 3)?,
                     input: r.get(4)?,
                 })
             })?
@@ -328,6 +328,42 @@ mod tests {
         let s = stored_stats(&conn).unwrap();
         assert!(s.by_state.contains(&("idle".to_string(), 2)));
         assert!(s.db_bytes > 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// An edited row with a negative seq or counter is a read error (the
+    /// reader answers `Failed`: INTERNAL_ERROR / 500), never a wrapped u64.
+    #[test]
+    fn negative_unsigned_columns_are_read_errors() {
+        let (dir, conn) = db("neg");
+        insert(&conn, "a", "alice", "terminated", 10);
+        insert(&conn, "b", "alice", "terminated", 20);
+        assert_eq!(load_session(&conn, "a").unwrap().unwrap().last_seq, 0);
+        conn.execute("UPDATE sessions SET last_seq = -1 WHERE id = 'a'", []).unwrap();
+        let out_of_range = |e: rusqlite::Error| matches!(e, rusqlite::Error::IntegralValueOutOfRange(14, -1));
+        assert!(load_session(&conn, "a").is_err_and(out_of_range));
+        let f = SessionFilter {
+            owner: None,
+            states: vec!["terminated".into()],
+            worker_types: vec![],
+            limit: 10,
+            offset: 0,
+        };
+        assert!(list_sessions(&conn, &f).is_err_and(out_of_range), "a listing over the row fails too");
+        assert_eq!(load_session(&conn, "b").unwrap().unwrap().id, "b", "other rows still read");
+        conn.execute("UPDATE sessions SET input_tokens = -5 WHERE id = 'b'", []).unwrap();
+        assert!(load_session(&conn, "b").is_err());
+
+        conn.execute(
+            "INSERT INTO events(session_id, seq, seq_first, type, ts, data, splits) VALUES ('b', -3, NULL, 'state', 1, '{}', NULL)",
+            [],
+        )
+        .unwrap();
+        assert!(events_after(&conn, "b", 0, 10, 1 << 20).is_err(), "the oldest seq is negative");
+        conn.execute("UPDATE events SET seq = 4, ts = -1 WHERE session_id = 'b'", []).unwrap();
+        assert!(events_after(&conn, "b", 0, 10, 1 << 20).is_err(), "a negative ts");
+        conn.execute("UPDATE events SET ts = 1 WHERE session_id = 'b'", []).unwrap();
+        assert_eq!(events_after(&conn, "b", 0, 10, 1 << 20).unwrap().rows[0].seq, 4);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -180,6 +180,22 @@ pub fn load_session(conn: &Connection, id: &str) -> rusqlite::Result<Option<Sess
         .optional()
 }
 
+/// An unsigned column (seqs, timestamps, counters): a negative value, which
+/// the gateway never writes (see `writer::sql_int`), is an edited row and a
+/// read error (the reader answers `Failed`), never a wrapped `u64`.
+pub(crate) fn uint(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: i64 = r.get(idx)?;
+    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
+}
+
+/// [`uint`] of a nullable column.
+pub(crate) fn opt_uint(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
+    match r.get::<_, Option<i64>>(idx)? {
+        None => Ok(None),
+        Some(v) => u64::try_from(v).map(Some).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v)),
+    }
+}
+
 /// A `sessions` row selected with [`super::queries::SESSION_COLUMNS`].
 pub fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
@@ -191,24 +207,24 @@ pub fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         work_dir: r.get(5)?,
         state: r.get(6)?,
         state_reason: r.get(7)?,
-        created_at: r.get::<_, i64>(8)? as u64,
-        updated_at: r.get::<_, i64>(9)? as u64,
-        last_active_at: r.get::<_, i64>(10)? as u64,
-        live_since: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
-        terminated_at: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
-        turns: r.get::<_, i64>(13)? as u64,
-        last_seq: r.get::<_, i64>(14)? as u64,
+        created_at: uint(r, 8)?,
+        updated_at: uint(r, 9)?,
+        last_active_at: uint(r, 10)?,
+        live_since: opt_uint(r, 11)?,
+        terminated_at: opt_uint(r, 12)?,
+        turns: uint(r, 13)?,
+        last_seq: uint(r, 14)?,
         config_json: r.get(15)?,
         worker_pid: r.get(16)?,
-        worker_start_ticks: r.get::<_, Option<i64>>(17)?.map(|v| v as u64),
+        worker_start_ticks: opt_uint(r, 17)?,
         totals: Totals {
-            input_tokens: r.get::<_, i64>(18)? as u64,
-            output_tokens: r.get::<_, i64>(19)? as u64,
-            cache_read_tokens: r.get::<_, i64>(20)? as u64,
-            cache_write_tokens: r.get::<_, i64>(21)? as u64,
+            input_tokens: uint(r, 18)?,
+            output_tokens: uint(r, 19)?,
+            cache_read_tokens: uint(r, 20)?,
+            cache_write_tokens: uint(r, 21)?,
             cost_usd: r.get(22)?,
-            tool_calls: r.get::<_, i64>(23)? as u64,
-            turn_ms: r.get::<_, i64>(24)? as u64,
+            tool_calls: uint(r, 23)?,
+            turn_ms: uint(r, 24)?,
         },
     })
 }
@@ -222,10 +238,10 @@ pub fn events_after(
     limit: usize,
     max_bytes: usize,
 ) -> rusqlite::Result<EventsPage> {
-    let oldest: Option<i64> = conn.query_row(
+    let oldest = conn.query_row(
         "SELECT MIN(COALESCE(seq_first, seq)) FROM events WHERE session_id = ?1",
         params![session],
-        |r| r.get(0),
+        |r| opt_uint(r, 0),
     )?;
     let mut stmt = conn.prepare_cached(
         "SELECT seq, seq_first, type, ts, data, splits FROM events WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -234,10 +250,10 @@ pub fn events_after(
         .query_map(params![session, after_seq as i64, (limit + 1) as i64], |r| {
             let splits: Option<String> = r.get(5)?;
             Ok(EventRow {
-                seq: r.get::<_, i64>(0)? as u64,
-                seq_first: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                seq: uint(r, 0)?,
+                seq_first: opt_uint(r, 1)?,
                 event_type: r.get(2)?,
-                ts: r.get::<_, i64>(3)? as u64,
+                ts: uint(r, 3)?,
                 data: r.get(4)?,
                 splits: splits.and_then(|s| serde_json::from_str(&s).ok()),
             })
@@ -257,14 +273,14 @@ pub fn events_after(
             has_more = true;
         }
     }
-    let oldest_seq = oldest.map(|v| v as u64);
+    let oldest_seq = oldest;
     let mut snapshots = Vec::new();
     if oldest_seq.is_some_and(|o| after_seq + 1 < o) {
         let mut s = conn.prepare_cached(
             "SELECT message_id, last_seq, content FROM message_snapshots WHERE session_id = ?1 AND last_seq > ?2 ORDER BY last_seq",
         )?;
         snapshots = s
-            .query_map(params![session, after_seq as i64], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?
+            .query_map(params![session, after_seq as i64], |r| Ok((r.get(0)?, uint(r, 1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
     }
     Ok(EventsPage { rows, oldest_seq, snapshots, has_more })

@@ -29,7 +29,9 @@ pub fn envelope_after(row: &EventRow, session_id: &str, after_seq: u64, reserve:
         (Some(first), Some(splits)) if after_seq >= first => {
             // Skip the parts the client already has (their seqs are first..=after_seq).
             let seen = (after_seq - first + 1) as usize;
-            let skip: usize = splits.iter().take(seen).sum();
+            // saturating: `splits` is read back from the database (an edited row
+            // cuts past the end, so `get` below answers `None`, never an overflow)
+            let skip = splits.iter().take(seen).fold(0usize, |a, b| a.saturating_add(*b));
             let mut v: serde_json::Value = serde_json::from_str(&row.data).ok()?;
             let content = v.get("content")?.as_str()?;
             let rest = content.get(skip..)?.to_owned();
@@ -96,6 +98,19 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&envelope(&r, "s", 10).unwrap()).unwrap();
         assert_eq!(v["seq"], 12);
         assert!(v["id"].as_str().unwrap().starts_with("evt_"));
+    }
+
+    /// Edited `splits` (read back from the database) never panic the cut: a
+    /// cut past the end or inside a character leaves nothing to send.
+    #[test]
+    fn edited_splits_do_not_overflow() {
+        let mut r = merged();
+        r.splits = Some(vec![usize::MAX, 5, 1]);
+        assert!(envelope(&r, "s", 11).is_none());
+        r.splits = Some(vec![1, 1, 1]);
+        r.data = r#"{"message_id":"m","content":"éé"}"#.into();
+        assert!(envelope(&r, "s", 10).is_none(), "a cut inside a character");
+        assert_eq!(content(&envelope(&r, "s", 11).unwrap()), "éé"[2..].to_owned());
     }
 
     #[test]

@@ -780,16 +780,16 @@ fn insert_session(tx: &Connection, r: &SessionRow) -> rusqlite::Result<()> {
         r.work_dir,
         r.state,
         r.state_reason,
-        r.created_at as i64,
-        r.updated_at as i64,
-        r.last_active_at as i64,
-        r.live_since.map(|v| v as i64),
-        r.terminated_at.map(|v| v as i64),
-        r.turns as i64,
-        r.last_seq as i64,
+        sql_int(r.created_at),
+        sql_int(r.updated_at),
+        sql_int(r.last_active_at),
+        r.live_since.map(sql_int),
+        r.terminated_at.map(sql_int),
+        sql_int(r.turns),
+        sql_int(r.last_seq),
         r.config_json,
         r.worker_pid,
-        r.worker_start_ticks.map(|v| v as i64),
+        r.worker_start_ticks.map(sql_int),
     ])?;
     Ok(())
 }
@@ -807,22 +807,29 @@ fn update_session(tx: &Connection, id: &str, u: &SessionUpdate) -> rusqlite::Res
         u.state_reason,
         u.worker_session_id,
         u.work_dir,
-        u.updated_at as i64,
-        u.last_active_at as i64,
-        u.live_since.map(|v| v as i64),
-        u.terminated_at.map(|v| v as i64),
-        u.turns as i64,
+        sql_int(u.updated_at),
+        sql_int(u.last_active_at),
+        u.live_since.map(sql_int),
+        u.terminated_at.map(sql_int),
+        sql_int(u.turns),
         u.worker_pid,
-        u.worker_start_ticks.map(|v| v as i64),
-        u.totals.input_tokens as i64,
-        u.totals.output_tokens as i64,
-        u.totals.cache_read_tokens as i64,
-        u.totals.cache_write_tokens as i64,
+        u.worker_start_ticks.map(sql_int),
+        sql_int(u.totals.input_tokens),
+        sql_int(u.totals.output_tokens),
+        sql_int(u.totals.cache_read_tokens),
+        sql_int(u.totals.cache_write_tokens),
         u.totals.cost_usd,
-        u.totals.tool_calls as i64,
-        u.totals.turn_ms as i64,
+        sql_int(u.totals.tool_calls),
+        sql_int(u.totals.turn_ms),
     ])?;
     Ok(())
+}
+
+/// A gateway counter as an SQLite integer: saturated at `i64::MAX`, so a
+/// huge agent-reported figure (token counts) is never stored negative, which
+/// the readers would refuse as a corrupt row.
+fn sql_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -927,6 +934,45 @@ mod tests {
         let clean: String =
             conn.query_row("SELECT value FROM meta WHERE key = 'clean_shutdown'", [], |r| r.get(0)).unwrap();
         assert_eq!(clean, "1");
+    }
+
+    /// Agent-reported totals past `i64::MAX` are stored saturated, so the
+    /// row still reads back (a negative column is a read error).
+    #[test]
+    fn huge_totals_are_stored_saturated() {
+        let dir = std::env::temp_dir().join(format!("hotplex-writer-huge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let conn = open_writer(&dir.join("db"), &StoreOptions::default()).unwrap();
+        let row = SessionRow {
+            id: "s3".into(),
+            owner: "o".into(),
+            worker_type: "claude_code".into(),
+            state: "idle".into(),
+            ..SessionRow::default()
+        };
+        insert_session(&conn, &row).unwrap();
+        let totals =
+            super::super::ops::Totals { input_tokens: u64::MAX, turn_ms: 1 << 63, tool_calls: 7, ..Default::default() };
+        let u = SessionUpdate {
+            state: "idle",
+            state_reason: None,
+            worker_session_id: None,
+            work_dir: String::new(),
+            updated_at: 1,
+            last_active_at: 1,
+            live_since: None,
+            terminated_at: None,
+            turns: 1,
+            worker_pid: None,
+            worker_start_ticks: Some(u64::MAX),
+            totals,
+        };
+        update_session(&conn, "s3", &u).unwrap();
+        let back = crate::store::reader::load_session(&conn, "s3").unwrap().unwrap();
+        let max = i64::MAX as u64;
+        assert_eq!((back.totals.input_tokens, back.totals.turn_ms, back.totals.tool_calls), (max, max, 7));
+        assert_eq!(back.worker_start_ticks, Some(max));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -480,6 +480,13 @@ fn stats_sum_steps_and_errors_carry_details() {
     translate::add_step(&mut s, &step);
     assert_eq!((s.input_tokens, s.output_tokens, s.total_tokens), (Some(52), Some(8), Some(60)));
     assert!((s.cost_usd.unwrap() - 0.000276).abs() < 1e-12);
+    // no `total`: the parts are summed, saturating on the server's huge figures
+    let huge: wire::StepFinish = serde_json::from_value(json!({"id": "s", "messageID": "m",
+        "tokens": {"input": u64::MAX, "output": 4}}))
+    .unwrap();
+    let mut h = crate::protocol::Stats::default();
+    translate::add_step(&mut h, &huge);
+    assert_eq!((h.input_tokens, h.output_tokens, h.total_tokens), (Some(u64::MAX), Some(4), Some(u64::MAX)));
     let e: wire::ErrorInfo = serde_json::from_value(
         json!({"name": "APIError", "data": {"message": "mock error 400", "statusCode": 400, "isRetryable": false}}),
     )

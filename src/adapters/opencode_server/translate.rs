@@ -92,7 +92,8 @@ pub fn add_step(stats: &mut Stats, step: &StepFinish) {
     add(&mut stats.cache_write_tokens, t.cache.write);
     let total = t.total.or_else(|| {
         let parts = [t.input, t.output, t.reasoning, t.cache.read, t.cache.write];
-        parts.iter().any(Option::is_some).then(|| parts.iter().flatten().sum())
+        // saturating: the figures are the server's (agent output)
+        parts.iter().any(Option::is_some).then(|| parts.iter().flatten().fold(0u64, |a, b| a.saturating_add(*b)))
     });
     add(&mut stats.total_tokens, total);
     if let Some(c) = step.cost.filter(|c| c.is_finite() && *c >= 0.0) {
