@@ -305,7 +305,10 @@ impl Reactor {
         };
         if stored + in_flight > max {
             self.shared.creates_in_flight.release(&owner, &id_str);
-            log::info!("stored session limit reached owner={owner} stored={stored} max={max}");
+            log::info!(
+                "stored session limit reached owner_hash={} stored={stored} max={max}",
+                crate::session::identity::owner_hash(&owner)
+            );
             return self.fail_init(key, ErrorCode::GatewayOverload, "stored session limit reached", frame_id);
         }
         let client_key = match candidate {
