@@ -16,7 +16,7 @@ mod golden;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 
-use golden::{StdinLines, Style, ToolOutput, assert_seq};
+use golden::{Collected, StdinLines, Style, ToolOutput, assert_seq};
 use hotplex::adapters::acp::AcpAdapter;
 use hotplex::adapters::{Action, Adapter, LaunchSpec, Out, PermissionReply, Started};
 use hotplex::protocol::{Event, Stats};
@@ -67,32 +67,32 @@ fn replay(r: Replay<'_>) -> Run {
     let mut out = Out::default();
     a.on_started(&Started { work_dir: Path::new(WORK_DIR), pid: 4242 }, &mut out);
 
-    let mut actions: Vec<Action> = Vec::new();
     let mut requests: VecDeque<Value> = VecDeque::new();
-    let mut asked: HashSet<String> = HashSet::new();
     // `running` is true until the adapter is ready, then while a turn runs.
-    let mut running = true;
-    let mut collect =
-        |out: &mut Out, requests: &mut VecDeque<Value>, running: &mut bool, asked: &mut HashSet<String>| {
-            for act in out.take() {
-                match &act {
-                    Action::TurnEnd { .. } | Action::Ready => *running = false,
-                    Action::Permission(p) => {
-                        asked.insert(p.id.clone());
+    let mut got = Collected { running: true, ..Collected::default() };
+    // Besides what `Collected` tracks: `Ready` also ends `running`, and the
+    // adapter's requests queue up to be paired with the driver's.
+    let collect = |out: &mut Out, got: &mut Collected, requests: &mut VecDeque<Value>| {
+        let first = got.take(out);
+        let mut ready = false;
+        for act in &got.actions[first..] {
+            match act {
+                Action::Ready => ready = true,
+                Action::Stdin(b) => {
+                    assert_eq!(b.last(), Some(&b'\n'), "stdin messages are whole lines");
+                    let v: Value = serde_json::from_slice(b).expect("stdin message is JSON");
+                    if v.get("method").is_some() && v.get("id").is_some() {
+                        requests.push_back(v);
                     }
-                    Action::Stdin(b) => {
-                        assert_eq!(b.last(), Some(&b'\n'), "stdin messages are whole lines");
-                        let v: Value = serde_json::from_slice(b).expect("stdin message is JSON");
-                        if v.get("method").is_some() && v.get("id").is_some() {
-                            requests.push_back(v);
-                        }
-                    }
-                    _ => {}
                 }
-                actions.push(act);
+                _ => {}
             }
-        };
-    collect(&mut out, &mut requests, &mut running, &mut asked);
+        }
+        if ready {
+            got.running = false;
+        }
+    };
+    collect(&mut out, &mut got, &mut requests);
 
     let mut id_map: HashMap<u64, u64> = HashMap::new();
     let mut pairs = Vec::new();
@@ -111,13 +111,13 @@ fn replay(r: Replay<'_>) -> Run {
                     pairs.push((cmd.clone(), req));
                 }
                 Some("session/prompt") => {
-                    if running {
+                    if got.running {
                         break;
                     }
                     let text = cmd.pointer("/params/prompt/0/text").and_then(Value::as_str).unwrap_or("");
                     a.on_input(text, &mut out);
-                    running = true;
-                    collect(&mut out, &mut requests, &mut running, &mut asked);
+                    got.running = true;
+                    collect(&mut out, &mut got, &mut requests);
                     let req = requests.pop_front().expect("the adapter sent session/prompt");
                     id_map.insert(id.expect("driver request id"), req["id"].as_u64().expect("adapter id"));
                     prompt_driver_id = id;
@@ -135,7 +135,7 @@ fn replay(r: Replay<'_>) -> Run {
                 None => {
                     // The driver's answer to an agent request (permission).
                     let rid = cmd["id"].to_string();
-                    if !asked.contains(&rid) {
+                    if !got.asked.contains(&rid) {
                         break;
                     }
                     let option = cmd.pointer("/result/outcome/optionId").and_then(Value::as_str).unwrap_or("");
@@ -157,7 +157,7 @@ fn replay(r: Replay<'_>) -> Run {
                 }
             }
             stdin.pop_front();
-            collect(&mut out, &mut requests, &mut running, &mut asked);
+            collect(&mut out, &mut got, &mut requests);
         }
         // The agent's answers, re-addressed to the adapter's request ids.
         let mut line = stdout[i].clone();
@@ -167,14 +167,14 @@ fn replay(r: Replay<'_>) -> Run {
             line["id"] = json!(id_map.get(&id).copied().unwrap_or(UNMATCHED));
         }
         a.on_line(line.to_string().as_bytes(), &mut out);
-        collect(&mut out, &mut requests, &mut running, &mut asked);
+        collect(&mut out, &mut got, &mut requests);
     }
     assert!(stdin.is_empty(), "{}: stdin records left unreplayed: {stdin:?}", r.name);
     assert!(requests.is_empty(), "{}: adapter requests without a driver counterpart: {requests:?}", r.name);
 
-    let stats = golden::turn_ends(&actions);
-    let stdin = golden::stdin_json(&actions, StdinLines::Lenient);
-    Run { actions, stats, pairs, stdin, adapter: a }
+    let stats = golden::turn_ends(&got.actions);
+    let stdin = golden::stdin_json(&got.actions, StdinLines::Lenient);
+    Run { actions: got.actions, stats, pairs, stdin, adapter: a }
 }
 
 fn fresh(name: &str) -> Replay<'_> {

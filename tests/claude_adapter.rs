@@ -10,9 +10,9 @@
 #[path = "support/golden.rs"]
 mod golden;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
-use golden::{StdinLines, Style, ToolOutput, assert_seq};
+use golden::{Collected, StdinLines, Style, ToolOutput, assert_seq};
 use hotplex::adapters::claude::ClaudeAdapter;
 use hotplex::adapters::{Action, Adapter, LaunchSpec, Out, PermissionReply};
 use hotplex::protocol::{Event, Stats};
@@ -49,22 +49,7 @@ fn run(name: &str, spec: &LaunchSpec) -> Run {
     let mut a = ClaudeAdapter::new();
     let _ = a.launch(spec);
     let mut out = Out::default();
-    let mut actions = Vec::new();
-    let mut running = false;
-    let mut asked: HashSet<String> = HashSet::new();
-
-    let collect = |out: &mut Out, actions: &mut Vec<Action>, running: &mut bool, asked: &mut HashSet<String>| {
-        for act in out.take() {
-            match &act {
-                Action::TurnEnd { .. } => *running = false,
-                Action::Permission(p) => {
-                    asked.insert(p.id.clone());
-                }
-                _ => {}
-            }
-            actions.push(act);
-        }
-    };
+    let mut got = Collected::default();
 
     for (i, line) in stdout.iter().enumerate() {
         let next = &parsed_stdout[i];
@@ -72,10 +57,10 @@ fn run(name: &str, spec: &LaunchSpec) -> Run {
             let ty = cmd.get("type").and_then(Value::as_str).unwrap_or("");
             let sub = cmd.pointer("/request/subtype").and_then(Value::as_str).unwrap_or("");
             match (ty, sub) {
-                ("user", _) if !running => {
+                ("user", _) if !got.running => {
                     let text = cmd.pointer("/message/content/0/text").and_then(Value::as_str).unwrap_or("");
                     a.on_input(text, &mut out);
-                    running = true;
+                    got.running = true;
                 }
                 ("user", _) => break,
                 // The capture's driver asked for `initialize`; the adapter does not.
@@ -95,7 +80,7 @@ fn run(name: &str, spec: &LaunchSpec) -> Run {
                         l.get("type").and_then(Value::as_str) == Some("control_request")
                             && l.get("request_id").and_then(Value::as_str) == Some(id.as_str())
                     });
-                    if !asked.contains(&id) && asked_later {
+                    if !got.asked.contains(&id) && asked_later {
                         break;
                     }
                     let allow = cmd.pointer("/response/response/behavior").and_then(Value::as_str) == Some("allow");
@@ -105,16 +90,16 @@ fn run(name: &str, spec: &LaunchSpec) -> Run {
                 _ => panic!("unexpected stdin record {cmd}"),
             }
             stdin.pop_front();
-            collect(&mut out, &mut actions, &mut running, &mut asked);
+            got.take(&mut out);
         }
         a.on_line(line.as_bytes(), &mut out);
-        collect(&mut out, &mut actions, &mut running, &mut asked);
+        got.take(&mut out);
     }
     assert!(stdin.is_empty(), "{name}: stdin records left unreplayed: {stdin:?}");
 
-    let stats = golden::turn_ends(&actions);
-    let stdin = golden::stdin_json(&actions, StdinLines::Strict);
-    Run { actions, stats, stdin }
+    let stats = golden::turn_ends(&got.actions);
+    let stdin = golden::stdin_json(&got.actions, StdinLines::Strict);
+    Run { actions: got.actions, stats, stdin }
 }
 
 /// claude's stdin writes: user messages and control requests/responses.

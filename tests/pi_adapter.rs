@@ -12,10 +12,10 @@
 #[path = "support/golden.rs"]
 mod golden;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
-use golden::{StdinLines, Style, ToolOutput, assert_seq};
+use golden::{Collected, StdinLines, Style, ToolOutput, assert_seq};
 use hotplex::adapters::pi::{PiAdapter, PiConfig};
 use hotplex::adapters::{Action, Adapter, ExitInfo, LaunchSpec, Out, PermissionReply, Started};
 use hotplex::protocol::{Event, Stats};
@@ -70,25 +70,10 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
     let mut out = Out::default();
     let dir = Path::new("/srv/project");
     a.on_started(&Started { work_dir: dir, pid: 1 }, &mut out);
-    let mut actions: Vec<Action> = out.take();
-    let mut running = false;
+    let mut got = Collected { actions: out.take(), ..Collected::default() };
     let mut inputs = 0;
-    let mut asked: HashSet<String> = HashSet::new();
     // capture prompt id → the adapter's prompt id
     let mut prompt_ids: HashMap<String, String> = HashMap::new();
-
-    let collect = |out: &mut Out, actions: &mut Vec<Action>, running: &mut bool, asked: &mut HashSet<String>| {
-        for act in out.take() {
-            match &act {
-                Action::TurnEnd { .. } => *running = false,
-                Action::Permission(p) => {
-                    asked.insert(p.id.clone());
-                }
-                _ => {}
-            }
-            actions.push(act);
-        }
-    };
 
     for (i, line) in stdout.iter().enumerate() {
         let next = &parsed[i];
@@ -99,7 +84,7 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
                 // The adapter asks for the state itself at start.
                 "get_state" => {}
                 // A prompt the session would refuse (SESSION_BUSY) never reaches the adapter.
-                "prompt" if running => {
+                "prompt" if got.running => {
                     let refused = next.get("type").and_then(Value::as_str) == Some("response")
                         && next.get("id").and_then(Value::as_str) == Some(id.as_str())
                         && next.get("success").and_then(Value::as_bool) == Some(false);
@@ -116,7 +101,7 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
                     });
                     let ours = ours.and_then(|v| v["id"].as_str().map(str::to_owned)).expect("prompt id");
                     prompt_ids.insert(id, ours);
-                    running = true;
+                    got.running = true;
                     inputs += 1;
                 }
                 "get_session_stats" => {}
@@ -127,7 +112,7 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
                     a.on_interrupt(&mut out);
                 }
                 "extension_ui_response" => {
-                    if !asked.contains(&id) {
+                    if !got.asked.contains(&id) {
                         break;
                     }
                     let allow = cmd.get("confirmed").and_then(Value::as_bool) == Some(true);
@@ -136,7 +121,7 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
                 _ => panic!("unexpected stdin record {cmd}"),
             }
             stdin.pop_front();
-            collect(&mut out, &mut actions, &mut running, &mut asked);
+            got.take(&mut out);
         }
         let mut fed = line.clone();
         if next.get("type").and_then(Value::as_str) == Some("response")
@@ -149,17 +134,17 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
             }
         }
         a.on_line(fed.as_bytes(), &mut out);
-        collect(&mut out, &mut actions, &mut running, &mut asked);
+        got.take(&mut out);
     }
-    assert!(stdin.is_empty(), "{name}: stdin records left unreplayed: {stdin:?}\n{:#?}", render(&actions));
+    assert!(stdin.is_empty(), "{name}: stdin records left unreplayed: {stdin:?}\n{:#?}", render(&got.actions));
     if killed {
         a.on_exit(&ExitInfo { code: Some(143), signal: None, signalled_by_gateway: true }, &mut out);
-        collect(&mut out, &mut actions, &mut running, &mut asked);
+        got.take(&mut out);
     }
 
-    let stats = golden::turn_ends(&actions);
-    let stdin = golden::stdin_json(&actions, StdinLines::Strict);
-    Run { actions, stats, stdin, inputs }
+    let stats = golden::turn_ends(&got.actions);
+    let stdin = golden::stdin_json(&got.actions, StdinLines::Strict);
+    Run { actions: got.actions, stats, stdin, inputs }
 }
 
 /// pi's stdin writes: the command type and its id / answer fields.

@@ -349,10 +349,7 @@ fn claude_api_error_is_an_agent_error() {
     let (mut c, _sid) = rig.session("apierror");
     let frames = run_turn(&mut c, "[[error:400]]");
     assert!(!assert_turn_shape(&frames, &LOCAL), "{frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR", "{e}");
+    let e = data(the_error(&frames, "AGENT_ERROR"));
     assert!(e["message"].as_str().is_some_and(|m| m.contains("400") && m.contains("mock error 400")), "{e}");
     assert_eq!(e["details"]["worker_type"], "acpx");
     assert_eq!(e["details"]["status"], 400);
@@ -376,10 +373,8 @@ fn claude_killed_agent_is_a_worker_crash() {
     unsafe { libc::kill(pid, libc::SIGTERM) };
     frames.extend(c.until(STATE, |f| is_state(f, "terminated")));
     assert_seq(&frames, &LOCAL);
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    assert_eq!(data(errors[0])["code"], "WORKER_CRASH", "{frames:#?}");
-    assert_eq!(data(errors[0])["details"]["signal"], libc::SIGTERM, "{frames:#?}");
+    let e = data(the_error(&frames, "WORKER_CRASH"));
+    assert_eq!(e["details"]["signal"], libc::SIGTERM, "{frames:#?}");
     let done = of_type(&frames, "done");
     assert_eq!(done.len(), 1);
     assert_eq!(data(done[0])["success"], false);

@@ -374,14 +374,12 @@ fn api_error_is_an_agent_error_and_the_session_goes_on() {
 
     let frames = run_turn(&mut c, "[[error:400]]");
     assert!(!assert_turn_shape(&frames, &LOCAL), "a failed turn is not a success: {frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR", "{e}");
+    let error = the_error(&frames, "AGENT_ERROR");
+    let e = data(error);
     let msg = e["message"].as_str().expect("error.message");
     assert!(msg.contains(&mock_message) && msg.contains("400"), "agent text missing: {msg:?} vs {mock_message:?}");
     assert_eq!(e["details"]["worker_type"], "claude_code", "{e}");
-    assert_eq!(errors[0]["priority"], "control");
+    assert_eq!(error["priority"], "control");
     let ei = pos(&frames, |f| ev_type(f) == "error").unwrap();
     let di = pos(&frames, |f| ev_type(f) == "done").unwrap();
     assert!(ei < di, "error must precede done");

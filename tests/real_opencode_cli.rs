@@ -336,10 +336,7 @@ fn api_error_is_an_agent_error_and_the_session_goes_on() {
 
     let frames = run_turn(&mut c, "bad [[error:400]]");
     assert!(!assert_turn_shape(&frames, &LOCAL), "a failed turn is no success: {frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR", "{e}");
+    let e = data(the_error(&frames, "AGENT_ERROR"));
     assert_eq!(e["message"], mock_message.as_str(), "{e}");
     assert_eq!(e["details"]["worker_type"], "opencode_cli", "{e}");
     assert_eq!(e["details"]["status"], 400, "{e}");
@@ -368,10 +365,8 @@ fn killed_turn_process_is_a_crash_and_the_session_stays_idle() {
     unsafe { libc::kill(leader, libc::SIGTERM) };
     frames.extend(c.until(STATE, |f| is_state(f, "idle")));
     assert!(!assert_turn_shape(&frames, &LOCAL), "{frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    assert_eq!(data(errors[0])["code"], "WORKER_CRASH", "{frames:#?}");
-    assert_eq!(data(errors[0])["details"]["signal"], libc::SIGTERM, "{frames:#?}");
+    let e = data(the_error(&frames, "WORKER_CRASH"));
+    assert_eq!(e["details"]["signal"], libc::SIGTERM, "{frames:#?}");
     assert!(!of_type(&frames, "state").iter().any(|f| is_state(f, "terminated")), "{frames:#?}");
 
     let next = run_turn(&mut c, "say hi");
@@ -430,9 +425,7 @@ fn failed_turn_spawn_fails_the_turn_not_the_session() {
 
     let frames = run_turn(&mut c, "say hi");
     assert!(!assert_turn_shape(&frames, &LOCAL), "{frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    assert_eq!(data(errors[0])["code"], "CONFIG_INVALID", "{frames:#?}");
+    the_error(&frames, "CONFIG_INVALID");
 
     std::fs::remove_file(&work).expect("remove the file");
     let next = run_turn(&mut c, "say hi");

@@ -316,10 +316,7 @@ fn api_error_is_an_agent_error_and_the_session_goes_on() {
     let (mut c, _sid) = rig.session("error");
     let (frames, ok) = turn(&mut c, "bad [[error:400]]");
     assert!(!ok, "{frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR");
+    let e = data(the_error(&frames, "AGENT_ERROR"));
     assert!(e["message"].as_str().is_some_and(|m| m.contains("400")), "{e}");
     assert_eq!(e["details"]["worker_type"], WORKER);
     assert_eq!(e["details"]["status"], 400);
@@ -340,9 +337,7 @@ fn killing_the_server_is_a_worker_crash() {
     // SAFETY: kill(2) on the test's own grandchild, identified by its environment.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     frames.extend(c.until(STATE, |f| is_state(f, "terminated")));
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    assert_eq!(data(errors[0])["code"], "WORKER_CRASH", "{frames:#?}");
+    the_error(&frames, "WORKER_CRASH");
     assert_eq!(done_of(&frames)["success"], false);
     let e = frames.iter().position(|f| ev_type(f) == "error").unwrap_or_default();
     let d = frames.iter().position(|f| ev_type(f) == "done").unwrap_or_default();

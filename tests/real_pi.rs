@@ -456,10 +456,7 @@ fn resume_of_a_lost_pi_session_fails_then_starts_fresh() {
     let ack = c2.init(json!({"worker_type": "pi", "session_id": "lost"}));
     assert_eq!(data(&ack)["resumed"], true, "{ack}");
     let frames = c2.until(TURN, |f| is_state(f, "terminated"));
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR", "{e}");
+    let e = data(the_error(&frames, "AGENT_ERROR"));
     assert_eq!(e["details"]["subtype"], "resume_failed", "{e}");
     assert_eq!(e["details"]["worker_type"], "pi", "{e}");
     assert!(e["message"].as_str().is_some_and(|m| m.contains("No session found")), "{e}");
@@ -513,10 +510,7 @@ fn api_error_is_an_agent_error_and_the_session_goes_on() {
 
     let frames = run_turn(&mut c, "[[error:400]]");
     assert!(!assert_turn_shape(&frames, &LOCAL), "{frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR", "{e}");
+    let e = data(the_error(&frames, "AGENT_ERROR"));
     let msg = e["message"].as_str().expect("message");
     assert!(msg.contains(&mock_message) && msg.starts_with("400"), "{msg:?} vs {mock_message:?}");
     assert_eq!(e["details"], json!({"worker_type": "pi", "subtype": "error", "status": 400}));

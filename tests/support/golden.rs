@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use hotplex::adapters::Action;
+use hotplex::adapters::{Action, Out};
 use hotplex::protocol::{Event, Stats};
 use serde_json::Value;
 
@@ -122,6 +122,34 @@ pub fn render_one(a: &Action, style: &Style) -> String {
         Action::CloseStdin => "close_stdin".to_owned(),
         Action::Stdin(b) => (style.stdin)(b),
         other => format!("{other:?}"),
+    }
+}
+
+/// What a replay driver tracks of the adapter's actions: all of them in
+/// order, whether a turn is running (set by the driver when it sends an
+/// input; a `TurnEnd` clears it) and the permission ids the adapter asked.
+#[derive(Default)]
+pub struct Collected {
+    pub actions: Vec<Action>,
+    pub running: bool,
+    pub asked: HashSet<String>,
+}
+
+impl Collected {
+    /// Move `out`'s actions here; returns the index of the first one moved.
+    pub fn take(&mut self, out: &mut Out) -> usize {
+        let first = self.actions.len();
+        for act in out.take() {
+            match &act {
+                Action::TurnEnd { .. } => self.running = false,
+                Action::Permission(p) => {
+                    self.asked.insert(p.id.clone());
+                }
+                _ => {}
+            }
+            self.actions.push(act);
+        }
+        first
     }
 }
 

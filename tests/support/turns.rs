@@ -73,6 +73,14 @@ pub fn assert_turn_shape(frames: &[Value], local: &[&str]) -> bool {
     data(&frames[d])["success"].as_bool().expect("done.success is a bool")
 }
 
+/// The one `error` frame among `frames`, which has code `code`.
+pub fn the_error<'a>(frames: &'a [Value], code: &str) -> &'a Value {
+    let errors = of_type(frames, "error");
+    assert_eq!(errors.len(), 1, "exactly one error: {frames:#?}");
+    assert_eq!(data(errors[0])["code"], code, "{}", errors[0]);
+    errors[0]
+}
+
 /// How an agent's text messages stream.
 #[derive(Clone, Copy)]
 pub enum Deltas {
