@@ -10,9 +10,13 @@
 //! (consecutive deltas of one id merged) and compared with the expected
 //! AEP sequence.
 
+#[path = "support/golden.rs"]
+mod golden;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 
+use golden::{Collected, StdinLines, Style, ToolOutput, assert_seq};
 use hotplex::adapters::acp::AcpAdapter;
 use hotplex::adapters::{Action, Adapter, LaunchSpec, Out, PermissionReply, Started};
 use hotplex::protocol::{Event, Stats};
@@ -25,9 +29,7 @@ const WORK_DIR: &str = "/srv/project";
 const UNMATCHED: u64 = 999_999;
 
 fn read_json_lines(name: &str) -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DIR).join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().map(|l| serde_json::from_str(l).expect("fixture line is JSON")).collect()
+    golden::read_json_lines(DIR, name)
 }
 
 /// Everything one fixture run produced.
@@ -65,32 +67,32 @@ fn replay(r: Replay<'_>) -> Run {
     let mut out = Out::default();
     a.on_started(&Started { work_dir: Path::new(WORK_DIR), pid: 4242 }, &mut out);
 
-    let mut actions: Vec<Action> = Vec::new();
     let mut requests: VecDeque<Value> = VecDeque::new();
-    let mut asked: HashSet<String> = HashSet::new();
     // `running` is true until the adapter is ready, then while a turn runs.
-    let mut running = true;
-    let mut collect =
-        |out: &mut Out, requests: &mut VecDeque<Value>, running: &mut bool, asked: &mut HashSet<String>| {
-            for act in out.take() {
-                match &act {
-                    Action::TurnEnd { .. } | Action::Ready => *running = false,
-                    Action::Permission(p) => {
-                        asked.insert(p.id.clone());
+    let mut got = Collected { running: true, ..Collected::default() };
+    // Besides what `Collected` tracks: `Ready` also ends `running`, and the
+    // adapter's requests queue up to be paired with the driver's.
+    let collect = |out: &mut Out, got: &mut Collected, requests: &mut VecDeque<Value>| {
+        let first = got.take(out);
+        let mut ready = false;
+        for act in &got.actions[first..] {
+            match act {
+                Action::Ready => ready = true,
+                Action::Stdin(b) => {
+                    assert_eq!(b.last(), Some(&b'\n'), "stdin messages are whole lines");
+                    let v: Value = serde_json::from_slice(b).expect("stdin message is JSON");
+                    if v.get("method").is_some() && v.get("id").is_some() {
+                        requests.push_back(v);
                     }
-                    Action::Stdin(b) => {
-                        assert_eq!(b.last(), Some(&b'\n'), "stdin messages are whole lines");
-                        let v: Value = serde_json::from_slice(b).expect("stdin message is JSON");
-                        if v.get("method").is_some() && v.get("id").is_some() {
-                            requests.push_back(v);
-                        }
-                    }
-                    _ => {}
                 }
-                actions.push(act);
+                _ => {}
             }
-        };
-    collect(&mut out, &mut requests, &mut running, &mut asked);
+        }
+        if ready {
+            got.running = false;
+        }
+    };
+    collect(&mut out, &mut got, &mut requests);
 
     let mut id_map: HashMap<u64, u64> = HashMap::new();
     let mut pairs = Vec::new();
@@ -109,13 +111,13 @@ fn replay(r: Replay<'_>) -> Run {
                     pairs.push((cmd.clone(), req));
                 }
                 Some("session/prompt") => {
-                    if running {
+                    if got.running {
                         break;
                     }
                     let text = cmd.pointer("/params/prompt/0/text").and_then(Value::as_str).unwrap_or("");
                     a.on_input(text, &mut out);
-                    running = true;
-                    collect(&mut out, &mut requests, &mut running, &mut asked);
+                    got.running = true;
+                    collect(&mut out, &mut got, &mut requests);
                     let req = requests.pop_front().expect("the adapter sent session/prompt");
                     id_map.insert(id.expect("driver request id"), req["id"].as_u64().expect("adapter id"));
                     prompt_driver_id = id;
@@ -133,7 +135,7 @@ fn replay(r: Replay<'_>) -> Run {
                 None => {
                     // The driver's answer to an agent request (permission).
                     let rid = cmd["id"].to_string();
-                    if !asked.contains(&rid) {
+                    if !got.asked.contains(&rid) {
                         break;
                     }
                     let option = cmd.pointer("/result/outcome/optionId").and_then(Value::as_str).unwrap_or("");
@@ -155,7 +157,7 @@ fn replay(r: Replay<'_>) -> Run {
                 }
             }
             stdin.pop_front();
-            collect(&mut out, &mut requests, &mut running, &mut asked);
+            collect(&mut out, &mut got, &mut requests);
         }
         // The agent's answers, re-addressed to the adapter's request ids.
         let mut line = stdout[i].clone();
@@ -165,115 +167,42 @@ fn replay(r: Replay<'_>) -> Run {
             line["id"] = json!(id_map.get(&id).copied().unwrap_or(UNMATCHED));
         }
         a.on_line(line.to_string().as_bytes(), &mut out);
-        collect(&mut out, &mut requests, &mut running, &mut asked);
+        collect(&mut out, &mut got, &mut requests);
     }
     assert!(stdin.is_empty(), "{}: stdin records left unreplayed: {stdin:?}", r.name);
     assert!(requests.is_empty(), "{}: adapter requests without a driver counterpart: {requests:?}", r.name);
 
-    let stats = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::TurnEnd { success, stats } => Some((*success, stats.clone())),
-            _ => None,
-        })
-        .collect();
-    let stdin = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Stdin(b) => serde_json::from_slice(b).ok(),
-            _ => None,
-        })
-        .collect();
-    Run { actions, stats, pairs, stdin, adapter: a }
+    let stats = golden::turn_ends(&got.actions);
+    let stdin = golden::stdin_json(&got.actions, StdinLines::Lenient);
+    Run { actions: got.actions, stats, pairs, stdin, adapter: a }
 }
 
 fn fresh(name: &str) -> Replay<'_> {
     Replay { name, spec: LaunchSpec::default(), skip: &[], tweak: &|_, _| {} }
 }
 
-fn short(s: &str) -> String {
-    const MAX: usize = 48;
-    if s.chars().count() <= MAX { s.to_owned() } else { format!("{}…", s.chars().take(MAX).collect::<String>()) }
+/// ACP stdin writes: a request's method and id, or a permission answer.
+fn render_stdin(b: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(b).unwrap_or(Value::Null);
+    if let Some(m) = v["method"].as_str() {
+        match v["id"].as_u64() {
+            Some(id) => format!("stdin {m} #{id}"),
+            None => format!("stdin {m}"),
+        }
+    } else if let Some(o) = v.pointer("/result/outcome") {
+        let chosen = o["optionId"].as_str().unwrap_or("-");
+        format!("stdin permission #{} {} {chosen}", v["id"], o["outcome"].as_str().unwrap_or("?"))
+    } else {
+        format!("stdin {v}")
+    }
 }
+
+/// Tool output is shown as JSON: ACP tool results are structured.
+const STYLE: Style = Style { stdin: render_stdin, tool_output: ToolOutput::Json, merge_deltas: true };
 
 /// One line per action; consecutive deltas of one id merged.
 fn render(actions: &[Action]) -> Vec<String> {
-    let mut r: Vec<String> = Vec::new();
-    let mut last_delta: Option<(String, bool)> = None;
-    for a in actions {
-        let (id, content, reasoning) = match a {
-            Action::Emit(Event::MessageDelta { message_id, content, .. }) => (message_id, content, false),
-            Action::Emit(Event::Reasoning { id, content, delta: Some(true) }) => (id, content, true),
-            _ => {
-                last_delta = None;
-                r.push(render_one(a));
-                continue;
-            }
-        };
-        let label = if reasoning { "reasoning.delta" } else { "delta" };
-        if last_delta.as_ref() == Some(&(id.clone(), reasoning))
-            && let Some(prev) = r.last_mut()
-        {
-            prev.push_str(content);
-            continue;
-        }
-        last_delta = Some((id.clone(), reasoning));
-        r.push(format!("{label} {id} +{content}"));
-    }
-    r
-}
-
-fn render_one(a: &Action) -> String {
-    match a {
-        Action::Emit(Event::MessageStart { id, .. }) => format!("start {id}"),
-        Action::Emit(Event::MessageEnd { message_id }) => format!("end {message_id}"),
-        Action::Emit(Event::Message { id, content, .. }) => format!("message {id} {}", short(content)),
-        Action::Emit(Event::Reasoning { id, content, delta }) => format!("reasoning {id} {delta:?} {content}"),
-        Action::Emit(Event::ToolCall { id, name, input, status }) => {
-            format!("tool_call {id} {name} {input} {}", status.unwrap_or("-"))
-        }
-        Action::Emit(Event::ToolResult { id, output, is_error }) => {
-            format!("tool_result {id} is_error={is_error} {}", short(&output.to_string()))
-        }
-        Action::Emit(Event::Error { code, message, details, .. }) => {
-            format!("error {} {} {}", code.as_str(), short(message), details.clone().unwrap_or(Value::Null))
-        }
-        Action::Emit(other) => format!("emit {}", other.type_name()),
-        Action::Unmapped { kind, .. } => format!("unmapped {kind}"),
-        Action::Permission(p) => format!("permission {} {} {}", p.id, p.tool_name, p.description),
-        Action::PermissionCancelled { id } => format!("permission_cancelled {id}"),
-        Action::AgentSessionId(id) => format!("agent_session_id {id}"),
-        Action::TurnEnd { success, .. } => format!("turn_end success={success}"),
-        Action::ResumeFailed { message } => format!("resume_failed {message}"),
-        Action::Ready => "ready".to_owned(),
-        Action::Kill => "kill".to_owned(),
-        Action::Stdin(b) => {
-            let v: Value = serde_json::from_slice(b).unwrap_or(Value::Null);
-            if let Some(m) = v["method"].as_str() {
-                match v["id"].as_u64() {
-                    Some(id) => format!("stdin {m} #{id}"),
-                    None => format!("stdin {m}"),
-                }
-            } else if let Some(o) = v.pointer("/result/outcome") {
-                let chosen = o["optionId"].as_str().unwrap_or("-");
-                format!("stdin permission #{} {} {chosen}", v["id"], o["outcome"].as_str().unwrap_or("?"))
-            } else {
-                format!("stdin {v}")
-            }
-        }
-        other => format!("{other:?}"),
-    }
-}
-
-fn assert_seq(name: &str, got: &[String], want: &[&str]) {
-    let got_s: Vec<&str> = got.iter().map(String::as_str).collect();
-    if got_s != want {
-        let mut msg = format!("{name}: action sequence differs\n--- got ---\n");
-        for g in got {
-            msg.push_str(&format!("    {g:?},\n"));
-        }
-        panic!("{msg}");
-    }
+    golden::render(actions, &STYLE)
 }
 
 /// Shape checks every transcript must pass (aep-v1.md §3.3, workers.md
@@ -281,30 +210,11 @@ fn assert_seq(name: &str, got: &[String], want: &[&str]) {
 /// up to the `message`, a tool_result only after its tool_call, one
 /// `TurnEnd` per prompt.
 fn check_invariants(name: &str, r: &Run) {
-    let mut open: HashMap<String, String> = HashMap::new();
-    let mut ended: HashMap<String, String> = HashMap::new();
-    let mut seen: HashSet<String> = HashSet::new();
+    let turn_ends = golden::check_brackets(name, &r.actions);
     let mut calls: HashSet<String> = HashSet::new();
     let mut prompts = 0;
-    let mut turn_ends = 0;
     for a in &r.actions {
         match a {
-            Action::Emit(Event::MessageStart { id, .. }) => {
-                assert!(seen.insert(id.clone()), "{name}: message id {id} reused");
-                open.insert(id.clone(), String::new());
-            }
-            Action::Emit(Event::MessageDelta { message_id, content, .. }) => open
-                .get_mut(message_id)
-                .unwrap_or_else(|| panic!("{name}: delta outside bracket {message_id}"))
-                .push_str(content),
-            Action::Emit(Event::MessageEnd { message_id }) => {
-                let text = open.remove(message_id).unwrap_or_else(|| panic!("{name}: end without start {message_id}"));
-                ended.insert(message_id.clone(), text);
-            }
-            Action::Emit(Event::Message { id, content, .. }) => {
-                let deltas = ended.remove(id).unwrap_or_else(|| panic!("{name}: message {id} without end"));
-                assert_eq!(&deltas, content, "{name}: deltas of {id} do not add up to the message");
-            }
             Action::Emit(Event::ToolCall { id, .. }) => {
                 assert!(calls.insert(id.clone()), "{name}: tool_call {id} twice")
             }
@@ -312,12 +222,9 @@ fn check_invariants(name: &str, r: &Run) {
                 assert!(calls.contains(id), "{name}: tool_result {id} before its tool_call")
             }
             Action::Stdin(b) if b.windows(16).any(|w| w == b"\"session/prompt\"") => prompts += 1,
-            Action::TurnEnd { .. } => turn_ends += 1,
             _ => {}
         }
     }
-    assert!(open.is_empty(), "{name}: brackets left open: {open:?}");
-    assert!(ended.is_empty(), "{name}: message.end without message: {ended:?}");
     assert_eq!(prompts, turn_ends, "{name}: one TurnEnd per prompt");
 }
 
@@ -342,7 +249,7 @@ fn check_requests(name: &str, r: &Run) {
 }
 
 fn errors(r: &Run) -> Vec<&Action> {
-    r.actions.iter().filter(|a| matches!(a, Action::Emit(Event::Error { .. }))).collect()
+    golden::errors(&r.actions)
 }
 
 const SID: &str = "9bb788a6-7409-4ed3-9ed7-f3795bb76dfe";

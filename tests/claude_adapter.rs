@@ -7,9 +7,12 @@
 //! rendered compactly (consecutive deltas of one id merged) and compared
 //! with the expected AEP sequence.
 
-use std::collections::{HashSet, VecDeque};
-use std::path::Path;
+#[path = "support/golden.rs"]
+mod golden;
 
+use std::collections::VecDeque;
+
+use golden::{Collected, StdinLines, Style, ToolOutput, assert_seq};
 use hotplex::adapters::claude::ClaudeAdapter;
 use hotplex::adapters::{Action, Adapter, LaunchSpec, Out, PermissionReply};
 use hotplex::protocol::{Event, Stats};
@@ -18,9 +21,7 @@ use serde_json::{Value, json};
 const DIR: &str = "tests/fixtures/claude_code";
 
 fn read_lines(name: &str) -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DIR).join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().map(str::to_owned).collect()
+    golden::read_lines(DIR, name)
 }
 
 /// Everything one fixture run produced.
@@ -48,22 +49,7 @@ fn run(name: &str, spec: &LaunchSpec) -> Run {
     let mut a = ClaudeAdapter::new();
     let _ = a.launch(spec);
     let mut out = Out::default();
-    let mut actions = Vec::new();
-    let mut running = false;
-    let mut asked: HashSet<String> = HashSet::new();
-
-    let collect = |out: &mut Out, actions: &mut Vec<Action>, running: &mut bool, asked: &mut HashSet<String>| {
-        for act in out.take() {
-            match &act {
-                Action::TurnEnd { .. } => *running = false,
-                Action::Permission(p) => {
-                    asked.insert(p.id.clone());
-                }
-                _ => {}
-            }
-            actions.push(act);
-        }
-    };
+    let mut got = Collected::default();
 
     for (i, line) in stdout.iter().enumerate() {
         let next = &parsed_stdout[i];
@@ -71,10 +57,10 @@ fn run(name: &str, spec: &LaunchSpec) -> Run {
             let ty = cmd.get("type").and_then(Value::as_str).unwrap_or("");
             let sub = cmd.pointer("/request/subtype").and_then(Value::as_str).unwrap_or("");
             match (ty, sub) {
-                ("user", _) if !running => {
+                ("user", _) if !got.running => {
                     let text = cmd.pointer("/message/content/0/text").and_then(Value::as_str).unwrap_or("");
                     a.on_input(text, &mut out);
-                    running = true;
+                    got.running = true;
                 }
                 ("user", _) => break,
                 // The capture's driver asked for `initialize`; the adapter does not.
@@ -94,7 +80,7 @@ fn run(name: &str, spec: &LaunchSpec) -> Run {
                         l.get("type").and_then(Value::as_str) == Some("control_request")
                             && l.get("request_id").and_then(Value::as_str) == Some(id.as_str())
                     });
-                    if !asked.contains(&id) && asked_later {
+                    if !got.asked.contains(&id) && asked_later {
                         break;
                     }
                     let allow = cmd.pointer("/response/response/behavior").and_then(Value::as_str) == Some("allow");
@@ -104,122 +90,42 @@ fn run(name: &str, spec: &LaunchSpec) -> Run {
                 _ => panic!("unexpected stdin record {cmd}"),
             }
             stdin.pop_front();
-            collect(&mut out, &mut actions, &mut running, &mut asked);
+            got.take(&mut out);
         }
         a.on_line(line.as_bytes(), &mut out);
-        collect(&mut out, &mut actions, &mut running, &mut asked);
+        got.take(&mut out);
     }
     assert!(stdin.is_empty(), "{name}: stdin records left unreplayed: {stdin:?}");
 
-    let stats = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::TurnEnd { success, stats } => Some((*success, stats.clone())),
-            _ => None,
-        })
-        .collect();
-    let stdin = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Stdin(b) => {
-                assert_eq!(b.last(), Some(&b'\n'), "stdin records are whole lines");
-                Some(serde_json::from_slice(b).expect("stdin record is JSON"))
-            }
-            _ => None,
-        })
-        .collect();
-    Run { actions, stats, stdin }
+    let stats = golden::turn_ends(&got.actions);
+    let stdin = golden::stdin_json(&got.actions, StdinLines::Strict);
+    Run { actions: got.actions, stats, stdin }
 }
 
-fn short(s: &str) -> String {
-    const MAX: usize = 48;
-    if s.chars().count() <= MAX { s.to_owned() } else { format!("{}…", s.chars().take(MAX).collect::<String>()) }
+/// claude's stdin writes: user messages and control requests/responses.
+fn render_stdin(b: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(b).unwrap_or(Value::Null);
+    match v.get("type").and_then(Value::as_str) {
+        Some("user") => "stdin user".to_owned(),
+        Some("control_request") => format!(
+            "stdin control_request {} {}",
+            v.pointer("/request/subtype").and_then(Value::as_str).unwrap_or("?"),
+            v.get("request_id").and_then(Value::as_str).unwrap_or("?")
+        ),
+        Some("control_response") => format!(
+            "stdin control_response {} {}",
+            v.pointer("/response/response/behavior").and_then(Value::as_str).unwrap_or("?"),
+            v.pointer("/response/request_id").and_then(Value::as_str).unwrap_or("?")
+        ),
+        _ => format!("stdin {v}"),
+    }
 }
+
+const STYLE: Style = Style { stdin: render_stdin, tool_output: ToolOutput::Text, merge_deltas: true };
 
 /// One line per action; consecutive deltas of one id merged.
 fn render(actions: &[Action]) -> Vec<String> {
-    let mut r: Vec<String> = Vec::new();
-    let mut last_delta: Option<(String, bool)> = None;
-    for a in actions {
-        let line = match a {
-            Action::Emit(Event::MessageDelta { message_id, content, .. }) => {
-                if last_delta.as_ref() == Some(&(message_id.clone(), false)) {
-                    if let Some(prev) = r.last_mut() {
-                        let body = prev.split_once(" +").map(|(_, b)| b.to_owned()).unwrap_or_default();
-                        *prev = format!("delta {message_id} +{body}{content}");
-                    }
-                    continue;
-                }
-                last_delta = Some((message_id.clone(), false));
-                r.push(format!("delta {message_id} +{content}"));
-                continue;
-            }
-            Action::Emit(Event::Reasoning { id, content, delta: Some(true) }) => {
-                if last_delta.as_ref() == Some(&(id.clone(), true)) {
-                    if let Some(prev) = r.last_mut() {
-                        let body = prev.split_once(" +").map(|(_, b)| b.to_owned()).unwrap_or_default();
-                        *prev = format!("reasoning.delta {id} +{body}{content}");
-                    }
-                    continue;
-                }
-                last_delta = Some((id.clone(), true));
-                r.push(format!("reasoning.delta {id} +{content}"));
-                continue;
-            }
-            Action::Emit(Event::MessageStart { id, .. }) => format!("start {id}"),
-            Action::Emit(Event::MessageEnd { message_id }) => format!("end {message_id}"),
-            Action::Emit(Event::Message { id, content, .. }) => format!("message {id} {}", short(content)),
-            Action::Emit(Event::Reasoning { id, content, delta }) => format!("reasoning {id} {delta:?} {content}"),
-            Action::Emit(Event::ToolCall { id, name, input, status }) => {
-                format!("tool_call {id} {name} {input} {}", status.unwrap_or("-"))
-            }
-            Action::Emit(Event::ToolResult { id, output, is_error }) => {
-                format!("tool_result {id} is_error={is_error} {}", short(output.as_str().unwrap_or("<not a string>")))
-            }
-            Action::Emit(Event::Error { code, message, details, .. }) => {
-                format!("error {} {} {}", code.as_str(), short(message), details.clone().unwrap_or(Value::Null))
-            }
-            Action::Emit(other) => format!("emit {}", other.type_name()),
-            Action::Unmapped { kind, .. } => format!("unmapped {kind}"),
-            Action::Permission(p) => format!("permission {} {} {}", p.id, p.tool_name, p.description),
-            Action::PermissionCancelled { id } => format!("permission_cancelled {id}"),
-            Action::AgentSessionId(id) => format!("agent_session_id {id}"),
-            Action::TurnEnd { success, .. } => format!("turn_end success={success}"),
-            Action::ResumeFailed { message } => format!("resume_failed {message}"),
-            Action::Stdin(b) => {
-                let v: Value = serde_json::from_slice(b).unwrap_or(Value::Null);
-                match v.get("type").and_then(Value::as_str) {
-                    Some("user") => "stdin user".to_owned(),
-                    Some("control_request") => format!(
-                        "stdin control_request {} {}",
-                        v.pointer("/request/subtype").and_then(Value::as_str).unwrap_or("?"),
-                        v.get("request_id").and_then(Value::as_str).unwrap_or("?")
-                    ),
-                    Some("control_response") => format!(
-                        "stdin control_response {} {}",
-                        v.pointer("/response/response/behavior").and_then(Value::as_str).unwrap_or("?"),
-                        v.pointer("/response/request_id").and_then(Value::as_str).unwrap_or("?")
-                    ),
-                    _ => format!("stdin {v}"),
-                }
-            }
-            other => format!("{other:?}"),
-        };
-        last_delta = None;
-        r.push(line);
-    }
-    r
-}
-
-fn assert_seq(name: &str, got: &[String], want: &[&str]) {
-    let got_s: Vec<&str> = got.iter().map(String::as_str).collect();
-    if got_s != want {
-        let mut msg = format!("{name}: action sequence differs\n--- got ---\n");
-        for g in got {
-            msg.push_str(&format!("    {g:?},\n"));
-        }
-        panic!("{msg}");
-    }
+    golden::render(actions, &STYLE)
 }
 
 fn fresh() -> LaunchSpec {
@@ -230,43 +136,14 @@ fn fresh() -> LaunchSpec {
 /// message ids unique, deltas only inside their start/end bracket and
 /// concatenating to the final `message`, one `TurnEnd` per input.
 fn check_invariants(name: &str, r: &Run) {
-    use std::collections::HashMap;
-    let mut open: HashMap<String, String> = HashMap::new();
-    let mut ended: HashMap<String, String> = HashMap::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut inputs = 0;
-    let mut turn_ends = 0;
-    for a in &r.actions {
-        match a {
-            Action::Emit(Event::MessageStart { id, .. }) => {
-                assert!(seen.insert(id.clone()), "{name}: message id {id} reused");
-                open.insert(id.clone(), String::new());
-            }
-            Action::Emit(Event::MessageDelta { message_id, content, .. }) => {
-                open.get_mut(message_id)
-                    .unwrap_or_else(|| panic!("{name}: delta outside bracket {message_id}"))
-                    .push_str(content);
-            }
-            Action::Emit(Event::MessageEnd { message_id }) => {
-                let text = open.remove(message_id).unwrap_or_else(|| panic!("{name}: end without start {message_id}"));
-                ended.insert(message_id.clone(), text);
-            }
-            Action::Emit(Event::Message { id, content, .. }) => {
-                let deltas = ended.remove(id).unwrap_or_else(|| panic!("{name}: message {id} without end"));
-                assert_eq!(&deltas, content, "{name}: deltas of {id} do not add up to the message");
-            }
-            Action::Stdin(b) if b.starts_with(br#"{"type":"user""#) => inputs += 1,
-            Action::TurnEnd { .. } => turn_ends += 1,
-            _ => {}
-        }
-    }
-    assert!(open.is_empty(), "{name}: brackets left open: {open:?}");
-    assert!(ended.is_empty(), "{name}: message.end without message: {ended:?}");
+    let turn_ends = golden::check_brackets(name, &r.actions);
+    let inputs =
+        r.actions.iter().filter(|a| matches!(a, Action::Stdin(b) if b.starts_with(br#"{"type":"user""#))).count();
     assert_eq!(inputs, turn_ends, "{name}: one TurnEnd per input");
 }
 
 fn errors(r: &Run) -> Vec<&Action> {
-    r.actions.iter().filter(|a| matches!(a, Action::Emit(Event::Error { .. }))).collect()
+    golden::errors(&r.actions)
 }
 
 #[test]

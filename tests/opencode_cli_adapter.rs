@@ -5,19 +5,20 @@
 //! `on_input`, `launch`, `on_started`, `on_line`…, `on_exit` — and the
 //! resulting actions are compared with the expected AEP sequence.
 
+#[path = "support/golden.rs"]
+mod golden;
+
 use std::path::Path;
 
+use golden::{Style, ToolOutput};
 use hotplex::adapters::opencode_cli::OpencodeCliAdapter;
 use hotplex::adapters::{Action, Adapter, ExitInfo, LaunchSpec, Out, Started};
 use hotplex::protocol::{Event, Stats};
-use serde_json::Value;
 
 const DIR: &str = "tests/fixtures/opencode_cli";
 
 fn read_lines(name: &str) -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DIR).join(format!("{name}.jsonl"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().map(str::to_owned).collect()
+    golden::read_lines(DIR, &format!("{name}.jsonl"))
 }
 
 const EXIT_0: ExitInfo = ExitInfo { code: Some(0), signal: None, signalled_by_gateway: false };
@@ -64,66 +65,24 @@ fn run(name: &str, prompt: &str, exit: ExitInfo, drive: Drive<'_>) -> Run {
     Run { actions: out.take(), args: launch.args }
 }
 
-fn short(s: &str) -> String {
-    const MAX: usize = 48;
-    if s.chars().count() <= MAX { s.to_owned() } else { format!("{}…", s.chars().take(MAX).collect::<String>()) }
+/// opencode's stdin is the prompt text itself.
+fn render_stdin(b: &[u8]) -> String {
+    format!("stdin {}", String::from_utf8_lossy(b))
 }
 
+/// Not merged: each text part is one whole delta (checked by `check_invariants`).
+const STYLE: Style = Style { stdin: render_stdin, tool_output: ToolOutput::Text, merge_deltas: false };
+
 fn render(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .map(|a| match a {
-            Action::Emit(Event::MessageStart { id, .. }) => format!("start {id}"),
-            Action::Emit(Event::MessageDelta { message_id, content, .. }) => format!("delta {message_id} +{content}"),
-            Action::Emit(Event::MessageEnd { message_id }) => format!("end {message_id}"),
-            Action::Emit(Event::Message { id, content, .. }) => format!("message {id} {}", short(content)),
-            Action::Emit(Event::Reasoning { id, content, delta }) => format!("reasoning {id} {delta:?} {content}"),
-            Action::Emit(Event::Step { id, step_type, status, .. }) => {
-                format!("step {id} {step_type} {}", status.unwrap_or("-"))
-            }
-            Action::Emit(Event::ToolCall { id, name, input, status }) => {
-                format!("tool_call {id} {name} {input} {}", status.unwrap_or("-"))
-            }
-            Action::Emit(Event::ToolResult { id, output, is_error }) => {
-                format!("tool_result {id} is_error={is_error} {}", short(output.as_str().unwrap_or("<not a string>")))
-            }
-            Action::Emit(Event::Error { code, message, details, .. }) => {
-                format!("error {} {} {}", code.as_str(), short(message), details.clone().unwrap_or(Value::Null))
-            }
-            Action::Emit(other) => format!("emit {}", other.type_name()),
-            Action::Unmapped { kind, .. } => format!("unmapped {kind}"),
-            Action::AgentSessionId(id) => format!("agent_session_id {id}"),
-            Action::TurnEnd { success, .. } => format!("turn_end success={success}"),
-            Action::ResumeFailed { message } => format!("resume_failed {message}"),
-            Action::Stdin(b) => format!("stdin {}", String::from_utf8_lossy(b)),
-            Action::CloseStdin => "close_stdin".to_owned(),
-            Action::Kill => "kill".to_owned(),
-            other => format!("{other:?}"),
-        })
-        .collect()
+    golden::render(actions, &STYLE)
 }
 
 fn assert_seq(name: &str, r: &Run, want: &[&str]) {
-    let got = render(&r.actions);
-    let got_s: Vec<&str> = got.iter().map(String::as_str).collect();
-    if got_s != want {
-        let mut msg = format!("{name}: action sequence differs\n--- got ---\n");
-        for g in &got {
-            msg.push_str(&format!("    {g:?},\n"));
-        }
-        panic!("{msg}");
-    }
+    golden::assert_seq(name, &render(&r.actions), want);
 }
 
 fn stats_of(r: &Run) -> (bool, Stats) {
-    let ends: Vec<(bool, Stats)> = r
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::TurnEnd { success, stats } => Some((*success, stats.clone())),
-            _ => None,
-        })
-        .collect();
+    let ends = golden::turn_ends(&r.actions);
     assert_eq!(ends.len(), 1, "exactly one TurnEnd: {:#?}", r.actions);
     ends[0].clone()
 }

@@ -9,9 +9,13 @@
 //! compactly (consecutive deltas of one id merged) and compared with the
 //! expected AEP sequence.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+#[path = "support/golden.rs"]
+mod golden;
+
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
+use golden::{Collected, StdinLines, Style, ToolOutput, assert_seq};
 use hotplex::adapters::pi::{PiAdapter, PiConfig};
 use hotplex::adapters::{Action, Adapter, ExitInfo, LaunchSpec, Out, PermissionReply, Started};
 use hotplex::protocol::{Event, Stats};
@@ -22,9 +26,7 @@ const DIR: &str = "tests/fixtures/pi";
 const SESSION_01: &str = "01a2107c-a1b2-713c-a9b6-1d5cd73c5c68";
 
 fn read_lines(name: &str) -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DIR).join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().map(str::to_owned).collect()
+    golden::read_lines(DIR, name)
 }
 
 fn config() -> PiConfig {
@@ -68,25 +70,10 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
     let mut out = Out::default();
     let dir = Path::new("/srv/project");
     a.on_started(&Started { work_dir: dir, pid: 1 }, &mut out);
-    let mut actions: Vec<Action> = out.take();
-    let mut running = false;
+    let mut got = Collected { actions: out.take(), ..Collected::default() };
     let mut inputs = 0;
-    let mut asked: HashSet<String> = HashSet::new();
     // capture prompt id → the adapter's prompt id
     let mut prompt_ids: HashMap<String, String> = HashMap::new();
-
-    let collect = |out: &mut Out, actions: &mut Vec<Action>, running: &mut bool, asked: &mut HashSet<String>| {
-        for act in out.take() {
-            match &act {
-                Action::TurnEnd { .. } => *running = false,
-                Action::Permission(p) => {
-                    asked.insert(p.id.clone());
-                }
-                _ => {}
-            }
-            actions.push(act);
-        }
-    };
 
     for (i, line) in stdout.iter().enumerate() {
         let next = &parsed[i];
@@ -97,7 +84,7 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
                 // The adapter asks for the state itself at start.
                 "get_state" => {}
                 // A prompt the session would refuse (SESSION_BUSY) never reaches the adapter.
-                "prompt" if running => {
+                "prompt" if got.running => {
                     let refused = next.get("type").and_then(Value::as_str) == Some("response")
                         && next.get("id").and_then(Value::as_str) == Some(id.as_str())
                         && next.get("success").and_then(Value::as_bool) == Some(false);
@@ -114,7 +101,7 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
                     });
                     let ours = ours.and_then(|v| v["id"].as_str().map(str::to_owned)).expect("prompt id");
                     prompt_ids.insert(id, ours);
-                    running = true;
+                    got.running = true;
                     inputs += 1;
                 }
                 "get_session_stats" => {}
@@ -125,7 +112,7 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
                     a.on_interrupt(&mut out);
                 }
                 "extension_ui_response" => {
-                    if !asked.contains(&id) {
+                    if !got.asked.contains(&id) {
                         break;
                     }
                     let allow = cmd.get("confirmed").and_then(Value::as_bool) == Some(true);
@@ -134,7 +121,7 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
                 _ => panic!("unexpected stdin record {cmd}"),
             }
             stdin.pop_front();
-            collect(&mut out, &mut actions, &mut running, &mut asked);
+            got.take(&mut out);
         }
         let mut fed = line.clone();
         if next.get("type").and_then(Value::as_str) == Some("response")
@@ -147,147 +134,43 @@ fn run(name: &str, spec: &LaunchSpec, killed: bool) -> Run {
             }
         }
         a.on_line(fed.as_bytes(), &mut out);
-        collect(&mut out, &mut actions, &mut running, &mut asked);
+        got.take(&mut out);
     }
-    assert!(stdin.is_empty(), "{name}: stdin records left unreplayed: {stdin:?}\n{:#?}", render(&actions));
+    assert!(stdin.is_empty(), "{name}: stdin records left unreplayed: {stdin:?}\n{:#?}", render(&got.actions));
     if killed {
         a.on_exit(&ExitInfo { code: Some(143), signal: None, signalled_by_gateway: true }, &mut out);
-        collect(&mut out, &mut actions, &mut running, &mut asked);
+        got.take(&mut out);
     }
 
-    let stats = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::TurnEnd { success, stats } => Some((*success, stats.clone())),
-            _ => None,
-        })
-        .collect();
-    let stdin = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Stdin(b) => {
-                assert_eq!(b.last(), Some(&b'\n'), "stdin records are whole lines");
-                Some(serde_json::from_slice(b).expect("stdin record is JSON"))
-            }
-            _ => None,
-        })
-        .collect();
-    Run { actions, stats, stdin, inputs }
+    let stats = golden::turn_ends(&got.actions);
+    let stdin = golden::stdin_json(&got.actions, StdinLines::Strict);
+    Run { actions: got.actions, stats, stdin, inputs }
 }
 
-fn short(s: &str) -> String {
-    const MAX: usize = 48;
-    if s.chars().count() <= MAX { s.to_owned() } else { format!("{}…", s.chars().take(MAX).collect::<String>()) }
+/// pi's stdin writes: the command type and its id / answer fields.
+fn render_stdin(b: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(b).unwrap_or(Value::Null);
+    let mut parts = vec![format!("stdin {}", v["type"].as_str().unwrap_or("?"))];
+    for k in ["id", "confirmed", "cancelled"] {
+        if let Some(x) = v.get(k) {
+            parts.push(format!("{k}={}", x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())));
+        }
+    }
+    parts.join(" ")
 }
+
+const STYLE: Style = Style { stdin: render_stdin, tool_output: ToolOutput::Text, merge_deltas: true };
 
 /// One line per action; consecutive deltas of one id merged.
 fn render(actions: &[Action]) -> Vec<String> {
-    let mut r: Vec<String> = Vec::new();
-    let mut last_delta: Option<(String, bool)> = None;
-    for a in actions {
-        let (key, body) = match a {
-            Action::Emit(Event::MessageDelta { message_id, content, .. }) => ((message_id.clone(), false), content),
-            Action::Emit(Event::Reasoning { id, content, delta: Some(true) }) => ((id.clone(), true), content),
-            _ => {
-                last_delta = None;
-                r.push(render_one(a));
-                continue;
-            }
-        };
-        let label = if key.1 { "reasoning.delta" } else { "delta" };
-        if last_delta.as_ref() == Some(&key) {
-            if let Some(prev) = r.last_mut() {
-                prev.push_str(body);
-            }
-            continue;
-        }
-        r.push(format!("{label} {} +{body}", key.0));
-        last_delta = Some(key);
-    }
-    r
-}
-
-fn render_one(a: &Action) -> String {
-    match a {
-        Action::Emit(Event::MessageStart { id, .. }) => format!("start {id}"),
-        Action::Emit(Event::MessageEnd { message_id }) => format!("end {message_id}"),
-        Action::Emit(Event::Message { id, content, .. }) => format!("message {id} {}", short(content)),
-        Action::Emit(Event::Reasoning { id, content, delta }) => format!("reasoning {id} {delta:?} {content}"),
-        Action::Emit(Event::ToolCall { id, name, input, status }) => {
-            format!("tool_call {id} {name} {input} {}", status.unwrap_or("-"))
-        }
-        Action::Emit(Event::ToolResult { id, output, is_error }) => {
-            format!("tool_result {id} is_error={is_error} {}", short(output.as_str().unwrap_or("<not a string>")))
-        }
-        Action::Emit(Event::Error { code, message, details, .. }) => {
-            format!("error {} {} {}", code.as_str(), short(message), details.clone().unwrap_or(Value::Null))
-        }
-        Action::Emit(other) => format!("emit {}", other.type_name()),
-        Action::Unmapped { kind, .. } => format!("unmapped {kind}"),
-        Action::Permission(p) => format!("permission {} {} {}", p.id, p.tool_name, p.description),
-        Action::PermissionCancelled { id } => format!("permission_cancelled {id}"),
-        Action::AgentSessionId(id) => format!("agent_session_id {id}"),
-        Action::TurnEnd { success, .. } => format!("turn_end success={success}"),
-        Action::ResumeFailed { message } => format!("resume_failed {message}"),
-        Action::Stdin(b) => {
-            let v: Value = serde_json::from_slice(b).unwrap_or(Value::Null);
-            let mut parts = vec![format!("stdin {}", v["type"].as_str().unwrap_or("?"))];
-            for k in ["id", "confirmed", "cancelled"] {
-                if let Some(x) = v.get(k) {
-                    parts.push(format!("{k}={}", x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())));
-                }
-            }
-            parts.join(" ")
-        }
-        other => format!("{other:?}"),
-    }
-}
-
-fn assert_seq(name: &str, got: &[String], want: &[&str]) {
-    let got_s: Vec<&str> = got.iter().map(String::as_str).collect();
-    if got_s != want {
-        let mut msg = format!("{name}: action sequence differs\n--- got ---\n");
-        for g in got {
-            msg.push_str(&format!("    {g:?},\n"));
-        }
-        panic!("{msg}");
-    }
+    golden::render(actions, &STYLE)
 }
 
 /// Shape checks every transcript must pass (aep-v1.md §3.3, workers.md §1.2):
 /// message ids unique, deltas only inside their start/end bracket and
 /// concatenating to the final `message`, `turn_ends` turn ends.
 fn check_invariants(name: &str, r: &Run, turn_ends: usize) {
-    let mut open: HashMap<String, String> = HashMap::new();
-    let mut ended: HashMap<String, String> = HashMap::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut ends = 0;
-    for a in &r.actions {
-        match a {
-            Action::Emit(Event::MessageStart { id, .. }) => {
-                assert!(seen.insert(id.clone()), "{name}: message id {id} reused");
-                open.insert(id.clone(), String::new());
-            }
-            Action::Emit(Event::MessageDelta { message_id, content, .. }) => {
-                open.get_mut(message_id)
-                    .unwrap_or_else(|| panic!("{name}: delta outside bracket {message_id}"))
-                    .push_str(content);
-            }
-            Action::Emit(Event::MessageEnd { message_id }) => {
-                let text = open.remove(message_id).unwrap_or_else(|| panic!("{name}: end without start {message_id}"));
-                ended.insert(message_id.clone(), text);
-            }
-            Action::Emit(Event::Message { id, content, .. }) => {
-                let deltas = ended.remove(id).unwrap_or_else(|| panic!("{name}: message {id} without end"));
-                assert_eq!(&deltas, content, "{name}: deltas of {id} do not add up to the message");
-            }
-            Action::TurnEnd { .. } => ends += 1,
-            _ => {}
-        }
-    }
-    assert!(open.is_empty(), "{name}: brackets left open: {open:?}");
-    assert!(ended.is_empty(), "{name}: message.end without message: {ended:?}");
-    assert_eq!(ends, turn_ends, "{name}: turn ends");
+    assert_eq!(golden::check_brackets(name, &r.actions), turn_ends, "{name}: turn ends");
 }
 
 #[test]

@@ -20,14 +20,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::mock_model::MockModel;
+use support::turns::*;
 use support::*;
 
 /// Deadline for one whole turn of a real agent.
 const TURN: Duration = Duration::from_secs(60);
 /// Deadline for a state change (start-up, terminate waits for reaping).
 const STATE: Duration = Duration::from_secs(30);
-/// Connection-local frames (seq 0) these tests may see.
-const LOCAL: [&str; 3] = ["init_ack", "pong", "error"];
+/// ACP agents stream text in chunks (any number of deltas).
+const MESSAGES: MessageShape = MessageShape { id_prefix: "", deltas: Deltas::Any };
 
 // ------------------------------------------------------------------ setup
 
@@ -51,14 +52,8 @@ fn agents_path() -> String {
 
 /// `name` on the agents' PATH, or a failing test that says how to fix it.
 fn require(name: &str) -> PathBuf {
-    for dir in std::env::split_paths(&agents_path()) {
-        let p = dir.join(name);
-        if let Ok(md) = std::fs::metadata(&p) {
-            use std::os::unix::fs::PermissionsExt;
-            if md.is_file() && md.permissions().mode() & 0o111 != 0 {
-                return p;
-            }
-        }
+    if let Some(p) = find_executable(name, std::env::split_paths(&agents_path())) {
+        return p;
     }
     panic!("the ACP agent `{name}` is not installed: run `scripts/install-agents.sh all` (CI does)");
 }
@@ -138,17 +133,7 @@ impl Rig {
 
     /// The text block the mock answers a fresh one-message conversation with.
     fn mock_text(&self, prompt: &str) -> String {
-        let (status, body) = self.mock.post(
-            "/v1/messages",
-            &json!({"model": "claude-opus-4-8", "max_tokens": 256, "messages": [{"role": "user", "content": prompt}]}),
-        );
-        assert_eq!(status, 200, "mock answer to {prompt:?}: {body}");
-        body["content"]
-            .as_array()
-            .and_then(|bs| bs.iter().find(|b| b["type"] == "text"))
-            .and_then(|b| b["text"].as_str())
-            .unwrap_or_else(|| panic!("mock answer to {prompt:?} has no text: {body}"))
-            .to_owned()
+        self.mock.answer_block("claude-opus-4-8", prompt, "text")
     }
 
     /// The session's agent process (the gateway's direct child).
@@ -163,94 +148,12 @@ impl Rig {
 
 // ------------------------------------------------------------------ helpers
 
-fn data(v: &Value) -> &Value {
-    &v["event"]["data"]
-}
-
-fn of_type<'a>(frames: &'a [Value], ty: &str) -> Vec<&'a Value> {
-    frames.iter().filter(|f| ev_type(f) == ty).collect()
-}
-
-fn pos(frames: &[Value], pred: impl Fn(&Value) -> bool) -> Option<usize> {
-    frames.iter().position(pred)
-}
-
 fn run_turn(c: &mut Client, text: &str) -> Vec<Value> {
     c.turn_within(text, TURN)
 }
 
 fn until(c: &mut Client, pred: impl FnMut(&Value) -> bool) -> Vec<Value> {
     c.until(TURN, pred)
-}
-
-/// Session events carry a strictly increasing seq ≥ 1 (aep-v1.md §5.2).
-fn assert_seq(frames: &[Value]) {
-    let mut last = 0u64;
-    for f in frames {
-        let seq = f["seq"].as_u64().unwrap_or_else(|| panic!("frame without seq: {f}"));
-        if seq == 0 {
-            assert!(LOCAL.contains(&ev_type(f)), "session event with seq 0: {f}");
-            continue;
-        }
-        assert!(seq > last, "seq not strictly increasing ({last} then {seq}): {f}");
-        last = seq;
-    }
-}
-
-/// `state{running}` … one `done` … `state{idle}`; returns `done.success`.
-fn assert_turn_shape(frames: &[Value]) -> bool {
-    assert_seq(frames);
-    assert!(frames.first().is_some_and(|f| is_state(f, "running")), "no state{{running}} first: {frames:#?}");
-    assert_eq!(of_type(frames, "done").len(), 1, "exactly one done per turn: {frames:#?}");
-    let d = pos(frames, |f| ev_type(f) == "done").unwrap_or_default();
-    assert_eq!(d + 2, frames.len(), "done must be followed only by state{{idle}}: {frames:#?}");
-    assert!(is_state(&frames[d + 1], "idle"), "done not followed by state{{idle}}: {frames:#?}");
-    data(&frames[d])["success"].as_bool().expect("done.success is a bool")
-}
-
-/// Every text message bracketed start → deltas → end → message, deltas
-/// adding up to the message; returns the messages' contents in order.
-fn assert_messages(frames: &[Value]) -> Vec<String> {
-    let mut out = Vec::new();
-    for m in of_type(frames, "message") {
-        let id = data(m)["id"].as_str().expect("message.id");
-        let content = data(m)["content"].as_str().expect("message.content").to_owned();
-        let start = pos(frames, |f| ev_type(f) == "message.start" && data(f)["id"] == id)
-            .unwrap_or_else(|| panic!("no message.start for {id}: {frames:#?}"));
-        let end = pos(frames, |f| ev_type(f) == "message.end" && data(f)["message_id"] == id)
-            .unwrap_or_else(|| panic!("no message.end for {id}: {frames:#?}"));
-        let full = pos(frames, |f| ev_type(f) == "message" && data(f)["id"] == id).unwrap_or_default();
-        assert!(start < end && end < full, "message {id} out of order: {frames:#?}");
-        let streamed: String = frames[start..end]
-            .iter()
-            .filter(|f| ev_type(f) == "message.delta" && data(f)["message_id"] == id)
-            .filter_map(|f| data(f)["content"].as_str())
-            .collect();
-        assert_eq!(streamed, content, "deltas of {id} differ from its message");
-        out.push(content);
-    }
-    assert_eq!(of_type(frames, "message.start").len(), of_type(frames, "message.end").len(), "open message");
-    out
-}
-
-fn stats_of(frames: &[Value]) -> Value {
-    data(of_type(frames, "done")[0])["stats"].clone()
-}
-
-/// Recursively look for a regular file named `name` under `dir`.
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            if let Some(f) = find_file(&p, name) {
-                return Some(f);
-            }
-        } else if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
-    }
-    None
 }
 
 // ------------------------------------------------------------------ scenarios (both agents)
@@ -263,8 +166,8 @@ fn plain_turn(agent: Agent) {
     let expected = rig.mock_text("say hi");
     let (mut c, _sid) = rig.session(&format!("plain-{agent:?}"));
     let frames = run_turn(&mut c, "say hi");
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
-    assert_eq!(assert_messages(&frames), vec![expected.clone()]);
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
+    assert_eq!(assert_messages(&frames, &MESSAGES), vec![expected.clone()]);
     assert_eq!(delta_text(&frames), expected);
     assert!(of_type(&frames, "error").is_empty(), "{frames:#?}");
     let stats = stats_of(&frames);
@@ -285,7 +188,7 @@ fn plain_turn(agent: Agent) {
             assert_eq!(stats["model"], "anthropic/claude-sonnet-4-5", "{stats}");
         }
     }
-    assert_seq(&c.seen);
+    assert_seq(&c.seen, &LOCAL);
 }
 
 /// A bash command that asks: allow → tool_call, tool_result ok, the file
@@ -315,7 +218,7 @@ fn permission_round_trip(agent: Agent) {
         frames.extend(until(&mut c, |f| is_state(f, "idle")));
         // claude-code-acp stops the turn on a denial (over claude 2.1.197 as
         // a prompt error, which is no agent error); opencode carries on.
-        let success = assert_turn_shape(&frames);
+        let success = assert_turn_shape(&frames, &LOCAL);
         assert_eq!(success, allow || agent == Agent::Opencode, "{frames:#?}");
         let result = of_type(&frames, "tool_result")
             .into_iter()
@@ -326,7 +229,7 @@ fn permission_round_trip(agent: Agent) {
         assert_eq!(stats_of(&frames)["tool_calls"], 1);
         assert!(of_type(&frames, "error").is_empty(), "{frames:#?}");
     }
-    assert_seq(&c.seen);
+    assert_seq(&c.seen, &LOCAL);
 }
 
 /// Interrupt mid-stream: done{success:false} soon, no error, the agent
@@ -344,15 +247,15 @@ fn interrupt(agent: Agent) {
     let took = t0.elapsed();
     frames.extend(c.until(STATE, |f| is_state(f, "idle")));
     assert!(took < Duration::from_secs(5), "interrupt took {took:?}");
-    assert!(!assert_turn_shape(&frames), "an interrupted turn is not a success: {frames:#?}");
+    assert!(!assert_turn_shape(&frames, &LOCAL), "an interrupted turn is not a success: {frames:#?}");
     assert!(of_type(&frames, "error").is_empty(), "no error on interrupt: {frames:#?}");
-    assert_messages(&frames);
+    assert_messages(&frames, &MESSAGES);
     assert_eq!(rig.worker_pid(&sid), worker, "the agent was replaced");
 
     let next = run_turn(&mut c, "say again");
-    assert!(assert_turn_shape(&next), "turn after interrupt failed: {next:#?}");
-    assert_eq!(assert_messages(&next).last(), Some(&rig.mock_text("say again")));
-    assert_seq(&c.seen);
+    assert!(assert_turn_shape(&next, &LOCAL), "turn after interrupt failed: {next:#?}");
+    assert_eq!(assert_messages(&next, &MESSAGES).last(), Some(&rig.mock_text("say again")));
+    assert_seq(&c.seen, &LOCAL);
 }
 
 /// Terminate, then re-init with the same key: a new agent process resumes
@@ -362,7 +265,7 @@ fn terminate_then_resume(agent: Agent) {
     let key = format!("resume-{agent:?}");
     let (mut c, sid) = rig.session(&key);
     let first = run_turn(&mut c, "remember the word PINEAPPLE");
-    assert!(assert_turn_shape(&first), "turn 1 failed: {first:#?}");
+    assert!(assert_turn_shape(&first, &LOCAL), "turn 1 failed: {first:#?}");
     let before = rig.worker_pid(&sid);
     if agent == Agent::Claude {
         // claude-code-acp answers the prompt before claude has written its
@@ -384,8 +287,8 @@ fn terminate_then_resume(agent: Agent) {
     assert_eq!(sid2, sid);
     assert_ne!(rig.worker_pid(&sid), before, "old agent reused");
     let second = run_turn(&mut c2, "what was it [[recall]]");
-    assert!(assert_turn_shape(&second), "turn 2 failed: {second:#?}");
-    let answer = assert_messages(&second).join("\n");
+    assert!(assert_turn_shape(&second, &LOCAL), "turn 2 failed: {second:#?}");
+    let answer = assert_messages(&second, &MESSAGES).join("\n");
     assert!(answer.contains("'remember the word PINEAPPLE'"), "resumed agent forgot turn 1: {answer:?}");
     if agent == Agent::Opencode {
         // Tokens are per turn; opencode's cost is cumulative over the agent
@@ -394,7 +297,7 @@ fn terminate_then_resume(agent: Agent) {
         assert!(stats["input_tokens"].as_u64().is_some_and(|n| n > 0), "{stats}");
         assert!(stats.get("cost_usd").is_none(), "{stats}");
     }
-    assert_seq(&c2.seen);
+    assert_seq(&c2.seen, &LOCAL);
 }
 
 // ------------------------------------------------------------------ claude-code-acp
@@ -409,7 +312,7 @@ fn claude_tool_call_and_result() {
     let rig = Rig::start(Agent::Claude);
     let (mut c, _sid) = rig.session("tool");
     let frames = run_turn(&mut c, "run [[tool:bash:echo hello-tool]]");
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
     let calls = of_type(&frames, "tool_call");
     assert_eq!(calls.len(), 1, "announced twice by the agent, once to the client: {frames:#?}");
     let call = data(calls[0]);
@@ -421,7 +324,7 @@ fn claude_tool_call_and_result() {
     assert_eq!(data(&frames[ri])["is_error"], false);
     assert!(data(&frames[ri])["output"].as_str().is_some_and(|o| o.contains("hello-tool")), "{}", frames[ri]);
     assert!(of_type(&frames, "permission_request").is_empty(), "echo is auto-allowed");
-    assert!(assert_messages(&frames).last().is_some_and(|m| m.contains("hello-tool")));
+    assert!(assert_messages(&frames, &MESSAGES).last().is_some_and(|m| m.contains("hello-tool")));
     assert_eq!(stats_of(&frames)["tool_calls"], 1);
 }
 
@@ -445,16 +348,13 @@ fn claude_api_error_is_an_agent_error() {
     let rig = Rig::start(Agent::Claude);
     let (mut c, _sid) = rig.session("apierror");
     let frames = run_turn(&mut c, "[[error:400]]");
-    assert!(!assert_turn_shape(&frames), "{frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR", "{e}");
+    assert!(!assert_turn_shape(&frames, &LOCAL), "{frames:#?}");
+    let e = data(the_error(&frames, "AGENT_ERROR"));
     assert!(e["message"].as_str().is_some_and(|m| m.contains("400") && m.contains("mock error 400")), "{e}");
     assert_eq!(e["details"]["worker_type"], "acpx");
     assert_eq!(e["details"]["status"], 400);
     let next = run_turn(&mut c, "say hi");
-    assert!(assert_turn_shape(&next), "session unusable after an API error: {next:#?}");
+    assert!(assert_turn_shape(&next, &LOCAL), "session unusable after an API error: {next:#?}");
 }
 
 /// The agent dies mid-turn by a signal the gateway did not send:
@@ -465,30 +365,28 @@ fn claude_killed_agent_is_a_worker_crash() {
     let rig = Rig::start(Agent::Claude);
     let (mut c, sid) = rig.session("crash");
     let first = run_turn(&mut c, "remember the word MANGO");
-    assert!(assert_turn_shape(&first));
+    assert!(assert_turn_shape(&first, &LOCAL));
     let pid = rig.worker_pid(&sid);
     c.send("input", json!({"content": "stream slowly [[slow:10]]"}));
     let mut frames = until(&mut c, |f| ev_type(f) == "message.delta" || ev_type(f) == "done");
     // SAFETY: plain kill(2) of the agent process this test's gateway started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     frames.extend(c.until(STATE, |f| is_state(f, "terminated")));
-    assert_seq(&frames);
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    assert_eq!(data(errors[0])["code"], "WORKER_CRASH", "{frames:#?}");
-    assert_eq!(data(errors[0])["details"]["signal"], libc::SIGTERM, "{frames:#?}");
+    assert_seq(&frames, &LOCAL);
+    let e = data(the_error(&frames, "WORKER_CRASH"));
+    assert_eq!(e["details"]["signal"], libc::SIGTERM, "{frames:#?}");
     let done = of_type(&frames, "done");
     assert_eq!(done.len(), 1);
     assert_eq!(data(done[0])["success"], false);
-    assert_messages(&frames);
+    assert_messages(&frames, &MESSAGES);
     let st = frames.last().unwrap_or(&Value::Null);
     assert_eq!(data(st)["message"], "worker_exit", "{st}");
     drop(c);
 
     let (mut c2, _) = rig.resume("crash");
     let again = run_turn(&mut c2, "[[recall]]");
-    assert!(assert_turn_shape(&again), "{again:#?}");
-    assert!(assert_messages(&again).join("").contains("'remember the word MANGO'"), "{again:#?}");
+    assert!(assert_turn_shape(&again, &LOCAL), "{again:#?}");
+    assert!(assert_messages(&again, &MESSAGES).join("").contains("'remember the word MANGO'"), "{again:#?}");
 }
 
 /// The agent no longer knows the conversation (its state was wiped while
@@ -499,7 +397,7 @@ fn claude_killed_agent_is_a_worker_crash() {
 fn claude_refused_resume_fails_the_init_then_starts_fresh() {
     let rig = Rig::start(Agent::Claude);
     let (mut c, sid) = rig.session("lost");
-    assert!(assert_turn_shape(&run_turn(&mut c, "remember the word KIWI")));
+    assert!(assert_turn_shape(&run_turn(&mut c, "remember the word KIWI"), &LOCAL));
     // claude writes its transcript (per-owner HOME under the data dir) a
     // little after the turn: wait for it, so that wiping it is what fails
     // the resume.
@@ -535,8 +433,8 @@ fn claude_refused_resume_fails_the_init_then_starts_fresh() {
     assert_eq!(data(err[0])["details"]["subtype"], "resume_failed");
     assert!(replayed.iter().any(|f| is_state(f, "terminated") && data(f)["message"] == "worker_exit"), "{replayed:#?}");
     let fresh = run_turn(&mut c3, "[[recall]]");
-    assert!(assert_turn_shape(&fresh), "{fresh:#?}");
-    assert_eq!(assert_messages(&fresh), vec![rig.mock_text("[[recall]]")], "a fresh conversation");
+    assert!(assert_turn_shape(&fresh, &LOCAL), "{fresh:#?}");
+    assert_eq!(assert_messages(&fresh, &MESSAGES), vec![rig.mock_text("[[recall]]")], "a fresh conversation");
     assert_eq!(data(&ack)["session_id"], sid.as_str());
 }
 

@@ -16,30 +16,26 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::mock_model::MockModel;
+use support::turns::*;
 use support::*;
 
 /// Deadline for one whole turn of the real CLI (start-up included).
 const TURN: Duration = Duration::from_secs(60);
+/// The model our direct calls to the mock name.
+const MODEL: &str = "claude-opus-4-8";
 /// Deadline for a single state change (terminate waits for reaping).
 const STATE: Duration = Duration::from_secs(20);
-/// Types that may be connection-local frames (seq 0, aep-v1.md §5.2) in
-/// these tests: the handshake reply, pongs and errors answering our frames.
-const LOCAL: [&str; 3] = ["init_ack", "pong", "error"];
+/// claude streams every text message (at least one delta).
+const MESSAGES: MessageShape = MessageShape { id_prefix: "", deltas: Deltas::AtLeastOne };
 
 // ------------------------------------------------------------------ setup
 
 /// `claude` on PATH, or a failing test that says how to fix it.
 fn require_claude() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join("claude");
-        if let Ok(md) = std::fs::metadata(&p) {
-            use std::os::unix::fs::PermissionsExt;
-            if md.is_file() && md.permissions().mode() & 0o111 != 0 {
-                return p;
-            }
-        }
+    if let Some(p) = find_executable("claude", path_dirs()) {
+        return p;
     }
+    let path = std::env::var_os("PATH").unwrap_or_default();
     panic!(
         "the real Claude Code CLI `claude` is not on PATH ({}). These tests need it: \
          install it with `npm install -g @anthropic-ai/claude-code@2.1.197` (CI does).",
@@ -88,6 +84,11 @@ impl Rig {
         Rig { gw, mock }
     }
 
+    /// The text block of the mock's answer to `prompt`.
+    fn mock_text(&self, prompt: &str) -> String {
+        self.mock.answer_block(MODEL, prompt, "text")
+    }
+
     /// A driver connection on the claude_code session with client key `key`.
     fn session(&self, key: &str) -> (Client, String) {
         let mut c = self.gw.connect();
@@ -96,160 +97,18 @@ impl Rig {
         let sid = ack["event"]["data"]["session_id"].as_str().expect("session_id").to_owned();
         (c, sid)
     }
-
-    /// What the mock itself answers a fresh one-message conversation with
-    /// `prompt`: (HTTP status, Messages API body).
-    fn mock_says(&self, prompt: &str) -> (u16, Value) {
-        self.mock.post(
-            "/v1/messages",
-            &json!({"model": "claude-opus-4-8", "max_tokens": 256,
-                    "messages": [{"role": "user", "content": prompt}]}),
-        )
-    }
-
-    /// The text block of the mock's answer to `prompt`.
-    fn mock_text(&self, prompt: &str) -> String {
-        self.mock_block(prompt, "text")
-    }
-
-    fn mock_block(&self, prompt: &str, ty: &str) -> String {
-        let (status, body) = self.mock_says(prompt);
-        assert_eq!(status, 200, "mock answer to {prompt:?}: {body}");
-        body["content"]
-            .as_array()
-            .and_then(|bs| bs.iter().find(|b| b["type"] == ty))
-            .and_then(|b| b[ty].as_str())
-            .unwrap_or_else(|| panic!("mock answer to {prompt:?} has no {ty} block: {body}"))
-            .to_owned()
-    }
-
-    /// Conversation requests claude sent to the mock: not our own direct
-    /// calls (they carry no key), not its background title requests.
-    fn agent_requests(&self) -> Vec<Value> {
-        let all = self.mock.requests();
-        let all = all.as_array().cloned().unwrap_or_default().into_iter();
-        all.filter(|r| r["auth"] != "none" && r["scenario"] != "auxiliary").collect()
-    }
-
-    /// The last conversation request whose prompt is `prompt`.
-    fn request_for(&self, prompt: &str) -> Value {
-        let reqs = self.agent_requests();
-        reqs.iter()
-            .rfind(|r| r["last_user_text"] == prompt)
-            .cloned()
-            .unwrap_or_else(|| panic!("the mock got no request for {prompt:?}: {reqs:#?}"))
-    }
 }
 
 // ------------------------------------------------------------------ helpers
-
-fn data(v: &Value) -> &Value {
-    &v["event"]["data"]
-}
-
-fn of_type<'a>(frames: &'a [Value], ty: &str) -> Vec<&'a Value> {
-    frames.iter().filter(|f| ev_type(f) == ty).collect()
-}
-
-fn pos(frames: &[Value], pred: impl Fn(&Value) -> bool) -> Option<usize> {
-    frames.iter().position(pred)
-}
 
 /// Frames of one turn: `input` → … → `done` → `state{idle}`.
 fn run_turn(c: &mut Client, text: &str) -> Vec<Value> {
     c.turn_within(text, TURN)
 }
 
-/// Session events carry a strictly increasing seq ≥ 1; only connection-local
-/// frames carry 0 (aep-v1.md §5.2).
-fn assert_seq(frames: &[Value]) {
-    let mut last = 0u64;
-    for f in frames {
-        let seq = f["seq"].as_u64().unwrap_or_else(|| panic!("frame without seq: {f}"));
-        if seq == 0 {
-            assert!(LOCAL.contains(&ev_type(f)), "session event with seq 0: {f}");
-            continue;
-        }
-        assert!(seq > last, "seq not strictly increasing ({last} then {seq}): {f}");
-        last = seq;
-    }
-}
-
-/// The common turn shape (aep-v1.md §3.3): starts with `state{running}`,
-/// exactly one `done` (whose success is returned), directly followed by
-/// `state{idle}` which ends the frames; seq strictly increasing.
-fn assert_turn_shape(frames: &[Value]) -> bool {
-    assert_seq(frames);
-    assert!(
-        frames.first().is_some_and(|f| is_state(f, "running")),
-        "turn does not start with state{{running}}: {frames:#?}"
-    );
-    let dones = of_type(frames, "done");
-    assert_eq!(dones.len(), 1, "exactly one done per turn: {frames:#?}");
-    let d = pos(frames, |f| ev_type(f) == "done").unwrap();
-    assert_eq!(d + 2, frames.len(), "done must be followed only by state{{idle}}: {frames:#?}");
-    assert!(is_state(&frames[d + 1], "idle"), "done not followed by state{{idle}}: {frames:#?}");
-    assert_eq!(frames[d]["priority"], "control");
-    data(&frames[d])["success"].as_bool().expect("done.success is a bool")
-}
-
-/// Every text message: `message.start` → deltas → `message.end` → `message`
-/// with one id, and the deltas concatenate to the `message` content.
-/// Returns the complete messages' contents in order.
-fn assert_messages(frames: &[Value]) -> Vec<String> {
-    let mut out = Vec::new();
-    for m in of_type(frames, "message") {
-        let id = data(m)["id"].as_str().expect("message.id");
-        assert_eq!(data(m)["role"], "assistant");
-        let content = data(m)["content"].as_str().expect("message.content").to_owned();
-        let start = pos(frames, |f| ev_type(f) == "message.start" && data(f)["id"] == id)
-            .unwrap_or_else(|| panic!("no message.start for {id}: {frames:#?}"));
-        let end = pos(frames, |f| ev_type(f) == "message.end" && data(f)["message_id"] == id)
-            .unwrap_or_else(|| panic!("no message.end for {id}: {frames:#?}"));
-        let full = pos(frames, |f| ev_type(f) == "message" && data(f)["id"] == id).unwrap();
-        assert_eq!(data(&frames[start])["role"], "assistant");
-        assert!(start < end && end < full, "message {id} out of order: {frames:#?}");
-        let deltas: Vec<usize> = (0..frames.len())
-            .filter(|&i| ev_type(&frames[i]) == "message.delta" && data(&frames[i])["message_id"] == id)
-            .collect();
-        assert!(!deltas.is_empty(), "message {id} has no delta");
-        assert!(deltas.iter().all(|&i| start < i && i < end), "delta of {id} outside start..end: {frames:#?}");
-        let streamed: String = deltas.iter().filter_map(|&i| data(&frames[i])["content"].as_str()).collect();
-        assert_eq!(streamed, content, "deltas of {id} differ from its message");
-        out.push(content);
-    }
-    out
-}
-
-fn done_of(frames: &[Value]) -> &Value {
-    data(of_type(frames, "done")[0])
-}
-
-/// Recursively look for a regular file named `name` under `dir`.
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            if let Some(f) = find_file(&p, name) {
-                return Some(f);
-            }
-        } else if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
-    }
-    None
-}
-
 /// `KEY=VALUE` environment entries of the session's live processes.
 fn worker_env(sid: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for pid in processes_of_session(sid) {
-        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
-            out.extend(env.split(|b| *b == 0).map(|kv| String::from_utf8_lossy(kv).into_owned()));
-        }
-    }
-    out
+    processes_of_session(sid).into_iter().flat_map(proc_env).collect()
 }
 
 /// Receive until a frame matching `pred`; all frames received including it.
@@ -290,8 +149,8 @@ fn plain_turn_streams_the_answer_and_reports_stats() {
     let env = worker_env(&sid);
     assert!(env.contains(&format!("ANTHROPIC_BASE_URL={}", rig.mock.base_url())), "{env:?}");
     assert!(env.contains(&"CLAUDE_CODE_MAX_RETRIES=1".to_owned()), "{env:?}");
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
-    let messages = assert_messages(&frames);
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
+    let messages = assert_messages(&frames, &MESSAGES);
     assert_eq!(messages, vec![expected.clone()], "frames: {frames:#?}");
     assert_eq!(delta_text(&frames), expected);
     assert!(of_type(&frames, "error").is_empty(), "error in a plain turn: {frames:#?}");
@@ -305,8 +164,9 @@ fn plain_turn_streams_the_answer_and_reports_stats() {
     assert_eq!(stats["tool_calls"], 0, "tool_calls: {stats}");
 
     // The whole connection: seq strictly increasing, init_ack at 0.
-    assert_seq(&c.seen);
-    let asked: Vec<Value> = rig.agent_requests().into_iter().filter(|r| r["last_user_text"] == "say hi").collect();
+    assert_seq(&c.seen, &LOCAL);
+    let asked: Vec<Value> =
+        rig.mock.agent_requests(true).into_iter().filter(|r| r["last_user_text"] == "say hi").collect();
     assert_eq!(asked.len(), 1, "one model call for a plain turn: {asked:#?}");
 }
 
@@ -318,7 +178,7 @@ fn tool_call_and_result_share_an_id() {
     let (mut c, _sid) = rig.session("tool");
 
     let frames = run_turn(&mut c, "run [[tool:bash:echo hello-tool]]");
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
     let calls = of_type(&frames, "tool_call");
     assert_eq!(calls.len(), 1, "frames: {frames:#?}");
     let call = data(calls[0]);
@@ -335,7 +195,7 @@ fn tool_call_and_result_share_an_id() {
     assert_eq!(of_type(&frames, "permission_request").len(), 0, "echo must be auto-allowed");
 
     // The model's final answer quotes the tool output.
-    let messages = assert_messages(&frames);
+    let messages = assert_messages(&frames, &MESSAGES);
     assert!(messages.last().is_some_and(|m| m.contains("hello-tool")), "{messages:?}");
     assert_eq!(done_of(&frames)["stats"]["tool_calls"], 1);
 }
@@ -362,7 +222,7 @@ fn permission_allowed_lets_the_write_happen() {
 
     c.send("permission_response", json!({"id": id, "allowed": true}));
     frames.extend(until(&mut c, |f| is_state(f, "idle")));
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
     let call = data(of_type(&frames, "tool_call")[0]).clone();
     assert_eq!(call["name"], "Write");
     let result = of_type(&frames, "tool_result")
@@ -391,7 +251,7 @@ fn permission_denied_blocks_the_command() {
 
     c.send("permission_response", json!({"id": id, "allowed": false, "reason": "nope"}));
     frames.extend(until(&mut c, |f| is_state(f, "idle")));
-    assert!(assert_turn_shape(&frames), "a denied tool does not fail the turn: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "a denied tool does not fail the turn: {frames:#?}");
     let call = data(of_type(&frames, "tool_call")[0]).clone();
     let result = of_type(&frames, "tool_result")
         .into_iter()
@@ -429,10 +289,10 @@ fn interrupt_ends_the_turn_and_keeps_the_worker() {
     let took = t0.elapsed();
     frames.extend(c.until(STATE, |f| is_state(f, "idle")));
     assert!(took < Duration::from_secs(3), "interrupt took {took:?}");
-    assert!(!assert_turn_shape(&frames), "an interrupted turn is not a success: {frames:#?}");
+    assert!(!assert_turn_shape(&frames, &LOCAL), "an interrupted turn is not a success: {frames:#?}");
     assert!(of_type(&frames, "error").is_empty(), "no error on interrupt: {frames:#?}");
     // Every started message is still bracketed and consistent.
-    assert_messages(&frames);
+    assert_messages(&frames, &MESSAGES);
     assert_eq!(
         of_type(&frames, "message.start").len(),
         of_type(&frames, "message.end").len(),
@@ -443,9 +303,9 @@ fn interrupt_ends_the_turn_and_keeps_the_worker() {
     }
 
     let next = run_turn(&mut c, "say again");
-    assert!(assert_turn_shape(&next), "turn after interrupt failed: {next:#?}");
-    assert_eq!(assert_messages(&next), vec![rig.mock_text("say again")]);
-    assert_seq(&c.seen);
+    assert!(assert_turn_shape(&next, &LOCAL), "turn after interrupt failed: {next:#?}");
+    assert_eq!(assert_messages(&next, &MESSAGES), vec![rig.mock_text("say again")]);
+    assert_seq(&c.seen, &LOCAL);
 }
 
 /// Acceptance 5, terminate then re-init with the same key: the session resumes, a new
@@ -457,7 +317,7 @@ fn terminate_then_reinit_resumes_the_conversation() {
     let (mut c, sid) = rig.session("resume");
 
     let first = run_turn(&mut c, "remember the word PINEAPPLE");
-    assert!(assert_turn_shape(&first), "turn 1 failed: {first:#?}");
+    assert!(assert_turn_shape(&first, &LOCAL), "turn 1 failed: {first:#?}");
     let before = processes_of_session(&sid);
     assert!(!before.is_empty(), "no worker process for the session");
 
@@ -467,7 +327,7 @@ fn terminate_then_reinit_resumes_the_conversation() {
     assert_eq!(processes_of_session(&sid), Vec::<i32>::new(), "worker still alive at state{{terminated}}");
     assert!(of_type(&t, "error").is_empty(), "terminate while idle is no error: {t:#?}");
     let last_seq = c.seen.iter().filter_map(|f| f["seq"].as_u64()).max().unwrap();
-    assert_seq(&c.seen);
+    assert_seq(&c.seen, &LOCAL);
     drop(c);
 
     let mut c2 = rig.gw.connect();
@@ -485,14 +345,14 @@ fn terminate_then_reinit_resumes_the_conversation() {
     assert!(after.iter().all(|p| !before.contains(p)), "old worker reused: {before:?} {after:?}");
 
     let second = run_turn(&mut c2, "what was it [[recall]]");
-    assert!(assert_turn_shape(&second), "turn 2 failed: {second:#?}");
-    let answer = assert_messages(&second).join("\n");
+    assert!(assert_turn_shape(&second, &LOCAL), "turn 2 failed: {second:#?}");
+    let answer = assert_messages(&second, &MESSAGES).join("\n");
     assert!(answer.contains("'remember the word PINEAPPLE'"), "resumed agent forgot turn 1: {answer:?}");
-    assert_seq(&c2.seen);
+    assert_seq(&c2.seen, &LOCAL);
 
     // More messages than the fresh conversation of turn 1 had: the history.
-    let fresh = rig.request_for("remember the word PINEAPPLE")["n_messages"].as_u64().expect("n_messages");
-    let recall = rig.request_for("what was it [[recall]]");
+    let fresh = rig.mock.request_for("remember the word PINEAPPLE")["n_messages"].as_u64().expect("n_messages");
+    let recall = rig.mock.request_for("what was it [[recall]]");
     assert!(recall["n_messages"].as_u64().is_some_and(|n| n > fresh), "history not sent ({fresh}): {recall}");
     if recall.get("body").is_some() {
         let texts = user_texts(&recall);
@@ -507,30 +367,28 @@ fn terminate_then_reinit_resumes_the_conversation() {
 #[test]
 fn api_error_is_an_agent_error_and_the_session_goes_on() {
     let rig = Rig::start();
-    let (status, body) = rig.mock_says("[[error:400]]");
+    let (status, body) = rig.mock.answer(MODEL, "[[error:400]]");
     assert_eq!(status, 400, "{body}");
     let mock_message = body["error"]["message"].as_str().expect("mock error message").to_owned();
     let (mut c, _sid) = rig.session("apierror");
 
     let frames = run_turn(&mut c, "[[error:400]]");
-    assert!(!assert_turn_shape(&frames), "a failed turn is not a success: {frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR", "{e}");
+    assert!(!assert_turn_shape(&frames, &LOCAL), "a failed turn is not a success: {frames:#?}");
+    let error = the_error(&frames, "AGENT_ERROR");
+    let e = data(error);
     let msg = e["message"].as_str().expect("error.message");
     assert!(msg.contains(&mock_message) && msg.contains("400"), "agent text missing: {msg:?} vs {mock_message:?}");
     assert_eq!(e["details"]["worker_type"], "claude_code", "{e}");
-    assert_eq!(errors[0]["priority"], "control");
+    assert_eq!(error["priority"], "control");
     let ei = pos(&frames, |f| ev_type(f) == "error").unwrap();
     let di = pos(&frames, |f| ev_type(f) == "done").unwrap();
     assert!(ei < di, "error must precede done");
 
     let next = run_turn(&mut c, "say hi");
-    assert!(assert_turn_shape(&next), "session unusable after an API error: {next:#?}");
-    assert_eq!(assert_messages(&next), vec![rig.mock_text("say hi")]);
+    assert!(assert_turn_shape(&next, &LOCAL), "session unusable after an API error: {next:#?}");
+    assert_eq!(assert_messages(&next, &MESSAGES), vec![rig.mock_text("say hi")]);
     assert!(of_type(&next, "error").is_empty());
-    assert_seq(&c.seen);
+    assert_seq(&c.seen, &LOCAL);
 }
 
 /// Acceptance 7, thinking: `reasoning{delta:true}` increments, all before the answer,
@@ -539,12 +397,12 @@ fn api_error_is_an_agent_error_and_the_session_goes_on() {
 fn thinking_streams_reasoning_before_the_answer() {
     let rig = Rig::start();
     let prompt = "[[thinking]] think first";
-    let thinking = rig.mock_block(prompt, "thinking");
+    let thinking = rig.mock.answer_block(MODEL, prompt, "thinking");
     let text = rig.mock_text(prompt);
     let (mut c, _sid) = rig.session("thinking");
 
     let frames = run_turn(&mut c, prompt);
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
     let reasoning = of_type(&frames, "reasoning");
     assert!(!reasoning.is_empty(), "no reasoning: {frames:#?}");
     assert!(reasoning.iter().all(|r| data(r)["delta"] == true), "reasoning not streamed: {reasoning:#?}");
@@ -553,7 +411,7 @@ fn thinking_streams_reasoning_before_the_answer() {
     let last_reasoning = frames.iter().rposition(|f| ev_type(f) == "reasoning").unwrap();
     let first_text = pos(&frames, |f| ev_type(f) == "message.start").expect("an answer");
     assert!(last_reasoning < first_text, "reasoning after the answer started: {frames:#?}");
-    assert_eq!(assert_messages(&frames), vec![text]);
+    assert_eq!(assert_messages(&frames, &MESSAGES), vec![text]);
 }
 
 /// Acceptance 8, `reset` discards the agent's context: `state{idle, context_reset}` and
@@ -565,7 +423,7 @@ fn reset_discards_the_conversation() {
     let (mut c, _sid) = rig.session("reset");
 
     let first = run_turn(&mut c, "remember the word MANGO");
-    assert!(assert_turn_shape(&first), "turn 1 failed: {first:#?}");
+    assert!(assert_turn_shape(&first, &LOCAL), "turn 1 failed: {first:#?}");
 
     c.send("control", json!({"action": "reset"}));
     let r = c.until(STATE, |f| ev_type(f) == "state");
@@ -575,15 +433,15 @@ fn reset_discards_the_conversation() {
     assert!(of_type(&r, "error").is_empty(), "{r:#?}");
 
     let second = run_turn(&mut c, "[[recall]]");
-    assert!(assert_turn_shape(&second), "turn after reset failed: {second:#?}");
-    let answer = assert_messages(&second);
+    assert!(assert_turn_shape(&second, &LOCAL), "turn after reset failed: {second:#?}");
+    let answer = assert_messages(&second, &MESSAGES);
     assert_eq!(answer, vec![no_history], "context survived the reset");
     assert!(!answer[0].contains("MANGO"));
-    assert_seq(&c.seen);
+    assert_seq(&c.seen, &LOCAL);
 
     // As many messages as the session's first, fresh conversation had.
-    let fresh = rig.request_for("remember the word MANGO")["n_messages"].clone();
-    let recall = rig.request_for("[[recall]]");
+    let fresh = rig.mock.request_for("remember the word MANGO")["n_messages"].clone();
+    let recall = rig.mock.request_for("[[recall]]");
     assert_eq!(recall["n_messages"], fresh, "old conversation sent after reset: {recall}");
     if recall.get("body").is_some() {
         let texts = user_texts(&recall);
@@ -607,9 +465,9 @@ fn terminate_mid_turn_closes_the_open_message() {
     c.send("control", json!({"action": "terminate"}));
     frames.extend(c.until(STATE, |f| is_state(f, "terminated")));
     assert_eq!(processes_of_session(&sid), Vec::<i32>::new(), "worker still alive at state{{terminated}}");
-    assert_seq(&frames);
+    assert_seq(&frames, &LOCAL);
 
-    let messages = assert_messages(&frames);
+    let messages = assert_messages(&frames, &MESSAGES);
     assert_eq!(messages.len(), 1, "the started message was not closed: {frames:#?}");
     assert_eq!(messages[0], delta_text(&frames));
     let types: Vec<&str> = frames.iter().map(ev_type).filter(|t| *t != "message.delta").collect();
@@ -636,7 +494,7 @@ fn crash_after_turn_one(key: &str, wait_for_transcript: bool) -> (Rig, Client, V
     let rig = Rig::start();
     let (mut c, sid) = rig.session(key);
     let first = run_turn(&mut c, "remember the word MANGO");
-    assert!(assert_turn_shape(&first), "turn 1 failed: {first:#?}");
+    assert!(assert_turn_shape(&first, &LOCAL), "turn 1 failed: {first:#?}");
     let last_seq = c.seen.iter().filter_map(|f| f["seq"].as_u64()).max().unwrap();
     let before = processes_of_session(&sid);
     assert!(!before.is_empty(), "no worker process for the session");
@@ -678,13 +536,13 @@ fn assert_recalls_turn_one(rig: &Rig, c: &mut Client) {
     let mut second = until(c, |f| ev_type(f) == "done");
     assert!(data(second.last().unwrap())["success"] == true, "turn 2 failed: {second:#?}");
     second.extend(until(c, |f| ev_type(f) == "state"));
-    assert!(assert_turn_shape(&second), "turn 2 failed: {second:#?}");
-    let answer = assert_messages(&second).join("\n");
+    assert!(assert_turn_shape(&second, &LOCAL), "turn 2 failed: {second:#?}");
+    let answer = assert_messages(&second, &MESSAGES).join("\n");
     assert!(answer.contains("'remember the word MANGO'"), "resumed agent forgot turn 1: {answer:?}");
-    assert_seq(&c.seen);
+    assert_seq(&c.seen, &LOCAL);
 
-    let fresh = rig.request_for("remember the word MANGO")["n_messages"].as_u64().expect("n_messages");
-    let recall = rig.request_for("what was it [[recall]]");
+    let fresh = rig.mock.request_for("remember the word MANGO")["n_messages"].as_u64().expect("n_messages");
+    let recall = rig.mock.request_for("what was it [[recall]]");
     assert!(recall["n_messages"].as_u64().is_some_and(|n| n > fresh), "history not sent ({fresh}): {recall}");
     if recall.get("body").is_some() {
         let texts = user_texts(&recall);
@@ -738,7 +596,7 @@ fn run_as_worker_completes_a_turn() {
     let expected = rig.mock_text("say hi");
     let (mut c, sid) = rig.session("run-as");
     let frames = run_turn(&mut c, "say hi");
-    assert!(assert_turn_shape(&frames), "turn failed under run_as: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed under run_as: {frames:#?}");
     assert_eq!(delta_text(&frames), expected);
     let pid = support::processes_of_session(&sid)
         .into_iter()

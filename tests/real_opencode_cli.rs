@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::mock_model::MockModel;
+use support::turns::*;
 use support::*;
 
 /// Deadline for one whole turn (the process start-up included: ~3 s of CPU
@@ -30,25 +31,24 @@ const TURN: Duration = Duration::from_secs(120);
 /// The tests take turns: one opencode start-up at a time (each is ~3 s of
 /// CPU), so a loaded machine slows them down instead of starving them.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The model our direct calls to the mock name.
+const MODEL: &str = "claude-sonnet-4-5";
 /// Deadline for a single state change (terminate waits for reaping).
 const STATE: Duration = Duration::from_secs(20);
 /// An interrupted turn must end within this.
 const INTERRUPT: Duration = Duration::from_secs(5);
+/// A turn's frames here carry no connection-local frame (every frame a session seq).
+const LOCAL: [&str; 0] = [];
+/// `opencode run` emits whole text parts: one delta per message.
+const MESSAGES: MessageShape = MessageShape { id_prefix: "", deltas: Deltas::OneWhole };
 
 // ------------------------------------------------------------------ setup
 
 fn require_opencode() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/npm/node_modules/.bin");
-    for dir in std::env::split_paths(&path).chain([local]) {
-        let p = dir.join("opencode");
-        if let Ok(md) = std::fs::metadata(&p) {
-            use std::os::unix::fs::PermissionsExt;
-            if md.is_file() && md.permissions().mode() & 0o111 != 0 {
-                return p;
-            }
-        }
+    if let Some(p) = find_executable("opencode", path_dirs().into_iter().chain([project_agents_bin()])) {
+        return p;
     }
+    let path = std::env::var_os("PATH").unwrap_or_default();
     panic!(
         "the real opencode CLI is not on PATH ({}) nor in .tools/npm. These tests need it: \
          run `scripts/install-agents.sh all` (installs opencode-ai@1.18.33).",
@@ -85,6 +85,11 @@ impl Rig {
         Rig { gw, mock, _serial: serial }
     }
 
+    /// The text block of the mock's answer to `prompt`.
+    fn mock_text(&self, prompt: &str) -> String {
+        self.mock.answer_block(MODEL, prompt, "text")
+    }
+
     /// A driver connection on the opencode_cli session with client key `key`.
     fn session(&self, key: &str, config: Value) -> (Client, String, Value) {
         let mut c = self.gw.connect();
@@ -93,88 +98,12 @@ impl Rig {
         let sid = data(&ack)["session_id"].as_str().expect("session_id").to_owned();
         (c, sid, ack)
     }
-
-    fn mock_says(&self, prompt: &str) -> (u16, Value) {
-        self.mock.post(
-            "/v1/messages",
-            &json!({"model": "claude-sonnet-4-5", "max_tokens": 256,
-                    "messages": [{"role": "user", "content": prompt}]}),
-        )
-    }
-
-    fn mock_text(&self, prompt: &str) -> String {
-        let (status, body) = self.mock_says(prompt);
-        assert_eq!(status, 200, "mock answer to {prompt:?}: {body}");
-        body["content"]
-            .as_array()
-            .and_then(|bs| bs.iter().find(|b| b["type"] == "text"))
-            .and_then(|b| b["text"].as_str())
-            .unwrap_or_else(|| panic!("mock answer to {prompt:?} has no text: {body}"))
-            .to_owned()
-    }
-
-    /// The last conversation request opencode sent for `prompt` (not our
-    /// own direct calls, not its background title requests).
-    fn request_for(&self, prompt: &str) -> Value {
-        let all = self.mock.requests();
-        let reqs: Vec<Value> = all.as_array().cloned().unwrap_or_default();
-        reqs.iter()
-            .filter(|r| r["auth"] != "none" && r["scenario"] != "auxiliary")
-            .rfind(|r| r["last_user_text"] == prompt)
-            .cloned()
-            .unwrap_or_else(|| panic!("the mock got no request for {prompt:?}"))
-    }
 }
 
 // ------------------------------------------------------------------ helpers
 
-fn data(v: &Value) -> &Value {
-    &v["event"]["data"]
-}
-
-fn of_type<'a>(frames: &'a [Value], ty: &str) -> Vec<&'a Value> {
-    frames.iter().filter(|f| ev_type(f) == ty).collect()
-}
-
 fn run_turn(c: &mut Client, text: &str) -> Vec<Value> {
     c.turn_within(text, TURN)
-}
-
-/// Starts with `state{running}`, exactly one `done` (its success returned)
-/// followed only by `state{idle}`; session seqs strictly increasing.
-fn assert_turn_shape(frames: &[Value]) -> bool {
-    let mut last = 0u64;
-    for f in frames {
-        let seq = f["seq"].as_u64().unwrap_or(0);
-        assert!(seq > last, "seq not strictly increasing ({last} then {seq}): {f}");
-        last = seq;
-    }
-    assert!(frames.first().is_some_and(|f| is_state(f, "running")), "no state{{running}} first: {frames:#?}");
-    assert_eq!(of_type(frames, "done").len(), 1, "exactly one done: {frames:#?}");
-    let d = frames.iter().position(|f| ev_type(f) == "done").unwrap_or(0);
-    assert_eq!(d + 2, frames.len(), "done must be followed only by state{{idle}}: {frames:#?}");
-    assert!(is_state(&frames[d + 1], "idle"), "{frames:#?}");
-    data(&frames[d])["success"].as_bool().expect("done.success")
-}
-
-/// Every text message: start → exactly one delta (whole parts) → end →
-/// message, one id. Returns the contents in order.
-fn assert_messages(frames: &[Value]) -> Vec<String> {
-    let mut out = Vec::new();
-    for m in of_type(frames, "message") {
-        let id = data(m)["id"].as_str().expect("message.id");
-        let i = frames.iter().position(|f| ev_type(f) == "message.start" && data(f)["id"] == id).expect("start");
-        let types: Vec<&str> = frames[i..i + 4].iter().map(ev_type).collect();
-        assert_eq!(types, ["message.start", "message.delta", "message.end", "message"], "{frames:#?}");
-        let content = data(m)["content"].as_str().expect("content").to_owned();
-        assert_eq!(data(&frames[i + 1])["content"], content.as_str(), "the one delta is the whole text");
-        out.push(content);
-    }
-    out
-}
-
-fn done_of(frames: &[Value]) -> &Value {
-    data(of_type(frames, "done")[0])
 }
 
 /// Wait for the first `step{start}`: the turn's LLM call is under way.
@@ -237,8 +166,8 @@ fn plain_turn_caps_text_and_stats() {
     std::fs::write(work.join("opencode.json"), r#"{"permission":{"*":"allow","bash":"allow"}}"#).expect("config");
 
     let frames = run_turn(&mut c, "say hi");
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
-    assert_eq!(assert_messages(&frames), vec![expected]);
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
+    assert_eq!(assert_messages(&frames, &MESSAGES), vec![expected]);
     assert!(of_type(&frames, "error").is_empty(), "{frames:#?}");
     let steps: Vec<&Value> = of_type(&frames, "step");
     assert_eq!(steps.len(), 2, "one LLM call, start and end: {frames:#?}");
@@ -252,13 +181,13 @@ fn plain_turn_caps_text_and_stats() {
     assert!(stats["duration_ms"].as_u64().is_some(), "{stats}");
     // Default policy (empty ceiling): opencode is offered no tool at all,
     // whatever the work dir's opencode.json and agent file say.
-    assert_eq!(rig.request_for("say hi")["tools"], json!([]), "tools offered under an empty ceiling");
+    assert_eq!(rig.mock.request_for("say hi")["tools"], json!([]), "tools offered under an empty ceiling");
 
     // 100 KB prompt: written to stdin past the pipe buffer, then EOF.
     let big = format!("{} [[echo]]", "0123456789".repeat(10_000));
     let frames = run_turn(&mut c, &big);
-    assert!(assert_turn_shape(&frames), "big turn failed");
-    let echoed = assert_messages(&frames).join("");
+    assert!(assert_turn_shape(&frames, &LOCAL), "big turn failed");
+    let echoed = assert_messages(&frames, &MESSAGES).join("");
     assert!(echoed.contains(&big), "prompt of {} bytes not echoed whole ({} bytes back)", big.len(), echoed.len());
 }
 
@@ -271,7 +200,7 @@ fn tool_use_allowed_by_the_ceiling_and_denied_by_the_client() {
     let rig = Rig::start(&["Bash"]);
     let (mut c, _sid, _) = rig.session("tools", json!({}));
     let frames = run_turn(&mut c, "run [[thinking]][[tool:bash]]");
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
     // The model's thinking block arrives as one whole `reasoning` event.
     let reasoning = of_type(&frames, "reasoning");
     assert_eq!(reasoning.len(), 1, "{frames:#?}");
@@ -289,19 +218,19 @@ fn tool_use_allowed_by_the_ceiling_and_denied_by_the_client() {
     assert!(result["output"].as_str().is_some_and(|o| o.contains("mock-tool-output")), "{result}");
     assert_eq!(of_type(&frames, "permission_request").len(), 0);
     assert_eq!(done_of(&frames)["stats"]["tool_calls"], 1);
-    let msgs = assert_messages(&frames);
+    let msgs = assert_messages(&frames, &MESSAGES);
     assert!(msgs.last().is_some_and(|m| m.contains("mock-tool-output")), "{msgs:?}");
     assert_eq!(
-        rig.request_for("run [[thinking]][[tool:bash]]")["tools"],
+        rig.mock.request_for("run [[thinking]][[tool:bash]]")["tools"],
         json!(["bash"]),
         "only the allowed tool is offered"
     );
 
     let (mut c2, _sid2, _) = rig.session("tools-denied", json!({"disallowed_tools": ["Bash"]}));
     let frames = run_turn(&mut c2, "again [[tool:bash]]");
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
     assert!(of_type(&frames, "tool_call").is_empty(), "a denied tool ran: {frames:#?}");
-    assert_eq!(rig.request_for("again [[tool:bash]]")["tools"], json!([]));
+    assert_eq!(rig.mock.request_for("again [[tool:bash]]")["tools"], json!([]));
 
     // A tool name opencode cannot express is refused at init.
     let mut c3 = rig.gw.connect();
@@ -326,7 +255,7 @@ fn interrupt_kills_the_turn_process_and_its_tool_shells() {
     frames.extend(c.until(INTERRUPT, |f| ev_type(f) == "done"));
     let took = t0.elapsed();
     frames.extend(c.until(STATE, |f| is_state(f, "idle")));
-    assert!(!assert_turn_shape(&frames), "an interrupted turn is no success: {frames:#?}");
+    assert!(!assert_turn_shape(&frames, &LOCAL), "an interrupted turn is no success: {frames:#?}");
     assert!(of_type(&frames, "error").is_empty(), "no error on interrupt: {frames:#?}");
     assert!(took < Duration::from_secs(3), "interrupt took {took:?}");
     assert_eq!(processes_of_session(&sid), Vec::<i32>::new(), "turn process alive after done");
@@ -353,8 +282,8 @@ fn interrupt_kills_the_turn_process_and_its_tool_shells() {
     assert_eq!(processes_of_session(&sid), Vec::<i32>::new(), "session processes alive after done");
 
     let next = run_turn(&mut c, "say again");
-    assert!(assert_turn_shape(&next), "turn after interrupt failed: {next:#?}");
-    assert_eq!(assert_messages(&next), vec![rig.mock_text("say again")]);
+    assert!(assert_turn_shape(&next, &LOCAL), "turn after interrupt failed: {next:#?}");
+    assert_eq!(assert_messages(&next, &MESSAGES), vec![rig.mock_text("say again")]);
 }
 
 /// Multi-turn: the second turn's process continues the first one's opencode
@@ -366,10 +295,10 @@ fn turns_continue_the_conversation_also_after_terminate() {
     let rig = Rig::start(&[]);
     let (mut c, sid, _) = rig.session("resume", json!({}));
     let first = run_turn(&mut c, "remember the word PINEAPPLE");
-    assert!(assert_turn_shape(&first), "turn 1 failed: {first:#?}");
+    assert!(assert_turn_shape(&first, &LOCAL), "turn 1 failed: {first:#?}");
     let again = run_turn(&mut c, "and now [[recall]]");
-    assert!(assert_turn_shape(&again), "turn 2 failed: {again:#?}");
-    let answer = assert_messages(&again).join("\n");
+    assert!(assert_turn_shape(&again, &LOCAL), "turn 2 failed: {again:#?}");
+    let answer = assert_messages(&again, &MESSAGES).join("\n");
     assert!(answer.contains("'remember the word PINEAPPLE'"), "turn 2 lost turn 1: {answer:?}");
     assert!(processes_of_session(&sid).is_empty(), "a process stayed between turns");
 
@@ -387,11 +316,11 @@ fn turns_continue_the_conversation_also_after_terminate() {
     assert!(is_state(&idle, "idle"), "expected state{{idle}} after init_ack, got {idle}");
 
     let second = run_turn(&mut c2, "what was it [[recall]]");
-    assert!(assert_turn_shape(&second), "turn 2 failed: {second:#?}");
-    let answer = assert_messages(&second).join("\n");
+    assert!(assert_turn_shape(&second, &LOCAL), "turn 2 failed: {second:#?}");
+    let answer = assert_messages(&second, &MESSAGES).join("\n");
     assert!(answer.contains("'remember the word PINEAPPLE'"), "resumed agent forgot turn 1: {answer:?}");
-    let fresh = rig.request_for("remember the word PINEAPPLE")["n_messages"].as_u64().expect("n_messages");
-    let recall = rig.request_for("what was it [[recall]]")["n_messages"].as_u64().expect("n_messages");
+    let fresh = rig.mock.request_for("remember the word PINEAPPLE")["n_messages"].as_u64().expect("n_messages");
+    let recall = rig.mock.request_for("what was it [[recall]]")["n_messages"].as_u64().expect("n_messages");
     assert!(recall > fresh, "history not sent: {fresh} vs {recall}");
 }
 
@@ -400,25 +329,22 @@ fn turns_continue_the_conversation_also_after_terminate() {
 #[test]
 fn api_error_is_an_agent_error_and_the_session_goes_on() {
     let rig = Rig::start(&[]);
-    let (status, body) = rig.mock_says("[[error:400]]");
+    let (status, body) = rig.mock.answer(MODEL, "[[error:400]]");
     assert_eq!(status, 400, "{body}");
     let mock_message = body["error"]["message"].as_str().expect("mock error message").to_owned();
     let (mut c, _sid, _) = rig.session("apierror", json!({}));
 
     let frames = run_turn(&mut c, "bad [[error:400]]");
-    assert!(!assert_turn_shape(&frames), "a failed turn is no success: {frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR", "{e}");
+    assert!(!assert_turn_shape(&frames, &LOCAL), "a failed turn is no success: {frames:#?}");
+    let e = data(the_error(&frames, "AGENT_ERROR"));
     assert_eq!(e["message"], mock_message.as_str(), "{e}");
     assert_eq!(e["details"]["worker_type"], "opencode_cli", "{e}");
     assert_eq!(e["details"]["status"], 400, "{e}");
     assert_eq!(e["details"]["retryable"], false, "{e}");
 
     let next = run_turn(&mut c, "say hi");
-    assert!(assert_turn_shape(&next), "session unusable after an API error: {next:#?}");
-    assert_eq!(assert_messages(&next), vec![rig.mock_text("say hi")]);
+    assert!(assert_turn_shape(&next, &LOCAL), "session unusable after an API error: {next:#?}");
+    assert_eq!(assert_messages(&next, &MESSAGES), vec![rig.mock_text("say hi")]);
 }
 
 /// A turn process killed by someone else: `error{WORKER_CRASH}` +
@@ -438,16 +364,14 @@ fn killed_turn_process_is_a_crash_and_the_session_stays_idle() {
     // SAFETY: plain kill(2) of the turn's process, verified above as ours.
     unsafe { libc::kill(leader, libc::SIGTERM) };
     frames.extend(c.until(STATE, |f| is_state(f, "idle")));
-    assert!(!assert_turn_shape(&frames), "{frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    assert_eq!(data(errors[0])["code"], "WORKER_CRASH", "{frames:#?}");
-    assert_eq!(data(errors[0])["details"]["signal"], libc::SIGTERM, "{frames:#?}");
+    assert!(!assert_turn_shape(&frames, &LOCAL), "{frames:#?}");
+    let e = data(the_error(&frames, "WORKER_CRASH"));
+    assert_eq!(e["details"]["signal"], libc::SIGTERM, "{frames:#?}");
     assert!(!of_type(&frames, "state").iter().any(|f| is_state(f, "terminated")), "{frames:#?}");
 
     let next = run_turn(&mut c, "say hi");
-    assert!(assert_turn_shape(&next), "session unusable after a crash: {next:#?}");
-    assert_eq!(assert_messages(&next), vec![rig.mock_text("say hi")]);
+    assert!(assert_turn_shape(&next, &LOCAL), "session unusable after a crash: {next:#?}");
+    assert_eq!(assert_messages(&next, &MESSAGES), vec![rig.mock_text("say hi")]);
 }
 
 /// opencode lost the agent session (its store was wiped): the `--session`
@@ -458,7 +382,7 @@ fn lost_agent_session_is_a_resume_failure() {
     let rig = Rig::start(&[]);
     let (mut c, _sid, _) = rig.session("lost", json!({}));
     let first = run_turn(&mut c, "remember the word KIWI");
-    assert!(assert_turn_shape(&first), "turn 1 failed: {first:#?}");
+    assert!(assert_turn_shape(&first, &LOCAL), "turn 1 failed: {first:#?}");
     let mut dbs = Vec::new();
     find_files(rig.gw.dir.path(), "opencode.db", &mut dbs);
     assert!(!dbs.is_empty(), "no opencode store under the gateway's dir");
@@ -480,8 +404,12 @@ fn lost_agent_session_is_a_resume_failure() {
     let idle = c2.recv_within(STATE).expect("state after resume");
     assert!(is_state(&idle, "idle"), "expected state{{idle}} after init_ack, got {idle}");
     let next = run_turn(&mut c2, "[[recall]]");
-    assert!(assert_turn_shape(&next), "fresh start failed: {next:#?}");
-    assert_eq!(assert_messages(&next), vec![rig.mock_text("[[recall]]")], "a fresh agent session remembers nothing");
+    assert!(assert_turn_shape(&next, &LOCAL), "fresh start failed: {next:#?}");
+    assert_eq!(
+        assert_messages(&next, &MESSAGES),
+        vec![rig.mock_text("[[recall]]")],
+        "a fresh agent session remembers nothing"
+    );
 }
 
 /// The turn's process cannot be spawned (its work dir became a file): the
@@ -496,15 +424,13 @@ fn failed_turn_spawn_fails_the_turn_not_the_session() {
     std::fs::write(&work, b"not a directory").expect("file in its place");
 
     let frames = run_turn(&mut c, "say hi");
-    assert!(!assert_turn_shape(&frames), "{frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    assert_eq!(data(errors[0])["code"], "CONFIG_INVALID", "{frames:#?}");
+    assert!(!assert_turn_shape(&frames, &LOCAL), "{frames:#?}");
+    the_error(&frames, "CONFIG_INVALID");
 
     std::fs::remove_file(&work).expect("remove the file");
     let next = run_turn(&mut c, "say hi");
-    assert!(assert_turn_shape(&next), "session unusable after a failed spawn: {next:#?}");
-    assert_eq!(assert_messages(&next), vec![rig.mock_text("say hi")]);
+    assert!(assert_turn_shape(&next, &LOCAL), "session unusable after a failed spawn: {next:#?}");
+    assert_eq!(assert_messages(&next, &MESSAGES), vec![rig.mock_text("say hi")]);
 }
 
 /// Edit allowed, Bash not: the agent cannot write opencode's own config or
@@ -516,7 +442,7 @@ fn edit_allowed_cannot_plant_opencode_config() {
     let (mut c, _sid, _) = rig.session("edit", json!({}));
     let prompt = "[[tool:write:.opencode/plugin/p.ts]] [[tool:write:sub/opencode.json]] [[tool:write:ok.txt]]";
     let frames = run_turn(&mut c, prompt);
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
     let results: Vec<(String, bool)> = of_type(&frames, "tool_call")
         .iter()
         .map(|call| {
@@ -538,6 +464,6 @@ fn edit_allowed_cannot_plant_opencode_config() {
     let work = owner_work_dir(&rig);
     assert!(!work.join(".opencode").exists() && !work.join("sub/opencode.json").exists());
     assert!(work.join("ok.txt").exists());
-    let tools = rig.request_for(prompt)["tools"].clone();
+    let tools = rig.mock.request_for(prompt)["tools"].clone();
     assert!(tools.as_array().is_some_and(|t| !t.iter().any(|x| x == "bash")), "bash offered: {tools}");
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::mock_model::MockModel;
+use support::turns::*;
 use support::*;
 
 /// Deadline for one whole turn (the real server on a shared 2-core box).
@@ -23,6 +24,8 @@ const TURN: Duration = Duration::from_secs(90);
 /// Deadline for a server start (≈1.1 s alone) or a state change.
 const STATE: Duration = Duration::from_secs(45);
 const WORKER: &str = "opencode_server";
+/// The server streams text in real deltas (any number per message).
+const MESSAGES: MessageShape = MessageShape { id_prefix: "", deltas: Deltas::Any };
 
 /// The pinned `opencode` (HOTPLEX_OPENCODE, the project's .tools, or PATH).
 fn require_opencode() -> PathBuf {
@@ -86,12 +89,7 @@ impl Rig {
 
     /// The text the mock answers a fresh conversation with `prompt`.
     fn mock_text(&self, prompt: &str) -> String {
-        let (status, body) = self.mock.post(
-            "/v1/messages",
-            &json!({"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": [{"role": "user", "content": prompt}]}),
-        );
-        assert_eq!(status, 200, "mock answer to {prompt:?}: {body}");
-        body["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+        self.mock.answer_block("claude-sonnet-4-5", prompt, "text")
     }
 
     /// The work dir of the (anonymous) owner's sessions.
@@ -119,49 +117,12 @@ fn init(c: &mut Client, key: &str) -> Value {
     }
 }
 
-fn data(v: &Value) -> &Value {
-    &v["event"]["data"]
-}
-
-fn of_type<'a>(frames: &'a [Value], ty: &str) -> Vec<&'a Value> {
-    frames.iter().filter(|f| ev_type(f) == ty).collect()
-}
-
-fn done_of(frames: &[Value]) -> &Value {
-    data(of_type(frames, "done").first().unwrap_or_else(|| panic!("no done: {frames:#?}")))
-}
-
 /// One turn: its frames through `done` and `state{idle}`; checks the turn
 /// shape (state running first, one done, then idle last) and returns done.success.
 fn turn(c: &mut Client, text: &str) -> (Vec<Value>, bool) {
     let frames = c.turn_within(text, TURN);
-    assert!(frames.first().is_some_and(|f| is_state(f, "running")), "turn must start running: {frames:#?}");
-    assert_eq!(of_type(&frames, "done").len(), 1, "exactly one done: {frames:#?}");
-    let d = frames.iter().position(|f| ev_type(f) == "done").unwrap_or_default();
-    assert_eq!(d + 2, frames.len(), "done must be followed only by state{{idle}}: {frames:#?}");
-    let ok = done_of(&frames)["success"].as_bool().expect("done.success");
+    let ok = assert_turn_shape(&frames, &LOCAL);
     (frames, ok)
-}
-
-/// Text messages are bracketed start → deltas → end → message and the
-/// deltas add up to the message; returns (contents, deltas per message).
-fn messages(frames: &[Value]) -> Vec<(String, usize)> {
-    let mut out = Vec::new();
-    for m in of_type(frames, "message") {
-        let id = data(m)["id"].as_str().expect("message.id");
-        let content = data(m)["content"].as_str().unwrap_or_default().to_owned();
-        let at = |ty: &str, key: &str| frames.iter().position(|f| ev_type(f) == ty && data(f)[key] == id);
-        let (start, end, full) = (at("message.start", "id"), at("message.end", "message_id"), at("message", "id"));
-        assert!(start < end && end < full && start.is_some(), "message {id} not bracketed: {frames:#?}");
-        let deltas: Vec<&str> = frames
-            .iter()
-            .filter(|f| ev_type(f) == "message.delta" && data(f)["message_id"] == id)
-            .filter_map(|f| data(f)["content"].as_str())
-            .collect();
-        assert_eq!(deltas.concat(), content, "deltas of {id} differ from its message");
-        out.push((content, deltas.len()));
-    }
-    out
 }
 
 /// The session's `opencode serve` process (not its tool shells).
@@ -171,25 +132,6 @@ fn server_pid(sid: &str) -> i32 {
         .iter()
         .find(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(5).any(|w| w == b"serve")))
         .unwrap_or_else(|| panic!("no opencode serve among {pids:?}"))
-}
-
-fn proc_env(pid: i32) -> Vec<String> {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    env.split(|b| *b == 0).map(|kv| String::from_utf8_lossy(kv).into_owned()).collect()
-}
-
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            if let Some(f) = find_file(&p, name) {
-                return Some(f);
-            }
-        } else if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
-    }
-    None
 }
 
 fn terminate(c: &mut Client, sid: &str) -> Vec<Value> {
@@ -211,7 +153,7 @@ fn plain_turn_streams_real_deltas_and_reports_stats() {
     let (mut c, sid) = rig.session("plain");
     let (frames, ok) = turn(&mut c, "say hi");
     assert!(ok, "turn failed: {frames:#?}");
-    let msgs = messages(&frames);
+    let msgs = assert_messages_counted(&frames, &MESSAGES);
     assert_eq!(msgs.len(), 1, "{frames:#?}");
     assert_eq!(msgs[0].0, expected);
     assert!(msgs[0].1 > 1, "expected several streamed deltas, got {}: {frames:#?}", msgs[0].1);
@@ -307,13 +249,13 @@ fn interrupt_mid_stream_then_the_next_turn_works() {
     frames.extend(c.until(STATE, |f| is_state(f, "idle")));
     assert_eq!(done_of(&frames)["success"], false, "{frames:#?}");
     assert!(of_type(&frames, "error").is_empty(), "no error on interrupt: {frames:#?}");
-    messages(&frames);
+    assert_messages_counted(&frames, &MESSAGES);
     assert_eq!(of_type(&frames, "message.start").len(), of_type(&frames, "message.end").len(), "{frames:#?}");
     assert_eq!(server_pid(&sid), pid, "the server survives an interrupt");
 
     let (next, ok) = turn(&mut c, "say hi");
     assert!(ok, "turn after interrupt failed: {next:#?}");
-    let texts: Vec<String> = messages(&next).into_iter().map(|m| m.0).collect();
+    let texts: Vec<String> = assert_messages_counted(&next, &MESSAGES).into_iter().map(|m| m.0).collect();
     assert_eq!(texts, vec![rig.mock_text("say hi")], "{next:#?}");
 }
 
@@ -339,7 +281,7 @@ fn terminate_and_reinit_resumes_with_a_new_server() {
     assert_ne!(new, old, "a new server process");
     let (second, ok) = turn(&mut c2, "what was it [[recall]]");
     assert!(ok, "{second:#?}");
-    let answer: String = messages(&second).into_iter().map(|m| m.0).collect();
+    let answer: String = assert_messages_counted(&second, &MESSAGES).into_iter().map(|m| m.0).collect();
     assert!(answer.contains("'remember the word PINEAPPLE'"), "resumed server forgot turn 1: {answer:?}");
     terminate(&mut c2, &sid);
 }
@@ -374,10 +316,7 @@ fn api_error_is_an_agent_error_and_the_session_goes_on() {
     let (mut c, _sid) = rig.session("error");
     let (frames, ok) = turn(&mut c, "bad [[error:400]]");
     assert!(!ok, "{frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR");
+    let e = data(the_error(&frames, "AGENT_ERROR"));
     assert!(e["message"].as_str().is_some_and(|m| m.contains("400")), "{e}");
     assert_eq!(e["details"]["worker_type"], WORKER);
     assert_eq!(e["details"]["status"], 400);
@@ -398,9 +337,7 @@ fn killing_the_server_is_a_worker_crash() {
     // SAFETY: kill(2) on the test's own grandchild, identified by its environment.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     frames.extend(c.until(STATE, |f| is_state(f, "terminated")));
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    assert_eq!(data(errors[0])["code"], "WORKER_CRASH", "{frames:#?}");
+    the_error(&frames, "WORKER_CRASH");
     assert_eq!(done_of(&frames)["success"], false);
     let e = frames.iter().position(|f| ev_type(f) == "error").unwrap_or_default();
     let d = frames.iter().position(|f| ev_type(f) == "done").unwrap_or_default();

@@ -17,29 +17,26 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::mock_model::MockModel;
+use support::turns::*;
 use support::*;
 
 /// Deadline for one whole turn of the real CLI (start-up included).
 const TURN: Duration = Duration::from_secs(60);
+/// The model our direct calls to the mock name.
+const MODEL: &str = "mock-model";
 /// Deadline for a single state change (terminate waits for reaping).
 const STATE: Duration = Duration::from_secs(20);
 /// An interrupted turn must end within this.
 const INTERRUPT: Duration = Duration::from_secs(3);
-/// Types that may be connection-local frames (seq 0) in these tests.
-const LOCAL: [&str; 3] = ["init_ack", "pong", "error"];
+/// pi's message ids carry the adapter's `pi-` prefix.
+const MESSAGES: MessageShape = MessageShape { id_prefix: "pi-", deltas: Deltas::Any };
 
 // ------------------------------------------------------------------ setup
-
-fn executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|md| md.is_file() && md.permissions().mode() & 0o111 != 0)
-}
 
 /// `pi` on PATH or in the project's tool prefix, or a failing test that says how to fix it.
 fn require_pi() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/npm/node_modules/.bin/pi");
-    let found = std::env::split_paths(&path).map(|d| d.join("pi")).chain([local]).find(|p| executable(p));
+    let found = find_executable("pi", path_dirs().into_iter().chain([project_agents_bin()]));
     found.unwrap_or_else(|| {
         panic!(
             "the real pi CLI is not on PATH ({}) nor in .tools/npm. These tests need it: \
@@ -108,33 +105,9 @@ impl Rig {
         (c, sid)
     }
 
-    /// What the mock answers a fresh one-message conversation with `prompt`.
-    fn mock_says(&self, prompt: &str) -> (u16, Value) {
-        self.mock.post(
-            "/v1/messages",
-            &json!({"model": "mock-model", "max_tokens": 256, "messages": [{"role": "user", "content": prompt}]}),
-        )
-    }
-
-    fn mock_block(&self, prompt: &str, ty: &str) -> String {
-        let (status, body) = self.mock_says(prompt);
-        assert_eq!(status, 200, "mock answer to {prompt:?}: {body}");
-        body["content"]
-            .as_array()
-            .and_then(|bs| bs.iter().find(|b| b["type"] == ty))
-            .and_then(|b| b[ty].as_str())
-            .unwrap_or_else(|| panic!("mock answer to {prompt:?} has no {ty} block: {body}"))
-            .to_owned()
-    }
-
+    /// The text block of the mock's answer to `prompt`.
     fn mock_text(&self, prompt: &str) -> String {
-        self.mock_block(prompt, "text")
-    }
-
-    /// Requests pi sent to the mock (not our own direct calls, which carry no key).
-    fn agent_requests(&self) -> Vec<Value> {
-        let all = self.mock.requests();
-        all.as_array().cloned().unwrap_or_default().into_iter().filter(|r| r["auth"] != "none").collect()
+        self.mock.answer_block(MODEL, prompt, "text")
     }
 
     /// pi's stored session files (`<agent dir>/sessions/**.jsonl`).
@@ -157,80 +130,12 @@ impl Rig {
 
 // ------------------------------------------------------------------ helpers
 
-fn data(v: &Value) -> &Value {
-    &v["event"]["data"]
-}
-
-fn of_type<'a>(frames: &'a [Value], ty: &str) -> Vec<&'a Value> {
-    frames.iter().filter(|f| ev_type(f) == ty).collect()
-}
-
-fn pos(frames: &[Value], pred: impl Fn(&Value) -> bool) -> Option<usize> {
-    frames.iter().position(pred)
-}
-
 fn run_turn(c: &mut Client, text: &str) -> Vec<Value> {
     c.turn_within(text, TURN)
 }
 
 fn until(c: &mut Client, pred: impl FnMut(&Value) -> bool) -> Vec<Value> {
     c.until(TURN, pred)
-}
-
-/// Session events carry a strictly increasing seq ≥ 1; only connection-local frames carry 0.
-fn assert_seq(frames: &[Value]) {
-    let mut last = 0u64;
-    for f in frames {
-        let seq = f["seq"].as_u64().unwrap_or_else(|| panic!("frame without seq: {f}"));
-        if seq == 0 {
-            assert!(LOCAL.contains(&ev_type(f)), "session event with seq 0: {f}");
-            continue;
-        }
-        assert!(seq > last, "seq not strictly increasing ({last} then {seq}): {f}");
-        last = seq;
-    }
-}
-
-/// The turn shape (aep-v1.md §3.3): `state{running}` first, exactly one
-/// `done` directly followed by the closing `state{idle}`. Returns `done.success`.
-fn assert_turn_shape(frames: &[Value]) -> bool {
-    assert_seq(frames);
-    assert!(frames.first().is_some_and(|f| is_state(f, "running")), "turn does not start running: {frames:#?}");
-    assert_eq!(of_type(frames, "done").len(), 1, "exactly one done per turn: {frames:#?}");
-    let d = pos(frames, |f| ev_type(f) == "done").unwrap();
-    assert_eq!(d + 2, frames.len(), "done must be followed only by state{{idle}}: {frames:#?}");
-    assert!(is_state(&frames[d + 1], "idle"), "done not followed by state{{idle}}: {frames:#?}");
-    data(&frames[d])["success"].as_bool().expect("done.success is a bool")
-}
-
-/// Every text message is `message.start` → deltas → `message.end` →
-/// `message` with one `pi-…` id, deltas concatenating to the content.
-fn assert_messages(frames: &[Value]) -> Vec<String> {
-    let mut out = Vec::new();
-    for m in of_type(frames, "message") {
-        let id = data(m)["id"].as_str().expect("message.id");
-        assert!(id.starts_with("pi-"), "message id {id}");
-        let content = data(m)["content"].as_str().expect("message.content").to_owned();
-        let start = pos(frames, |f| ev_type(f) == "message.start" && data(f)["id"] == id)
-            .unwrap_or_else(|| panic!("no message.start for {id}: {frames:#?}"));
-        let end = pos(frames, |f| ev_type(f) == "message.end" && data(f)["message_id"] == id)
-            .unwrap_or_else(|| panic!("no message.end for {id}: {frames:#?}"));
-        let full = pos(frames, |f| ev_type(f) == "message" && data(f)["id"] == id).unwrap();
-        assert!(start < end && end < full, "message {id} out of order: {frames:#?}");
-        let deltas: Vec<usize> = (0..frames.len())
-            .filter(|&i| ev_type(&frames[i]) == "message.delta" && data(&frames[i])["message_id"] == id)
-            .collect();
-        assert!(deltas.iter().all(|&i| start < i && i < end), "delta of {id} outside start..end: {frames:#?}");
-        let streamed: String = deltas.iter().filter_map(|&i| data(&frames[i])["content"].as_str()).collect();
-        assert_eq!(streamed, content, "deltas of {id} differ from its message");
-        out.push(content);
-    }
-    assert_eq!(of_type(frames, "message.start").len(), of_type(frames, "message.end").len(), "open message");
-    out
-}
-
-fn done_of(frames: &[Value]) -> &Value {
-    data(of_type(frames, "done")[0])
 }
 
 /// The session's pi process (the worker: the live process whose parent is the gateway).
@@ -290,8 +195,8 @@ fn plain_turn_streams_the_answer_with_stats() {
     let (mut c, sid) = rig.session("plain");
 
     let frames = run_turn(&mut c, "say hi");
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
-    assert_eq!(assert_messages(&frames), vec![expected.clone()], "frames: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
+    assert_eq!(assert_messages(&frames, &MESSAGES), vec![expected.clone()], "frames: {frames:#?}");
     assert_eq!(delta_text(&frames), expected);
     assert!(of_type(&frames, "error").is_empty(), "{frames:#?}");
 
@@ -336,7 +241,7 @@ fn plain_turn_streams_the_answer_with_stats() {
         shipped.ok(),
         "the gateway's extension differs from the shipped one"
     );
-    assert_seq(&c.seen);
+    assert_seq(&c.seen, &LOCAL);
 }
 
 /// Thinking: `reasoning{delta:true}` increments before the answer,
@@ -345,17 +250,17 @@ fn plain_turn_streams_the_answer_with_stats() {
 fn thinking_streams_reasoning_before_the_answer() {
     let rig = Rig::start();
     let prompt = "[[thinking]] think first";
-    let thinking = rig.mock_block(prompt, "thinking");
+    let thinking = rig.mock.answer_block(MODEL, prompt, "thinking");
     let (mut c, _sid) = rig.session("thinking");
     let frames = run_turn(&mut c, prompt);
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
     let reasoning = of_type(&frames, "reasoning");
     assert!(!reasoning.is_empty() && reasoning.iter().all(|r| data(r)["delta"] == true), "{frames:#?}");
     let streamed: String = reasoning.iter().filter_map(|r| data(r)["content"].as_str()).collect();
     assert_eq!(streamed, thinking);
     let last = frames.iter().rposition(|f| ev_type(f) == "reasoning").unwrap();
     assert!(last < pos(&frames, |f| ev_type(f) == "message.start").expect("answer"), "{frames:#?}");
-    assert_eq!(assert_messages(&frames), vec![rig.mock_text(prompt)]);
+    assert_eq!(assert_messages(&frames, &MESSAGES), vec![rig.mock_text(prompt)]);
 }
 
 /// Tool use without a permission (read is not gated): `tool_call` and its
@@ -368,7 +273,7 @@ fn ungated_tool_call_and_result() {
     std::fs::write(dir.join("probe.txt"), "probe-content-42\n").expect("write probe");
 
     let frames = run_turn(&mut c, "look [[tool:read:probe.txt]]");
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
     assert!(of_type(&frames, "permission_request").is_empty(), "read is not gated: {frames:#?}");
     let calls = of_type(&frames, "tool_call");
     assert_eq!(calls.len(), 1, "{frames:#?}");
@@ -381,7 +286,7 @@ fn ungated_tool_call_and_result() {
     assert!(pos(&frames, |f| ev_type(f) == "tool_call").unwrap() < ri);
     assert_eq!(data(&frames[ri])["is_error"], false);
     assert!(data(&frames[ri])["output"].as_str().is_some_and(|o| o.contains("probe-content-42")), "{frames:#?}");
-    let messages = assert_messages(&frames);
+    let messages = assert_messages(&frames, &MESSAGES);
     assert!(messages.last().is_some_and(|m| m.contains("probe-content-42")), "{messages:?}");
     assert_eq!(done_of(&frames)["stats"]["tool_calls"], 1);
 }
@@ -405,7 +310,7 @@ fn permission_allowed_runs_the_command() {
 
     c.send("permission_response", json!({"id": rd["id"], "allowed": true}));
     frames.extend(until(&mut c, |f| is_state(f, "idle")));
-    assert!(assert_turn_shape(&frames), "turn failed: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "turn failed: {frames:#?}");
     let result = of_type(&frames, "tool_result").into_iter().find(|r| data(r)["id"] == call["id"]).expect("result");
     assert_eq!(data(result)["is_error"], false, "{result}");
     assert!(dir.join("allowed.txt").exists(), "allowed command did not run");
@@ -423,7 +328,7 @@ fn permission_denied_blocks_the_command() {
     let id = data(&req)["id"].as_str().expect("id").to_owned();
     c.send("permission_response", json!({"id": id, "allowed": false, "reason": "nope"}));
     frames.extend(until(&mut c, |f| is_state(f, "idle")));
-    assert!(assert_turn_shape(&frames), "a denied tool does not fail the turn: {frames:#?}");
+    assert!(assert_turn_shape(&frames, &LOCAL), "a denied tool does not fail the turn: {frames:#?}");
     let result = data(of_type(&frames, "tool_result")[0]);
     assert_eq!(result["is_error"], true, "{result}");
     assert_eq!(result["output"], "Permission denied by the user", "{result}");
@@ -451,14 +356,14 @@ fn interrupt_ends_the_turn_and_keeps_the_worker() {
     frames.extend(c.until(INTERRUPT, |f| ev_type(f) == "done"));
     assert!(t0.elapsed() < INTERRUPT, "interrupt took {:?}", t0.elapsed());
     frames.extend(c.until(STATE, |f| is_state(f, "idle")));
-    assert!(!assert_turn_shape(&frames), "an interrupted turn is not a success: {frames:#?}");
+    assert!(!assert_turn_shape(&frames, &LOCAL), "an interrupted turn is not a success: {frames:#?}");
     assert!(of_type(&frames, "error").is_empty(), "no error on interrupt: {frames:#?}");
-    assert_messages(&frames);
+    assert_messages(&frames, &MESSAGES);
     assert!(Path::new(&format!("/proc/{pid}")).exists(), "worker died on interrupt");
 
     let next = run_turn(&mut c, "say again");
-    assert!(assert_turn_shape(&next), "turn after interrupt failed: {next:#?}");
-    assert_eq!(assert_messages(&next), vec![rig.mock_text("say again")]);
+    assert!(assert_turn_shape(&next, &LOCAL), "turn after interrupt failed: {next:#?}");
+    assert_eq!(assert_messages(&next, &MESSAGES), vec![rig.mock_text("say again")]);
     assert_eq!(worker_pid(&rig, &sid), pid, "same worker");
 }
 
@@ -476,7 +381,7 @@ fn interrupt_with_a_pending_permission() {
     frames.extend(c.until(INTERRUPT, |f| ev_type(f) == "done"));
     assert!(t0.elapsed() < INTERRUPT, "interrupt took {:?}", t0.elapsed());
     frames.extend(c.until(STATE, |f| is_state(f, "idle")));
-    assert!(!assert_turn_shape(&frames), "{frames:#?}");
+    assert!(!assert_turn_shape(&frames, &LOCAL), "{frames:#?}");
     assert!(of_type(&frames, "error").is_empty(), "{frames:#?}");
     assert!(!dir.join("pending.txt").exists(), "the unanswered command ran");
     // The request is gone: a late answer is rejected.
@@ -484,8 +389,8 @@ fn interrupt_with_a_pending_permission() {
     assert_eq!(data(&c.expect("error"))["code"], "INVALID_MESSAGE");
 
     let next = run_turn(&mut c, "still there?");
-    assert!(assert_turn_shape(&next), "pi is stuck after the interrupt: {next:#?}");
-    assert_eq!(assert_messages(&next), vec![rig.mock_text("still there?")]);
+    assert!(assert_turn_shape(&next, &LOCAL), "pi is stuck after the interrupt: {next:#?}");
+    assert_eq!(assert_messages(&next, &MESSAGES), vec![rig.mock_text("still there?")]);
     assert!(!dir.join("pending.txt").exists(), "the unanswered command ran later");
 }
 
@@ -496,7 +401,7 @@ fn terminate_then_reinit_resumes_the_conversation() {
     let rig = Rig::start();
     let (mut c, sid) = rig.session("resume");
     let first = run_turn(&mut c, "remember the word PINEAPPLE");
-    assert!(assert_turn_shape(&first), "turn 1 failed: {first:#?}");
+    assert!(assert_turn_shape(&first, &LOCAL), "turn 1 failed: {first:#?}");
     let before = worker_pid(&rig, &sid);
     let first_ids: Vec<String> =
         of_type(&first, "message").iter().map(|m| data(m)["id"].as_str().unwrap_or("").to_owned()).collect();
@@ -520,8 +425,8 @@ fn terminate_then_reinit_resumes_the_conversation() {
     assert!(rig.session_files().iter().any(|f| f.to_string_lossy().contains(&args[s + 1])), "{args:?}");
 
     let second = run_turn(&mut c2, "what was it [[recall]]");
-    assert!(assert_turn_shape(&second), "turn 2 failed: {second:#?}");
-    let answer = assert_messages(&second).join("\n");
+    assert!(assert_turn_shape(&second, &LOCAL), "turn 2 failed: {second:#?}");
+    let answer = assert_messages(&second, &MESSAGES).join("\n");
     assert!(answer.contains("'remember the word PINEAPPLE'"), "resumed agent forgot turn 1: {answer:?}");
     // Message ids stay unique across the two processes.
     for m in of_type(&second, "message") {
@@ -537,7 +442,7 @@ fn terminate_then_reinit_resumes_the_conversation() {
 fn resume_of_a_lost_pi_session_fails_then_starts_fresh() {
     let rig = Rig::start();
     let (mut c, sid) = rig.session("lost");
-    assert!(assert_turn_shape(&run_turn(&mut c, "remember the word MANGO")));
+    assert!(assert_turn_shape(&run_turn(&mut c, "remember the word MANGO"), &LOCAL));
     c.send("control", json!({"action": "terminate"}));
     c.until(STATE, |f| is_state(f, "terminated"));
     drop(c);
@@ -551,10 +456,7 @@ fn resume_of_a_lost_pi_session_fails_then_starts_fresh() {
     let ack = c2.init(json!({"worker_type": "pi", "session_id": "lost"}));
     assert_eq!(data(&ack)["resumed"], true, "{ack}");
     let frames = c2.until(TURN, |f| is_state(f, "terminated"));
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR", "{e}");
+    let e = data(the_error(&frames, "AGENT_ERROR"));
     assert_eq!(e["details"]["subtype"], "resume_failed", "{e}");
     assert_eq!(e["details"]["worker_type"], "pi", "{e}");
     assert!(e["message"].as_str().is_some_and(|m| m.contains("No session found")), "{e}");
@@ -571,8 +473,8 @@ fn resume_of_a_lost_pi_session_fails_then_starts_fresh() {
     let (_, args) = worker_env_args(&rig, worker_pid(&rig, &sid));
     assert!(!args.iter().any(|a| a == "--session"), "a fresh pi session: {args:?}");
     let turn = run_turn(&mut c3, "[[recall]]");
-    assert!(assert_turn_shape(&turn), "{turn:#?}");
-    assert_eq!(assert_messages(&turn), vec![rig.mock_text("[[recall]]")], "old context survived");
+    assert!(assert_turn_shape(&turn, &LOCAL), "{turn:#?}");
+    assert_eq!(assert_messages(&turn, &MESSAGES), vec![rig.mock_text("[[recall]]")], "old context survived");
 
     // Again, with an input sent before pi gave up: that turn ends too.
     c3.send("control", json!({"action": "terminate"}));
@@ -601,27 +503,24 @@ fn resume_of_a_lost_pi_session_fails_then_starts_fresh() {
 #[test]
 fn api_error_is_an_agent_error_and_the_session_goes_on() {
     let rig = Rig::start();
-    let (status, body) = rig.mock_says("[[error:400]]");
+    let (status, body) = rig.mock.answer(MODEL, "[[error:400]]");
     assert_eq!(status, 400, "{body}");
     let mock_message = body["error"]["message"].as_str().expect("mock error message").to_owned();
     let (mut c, _sid) = rig.session("apierror");
 
     let frames = run_turn(&mut c, "[[error:400]]");
-    assert!(!assert_turn_shape(&frames), "{frames:#?}");
-    let errors = of_type(&frames, "error");
-    assert_eq!(errors.len(), 1, "{frames:#?}");
-    let e = data(errors[0]);
-    assert_eq!(e["code"], "AGENT_ERROR", "{e}");
+    assert!(!assert_turn_shape(&frames, &LOCAL), "{frames:#?}");
+    let e = data(the_error(&frames, "AGENT_ERROR"));
     let msg = e["message"].as_str().expect("message");
     assert!(msg.contains(&mock_message) && msg.starts_with("400"), "{msg:?} vs {mock_message:?}");
     assert_eq!(e["details"], json!({"worker_type": "pi", "subtype": "error", "status": 400}));
     assert!(pos(&frames, |f| ev_type(f) == "error") < pos(&frames, |f| ev_type(f) == "done"));
 
     let next = run_turn(&mut c, "say hi");
-    assert!(assert_turn_shape(&next), "{next:#?}");
-    assert_eq!(assert_messages(&next), vec![rig.mock_text("say hi")]);
+    assert!(assert_turn_shape(&next, &LOCAL), "{next:#?}");
+    assert_eq!(assert_messages(&next, &MESSAGES), vec![rig.mock_text("say hi")]);
     // pi did not retry a 400.
-    let bad = rig.agent_requests().into_iter().filter(|r| r["last_user_text"] == "[[error:400]]").count();
+    let bad = rig.mock.agent_requests(false).into_iter().filter(|r| r["last_user_text"] == "[[error:400]]").count();
     assert_eq!(bad, 1);
 }
 
@@ -649,8 +548,8 @@ fn a_dying_agent_is_a_worker_error() {
         }
         assert_eq!(of_type(&frames, "done").len(), 1, "{frames:#?}");
         assert_eq!(done_of(&frames)["success"], false);
-        assert_messages(&frames);
-        assert_seq(&frames);
+        assert_messages(&frames, &MESSAGES);
+        assert_seq(&frames, &LOCAL);
     }
 }
 
@@ -660,13 +559,13 @@ fn a_dying_agent_is_a_worker_error() {
 fn reset_discards_the_conversation() {
     let rig = Rig::start();
     let (mut c, _sid) = rig.session("reset");
-    assert!(assert_turn_shape(&run_turn(&mut c, "remember the word MANGO")));
+    assert!(assert_turn_shape(&run_turn(&mut c, "remember the word MANGO"), &LOCAL));
     c.send("control", json!({"action": "reset"}));
     let r = c.until(STATE, |f| ev_type(f) == "state");
     let st = r.last().unwrap();
     assert!(is_state(st, "idle") && data(st)["message"] == "context_reset", "{st}");
     let turn = run_turn(&mut c, "[[recall]]");
-    assert!(assert_turn_shape(&turn), "{turn:#?}");
-    assert_eq!(assert_messages(&turn), vec![rig.mock_text("[[recall]]")], "context survived the reset");
-    assert_seq(&c.seen);
+    assert!(assert_turn_shape(&turn, &LOCAL), "{turn:#?}");
+    assert_eq!(assert_messages(&turn, &MESSAGES), vec![rig.mock_text("[[recall]]")], "context survived the reset");
+    assert_seq(&c.seen, &LOCAL);
 }

@@ -64,6 +64,46 @@ impl MockModel {
     pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         http_post(self.port, path, &body.to_string())
     }
+
+    /// What the mock answers a fresh one-message conversation with `prompt`
+    /// under `model` (a plain Messages API call): (HTTP status, body).
+    pub fn answer(&self, model: &str, prompt: &str) -> (u16, serde_json::Value) {
+        self.post(
+            "/v1/messages",
+            &serde_json::json!({"model": model, "max_tokens": 256,
+                                "messages": [{"role": "user", "content": prompt}]}),
+        )
+    }
+
+    /// The `ty` block (`text`, `thinking`) of [`MockModel::answer`]; fails
+    /// unless the mock answers 200 with such a block.
+    pub fn answer_block(&self, model: &str, prompt: &str, ty: &str) -> String {
+        let (status, body) = self.answer(model, prompt);
+        assert_eq!(status, 200, "mock answer to {prompt:?}: {body}");
+        body["content"]
+            .as_array()
+            .and_then(|bs| bs.iter().find(|b| b["type"] == ty))
+            .and_then(|b| b[ty].as_str())
+            .unwrap_or_else(|| panic!("mock answer to {prompt:?} has no {ty} block: {body}"))
+            .to_owned()
+    }
+
+    /// Requests an agent sent (not a test's own direct calls, which carry
+    /// no key); with `skip_auxiliary`, not its background (title) requests
+    /// either.
+    pub fn agent_requests(&self, skip_auxiliary: bool) -> Vec<serde_json::Value> {
+        let all = self.requests().as_array().cloned().unwrap_or_default();
+        all.into_iter().filter(|r| r["auth"] != "none" && !(skip_auxiliary && r["scenario"] == "auxiliary")).collect()
+    }
+
+    /// The last conversation request (auxiliary ones aside) whose prompt is `prompt`.
+    pub fn request_for(&self, prompt: &str) -> serde_json::Value {
+        let reqs = self.agent_requests(true);
+        reqs.iter()
+            .rfind(|r| r["last_user_text"] == prompt)
+            .cloned()
+            .unwrap_or_else(|| panic!("the mock got no request for {prompt:?}: {reqs:#?}"))
+    }
 }
 
 impl Drop for MockModel {

@@ -24,6 +24,7 @@ pub mod raw;
 pub mod sec;
 pub mod store;
 pub mod tools;
+pub mod turns;
 
 /// Default deadline for one expected frame.
 pub const WAIT: Duration = Duration::from_secs(10);
