@@ -97,15 +97,40 @@ worker:
 /// receives the same stream: the cost of the stream itself (the agent also
 /// sends the whole 20 MB text in one final line), with no slow consumer.
 fn baseline_growth() -> u64 {
+    // A calibration, not the claim under test: when the test's own reader is
+    // starved of CPU (4 suites on 2 cores) it falls behind the unpaced stream
+    // and the gateway rightly closes it as a slow consumer; measure again.
+    for attempt in 1..=3 {
+        if let Some(growth) = baseline_attempt() {
+            return growth;
+        }
+        eprintln!("baseline: the reading client fell behind (attempt {attempt}); measuring again");
+    }
+    panic!("the reading client could not keep up with the stream in three attempts");
+}
+
+/// RSS growth while a reading client receives the whole stream, or `None`
+/// if the client was closed as a slow consumer.
+fn baseline_attempt() -> Option<u64> {
     let gw = Gateway::start_yaml(YAML);
     let mut a = connect_large(&gw);
     init_new(&mut a);
     assert_eq!(delta_text(&a.turn("warm up")), "echo: warm up");
     let rss0 = rss_bytes(gw.pid());
     let watch = RssWatch::start(gw.pid());
-    let frames = a.turn_within(&format!("stream {DELTAS} {WIDTH} 0"), Duration::from_secs(60));
-    assert_eq!(of_type(&frames, "done").len(), 1);
-    watch.max().saturating_sub(rss0)
+    a.send("input", json!({"content": format!("stream {DELTAS} {WIDTH} 0")}));
+    let mut dones = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match a.recv_within(deadline.saturating_duration_since(Instant::now())) {
+            Ok(v) if ev_type(&v) == "done" => dones += 1,
+            Ok(v) if dones == 1 && is_state(&v, "idle") => break,
+            Ok(_) => {}
+            Err(RecvError::Closed(1008, reason)) if reason == "slow consumer" => return None,
+            Err(e) => panic!("baseline stream: {e:?}"),
+        }
+    }
+    Some(watch.max().saturating_sub(rss0))
 }
 
 /// The two 20 MB streaming tests run one at a time: on two shared cores the
