@@ -314,3 +314,50 @@ fn total_send_queue_limit_closes_the_largest_queue() {
     assert!(gw.wait_log("max_total_send_queue_bytes", Duration::from_secs(5)), "the close is logged");
     assert_eq!(session_state(&gw, &sid), "idle", "the session keeps running");
 }
+
+/// `limits.write_stall_timeout` (slow-read defence): a client that stops
+/// reading while a large stream is queued for it (its queue bound set far
+/// above the stream, so the slow-consumer close does not come first) is
+/// closed once the socket has taken nothing for the timeout, and — since it
+/// will not read its close frame either — its connection is dropped; the
+/// session keeps running for others.
+#[test]
+fn a_client_that_stops_reading_is_dropped_after_the_write_stall_timeout() {
+    let _one_stream = STREAMING.lock().unwrap_or_else(|p| p.into_inner());
+    let gw = Gateway::start_yaml(
+        "gateway:\n  send_queue_bytes: \"64MiB\"\n  send_queue_high_water: \"32MiB\"\n  ping_interval: \"1s\"\n\
+         worker:\n  max_line_bytes: \"64MiB\"\nlimits:\n  write_stall_timeout: \"1s\"\n",
+    );
+    let mut a = connect_large(&gw);
+    // Loopback buffers here can hold the whole stream (tcp_rmem up to
+    // 32 MiB): pin A's receive buffer small so the gateway's writes stall.
+    if let tungstenite::stream::MaybeTlsStream::Plain(sock) = a.ws.get_ref() {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 64 * 1024;
+        // SAFETY: a valid socket fd and a c_int option value of the stated size.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_RCVBUF");
+    }
+    let (_, sid) = init_new(&mut a);
+    let before = tcp_connections(gw.pid());
+    assert!(before >= 1, "the client's connection is counted");
+    a.send("input", json!({"content": format!("stream {DELTAS} {WIDTH} 0")}));
+    // A reads nothing from here on.
+    let dropped = eventually(Duration::from_secs(20), || tcp_connections(gw.pid()) < before);
+    assert!(dropped, "the stalled connection is still open after 20 s");
+    assert!(gw.wait_log("write_stall_timeout", WAIT), "the close is logged");
+    // The session did not go with it.
+    let mut o = gw.connect();
+    o.send("init", json!({"worker_type": "claude_code", "session_id": sid, "mode": "observe"}));
+    let ack = o.expect("init_ack");
+    assert!(matches!(ack["event"]["data"]["state"].as_str(), Some("running" | "idle")), "{ack}");
+    drop(a);
+}

@@ -636,18 +636,34 @@ impl Reactor {
             TimerKind::Linger => self.drop_client(key),
             TimerKind::CredentialExpiry => self.on_credential_expiry(key),
             TimerKind::Heartbeat => {
-                if c.conn.is_closing() || !c.conn.is_ws() {
+                if c.lingering {
+                    return;
+                }
+                if c.conn.is_closing() {
+                    // Closing, but the peer reads nothing: its close frame
+                    // never goes out and linger never starts. Drop it.
+                    if c.conn.write_stalled(self.s.write_stall_timeout) {
+                        return self.drop_client(key);
+                    }
+                    self.timers.after(self.s.ping_interval, Owner::Conn(key.into()), TimerKind::Heartbeat);
+                    return;
+                }
+                if !c.conn.is_ws() {
                     return;
                 }
                 if c.conn.write_stalled(self.s.write_stall_timeout) {
-                    // slow-read defence (limits.write_stall_timeout)
+                    // slow-read defence (limits.write_stall_timeout); the
+                    // next tick drops it if the close cannot go out either
+                    log::info!("closing a connection whose socket took nothing for limits.write_stall_timeout");
                     self.close_client(key, close::POLICY, "write stalled", true);
+                    self.timers.after(self.s.ping_interval, Owner::Conn(key.into()), TimerKind::Heartbeat);
                     return;
                 }
                 let silence = c.conn.last_rx.elapsed();
                 let limit = self.s.ping_interval * self.s.missed_pongs;
                 if silence >= limit {
                     self.close_client(key, close::GOING_AWAY, "heartbeat timeout", false);
+                    self.timers.after(self.s.ping_interval, Owner::Conn(key.into()), TimerKind::Heartbeat);
                     return;
                 }
                 if let Some(c) = self.client_mut(key) {
