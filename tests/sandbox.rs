@@ -253,8 +253,19 @@ fn worker_process_state() {
     c.until(WAIT, |v| is_state(v, "running"));
     let pid = worker_pid(&gw, &sid);
 
-    // At exec (the wrapper shell's own status).
-    let at_exec = std::fs::read_to_string(scripts.path().join(format!("status-{pid}"))).expect("wrapper report");
+    // At exec (the wrapper shell's own status). `running` only says the input
+    // was queued to the worker's stdin: the wrapper may still be writing.
+    let report = scripts.path().join(format!("status-{pid}"));
+    let at_exec = {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            match std::fs::read_to_string(&report) {
+                Ok(t) if t.contains("NoNewPrivs") => break t,
+                _ if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(10)),
+                other => panic!("wrapper report: {other:?}"),
+            }
+        }
+    };
     for (key, want) in [
         ("SigBlk", "0000000000000000"),
         ("SigIgn", "0000000000000000"),
