@@ -145,11 +145,16 @@ fn worker_pid(rig: &Rig, sid: &str) -> i32 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
     };
-    let pids = processes_of_session(sid);
-    pids.iter()
-        .copied()
-        .find(|p| ppid(*p) == Some(gw))
-        .unwrap_or_else(|| panic!("no worker process of session {sid} among {pids:?}"))
+    // Polled: under load the listing can run before the new process shows up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = processes_of_session(sid);
+        if let Some(p) = pids.iter().copied().find(|p| ppid(*p) == Some(gw)) {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "no worker process of session {sid} among {pids:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The worker's environment and the arguments it was started with.
