@@ -33,7 +33,7 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-cargo test --locked --no-fail-fast --lib --bins --tests -- --test-threads="${HOTPLEX_TEST_THREADS:-4}"
+cargo test --locked --no-fail-fast --lib --bins --tests -- --test-threads="${HOTPLEX_TEST_THREADS:-2}"
 
 echo "== benches run once each in criterion's test mode"
 # criterion's own harness: it takes no libtest flags such as --test-threads
