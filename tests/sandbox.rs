@@ -278,7 +278,15 @@ fn worker_process_state() {
     ] {
         assert_eq!(field(&at_exec, key), want, "{key} at exec");
     }
-    // The running worker (the mock, same pid after exec).
+    // The running worker (the mock, same pid after exec): wait for the exec,
+    // the shell may still hold its redirection fds.
+    let exec_deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_link(format!("/proc/{pid}/exe"))
+        .is_ok_and(|e| e.to_string_lossy().contains("hotplex-mock-agent"))
+    {
+        assert!(std::time::Instant::now() < exec_deadline, "the wrapper never exec'd the mock agent");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(pgid(pid), Some(pid), "own process group");
     assert_ne!(pgid(pid), pgid(gw.pid()), "not the gateway's group");
     assert_eq!(ppid(pid), Some(gw.pid()));
