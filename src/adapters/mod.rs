@@ -409,3 +409,31 @@ pub fn create(worker_type: WorkerType, config: &AdapterConfig) -> Option<Box<dyn
         WorkerType::OpencodeServer => Some(Box::new(opencode_server::OpencodeServerAdapter::new())),
     }
 }
+
+/// Robustness check shared by the adapters' unit tests: every fixture line
+/// under `tests/fixtures/<fixture_dir>`, every prefix of it, and the line with
+/// its quotes mangled are fed to a running adapter (a fresh one per file);
+/// nothing may panic.
+#[cfg(test)]
+pub(crate) fn feed_every_fixture_prefix<A: Adapter>(fixture_dir: &str, mut running: impl FnMut() -> A) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture_dir);
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("fixtures").flatten().map(|e| e.path()).collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+    for f in files {
+        let text = std::fs::read(&f).expect("read");
+        let mut a = running();
+        let mut out = Out::default();
+        for line in text.split(|b| *b == b'\n') {
+            let step = (line.len() / 64).max(1);
+            for cut in (0..line.len()).step_by(step) {
+                a.on_line(&line[..cut], &mut out);
+            }
+            a.on_line(line, &mut out);
+            // JSON strings turned into bare tokens: values of the wrong type.
+            let mangled: Vec<u8> = line.iter().map(|b| if *b == b'"' { b'\'' } else { *b }).collect();
+            a.on_line(&mangled, &mut out);
+            out.take();
+        }
+    }
+}

@@ -243,24 +243,7 @@ fn truncated_line_does_not_end_the_turn() {
 
 #[test]
 fn every_prefix_of_every_fixture_line_is_safe() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pi");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("fixtures").flatten().map(|e| e.path()).collect();
-    files.sort();
-    for f in files {
-        let text = std::fs::read(&f).expect("read");
-        let mut a = running();
-        let mut out = Out::default();
-        for line in text.split(|b| *b == b'\n') {
-            let step = (line.len() / 64).max(1);
-            for cut in (0..line.len()).step_by(step) {
-                a.on_line(&line[..cut], &mut out);
-            }
-            a.on_line(line, &mut out);
-            let mangled: Vec<u8> = line.iter().map(|b| if *b == b'"' { b'\'' } else { *b }).collect();
-            a.on_line(&mangled, &mut out);
-            out.take();
-        }
-    }
+    crate::adapters::feed_every_fixture_prefix("pi", running);
 }
 
 #[test]
